@@ -1,0 +1,12 @@
+//! Acting on events: the durable outbox and its targets (Jenkins, webhooks,
+//! commands). Every call carries the event's stable id so receivers can
+//! deduplicate; delivery is at least once, retried until acknowledged.
+
+pub mod outbox;
+pub mod targets;
+pub mod template;
+
+pub use outbox::{Deliverer, OutboxSettings, Outcome};
+pub use targets::{
+    CommandSpec, JenkinsSpec, TriggerSpec, WebhookFormat, WebhookSpec, redact_url, signature,
+};

@@ -1,0 +1,416 @@
+//! `freshen`: the command line. It parses arguments, loads the config, wires
+//! the layers together, and turns errors into one line and an exit code.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use freshen_actions::Deliverer;
+use freshen_config::Loaded;
+use freshen_reference::{Platform, Reference};
+use freshen_registry::{Client, ClientOptions};
+use freshen_store::{DeliveryState, Store};
+use freshen_watch::{Checker, Daemon, DaemonSettings, Watch};
+
+/// Exit status for "something changed" with `check --exit-code`.
+const EXIT_CHANGED: u8 = 1;
+/// Exit status for any error (as `git diff --exit-code`: above 1).
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "freshen",
+    version,
+    about = "Keep container images fresh: watch the images yours are built on, and act when they change."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Config file (YAML). See freshen.example.yaml.
+    #[arg(long, short = 'c', global = true, env = "FRESHEN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite:///path.db or postgres://... (overrides the config).
+    #[arg(long, global = true, env = "FRESHEN_DATABASE", hide_env_values = true)]
+    database: Option<String>,
+    /// Log filter, e.g. info or freshen_registry=debug (default: warn; info for `watch`).
+    #[arg(long, global = true, env = "FRESHEN_LOG")]
+    log: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a tag's digest and its per-platform manifest digests.
+    Digest {
+        /// Image reference, docker-style (debian:bookworm, localhost:5000/app:1).
+        reference: String,
+        /// Only these platforms (os/arch[/variant]); default: every platform.
+        #[arg(long = "platform", short = 'p')]
+        platforms: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check tags once: record what they point at, report new/changed/unchanged,
+    /// and deliver the triggers of what changed.
+    Check {
+        /// References to check; default: every watch in the config. A reference
+        /// that is also watched in the config keeps its platforms and triggers.
+        references: Vec<String>,
+        /// Platforms for references given here (default: the config's default_platforms).
+        #[arg(long = "platform", short = 'p')]
+        platforms: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when anything changed, 0 when nothing did, 2 on error.
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Run the watcher: check each watch on its schedule and deliver triggers
+    /// until SIGTERM or Ctrl-C (in-flight work finishes first).
+    Watch,
+    /// Every digest seen for a tag, per platform, with first and last sight.
+    History {
+        reference: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recorded change events, newest first.
+    Events {
+        /// Only this reference's events.
+        reference: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trigger deliveries: list them, or put a failed one back in the queue.
+    Outbox {
+        #[command(subcommand)]
+        command: Option<OutboxCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// List deliveries, newest first.
+    List {
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retry a failed delivery now.
+    Retry { id: i64 },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StateArg {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Watch) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(
+        cli.global.log.as_deref().unwrap_or(default_level),
+        cli.global.log_format,
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("freshen: error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // One line: the error and its causes, outermost first.
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("freshen: error: {}", msg.join(": "));
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let loaded = match &cli.global.config {
+        Some(path) => freshen_config::load(path)?,
+        None => Loaded::defaults(),
+    };
+    match cli.command {
+        Command::Digest {
+            reference,
+            platforms,
+            json,
+        } => digest(&loaded, &reference, &platforms, json).await,
+        Command::Check {
+            references,
+            platforms,
+            json,
+            exit_code,
+        } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            check(&loaded, store, &references, &platforms, json, exit_code).await
+        }
+        Command::Watch => {
+            let store = open_store(&cli.global, &loaded).await?;
+            watch(&loaded, store).await
+        }
+        Command::History { reference, json } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let r = parse_ref(&loaded, &reference)?;
+            let rows = store.history(&r.to_string()).await?;
+            if rows.is_empty() {
+                bail!("no history for {r}: run `freshen check {reference}` first");
+            }
+            output::history(&r, &rows, json);
+            Ok(0)
+        }
+        Command::Events {
+            reference,
+            limit,
+            json,
+        } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let r = reference.map(|s| parse_ref(&loaded, &s)).transpose()?;
+            let events = store
+                .events(r.map(|r| r.to_string()).as_deref(), limit)
+                .await?;
+            output::events(&events, json);
+            Ok(0)
+        }
+        Command::Outbox { command } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            match command.unwrap_or(OutboxCommand::List {
+                state: None,
+                limit: 50,
+                json: false,
+            }) {
+                OutboxCommand::List { state, limit, json } => {
+                    let state = state.map(|s| match s {
+                        StateArg::Pending => DeliveryState::Pending,
+                        StateArg::Delivered => DeliveryState::Delivered,
+                        StateArg::Failed => DeliveryState::Failed,
+                    });
+                    output::deliveries(&store.deliveries(state, limit).await?, json);
+                    Ok(0)
+                }
+                OutboxCommand::Retry { id } => {
+                    if !store.retry_delivery(id, chrono::Utc::now()).await? {
+                        bail!(
+                            "delivery {id} is not a failed delivery (see `freshen outbox list --state failed`)"
+                        );
+                    }
+                    println!("delivery {id} queued again");
+                    Ok(0)
+                }
+            }
+        }
+    }
+}
+
+fn parse_ref(loaded: &Loaded, s: &str) -> Result<Reference> {
+    Ok(Reference::parse_with(s, &loaded.defaults)?)
+}
+
+fn parse_platforms(list: &[String]) -> Result<Vec<Platform>> {
+    Ok(list
+        .iter()
+        .map(|p| Platform::parse(p))
+        .collect::<Result<_, _>>()?)
+}
+
+fn client(loaded: &Loaded) -> Client {
+    Client::new(ClientOptions {
+        registries: loaded.config.registries.clone(),
+        ..ClientOptions::default()
+    })
+}
+
+/// The database URL: flag or env, then config, then a file in the data dir.
+fn database_url(global: &Global, loaded: &Loaded) -> Result<String> {
+    if let Some(db) = global
+        .database
+        .clone()
+        .or_else(|| loaded.config.database.clone())
+    {
+        return Ok(db);
+    }
+    let dir = data_dir().context("no data directory: set FRESHEN_DATA_DIR, HOME, or --database")?;
+    Ok(format!("sqlite://{}", dir.join("freshen.db").display()))
+}
+
+fn data_dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("FRESHEN_DATA_DIR")
+        .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("freshen")))
+        .or_else(|| env("HOME").map(|h| h.join(".local/share/freshen")))
+}
+
+async fn open_store(global: &Global, loaded: &Loaded) -> Result<Store> {
+    let url = database_url(global, loaded)?;
+    Ok(Store::open(&url).await?)
+}
+
+async fn digest(loaded: &Loaded, reference: &str, platforms: &[String], json: bool) -> Result<u8> {
+    let r = parse_ref(loaded, reference)?;
+    let wanted = parse_platforms(platforms)?;
+    let client = client(loaded);
+    let resolved = client.resolve(&r).await?;
+    let manifests = if wanted.is_empty() {
+        resolved.manifests.clone()
+    } else {
+        client.select_platforms(&r, &resolved, &wanted)?
+    };
+    output::digest(&r, &resolved, &manifests, json);
+    Ok(0)
+}
+
+async fn check(
+    loaded: &Loaded,
+    store: Store,
+    references: &[String],
+    platforms: &[String],
+    json: bool,
+    exit_code: bool,
+) -> Result<u8> {
+    let watches: Vec<Watch> = if references.is_empty() {
+        if loaded.watches.is_empty() {
+            bail!("nothing to check: name references, or give --config with watches");
+        }
+        loaded.watches.clone()
+    } else {
+        let wanted = parse_platforms(platforms)?;
+        references
+            .iter()
+            .map(|s| {
+                let r = parse_ref(loaded, s)?;
+                let configured = loaded.watches.iter().find(|w| w.reference == r);
+                Ok(match configured {
+                    Some(w) if wanted.is_empty() => w.clone(),
+                    Some(w) => Watch {
+                        platforms: wanted.clone(),
+                        ..w.clone()
+                    },
+                    None => Watch::adhoc(
+                        r,
+                        if wanted.is_empty() {
+                            loaded.default_platforms.clone()
+                        } else {
+                            wanted.clone()
+                        },
+                    ),
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let concurrency = loaded.config.check_concurrency.unwrap_or(32);
+    let checker = Checker::new(client(loaded), store.clone(), concurrency);
+    let results = checker.check_all(&watches, "poll").await?;
+    let deliverer = deliverer(loaded, store);
+    let outcomes = deliverer.deliver_due().await?;
+    let report = output::CheckReport::new(&watches, results, outcomes, checker.client());
+    report.print(json);
+    Ok(if report.has_errors() {
+        EXIT_ERROR
+    } else if exit_code && report.changed() {
+        EXIT_CHANGED
+    } else {
+        0
+    })
+}
+
+fn deliverer(loaded: &Loaded, store: Store) -> Deliverer {
+    Deliverer::new(
+        store,
+        loaded.config.triggers.clone(),
+        loaded.config.outbox.clone(),
+        loaded.base_dir.clone(),
+    )
+}
+
+async fn watch(loaded: &Loaded, store: Store) -> Result<u8> {
+    if loaded.watches.is_empty() {
+        bail!("nothing to watch: the config has no watches");
+    }
+    let checker = Checker::new(
+        client(loaded),
+        store.clone(),
+        loaded.config.check_concurrency.unwrap_or(32),
+    );
+    let settings = DaemonSettings {
+        jitter: loaded
+            .config
+            .jitter
+            .unwrap_or(DaemonSettings::default().jitter),
+        ..DaemonSettings::default()
+    };
+    let daemon = Daemon::new(
+        checker,
+        deliverer(loaded, store),
+        loaded.watches.clone(),
+        settings,
+    );
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("signal received: finishing in-flight work");
+        let _ = tx.send(true);
+    });
+    daemon.run(rx).await?;
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,480 @@
+//! The configuration file: YAML, `${ENV}` interpolation for secrets, and
+//! validation whose errors name the file and the key to fix.
+//!
+//! Each layer owns the shape of its own section (`registries:` is the
+//! registry layer's, `triggers:` the actions layer's, `watches:` the watch
+//! layer's); this crate puts them together and checks how they refer to
+//! each other.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use freshen_actions::{OutboxSettings, TriggerSpec};
+use freshen_reference::{Defaults, Platform};
+use freshen_registry::RegistrySettings;
+use freshen_watch::{Schedule, Watch, WatchSpec};
+use serde::Deserialize;
+
+/// A configuration error: where it is and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {key}: {message}")]
+    Invalid {
+        path: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite:///path/freshen.db` or `postgres://...`; default: `freshen.db` in the data dir.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Registry for references that name none; default `docker.io`.
+    #[serde(default)]
+    pub default_registry: Option<String>,
+    /// Platforms watched when a watch names none; default `[linux/amd64]`.
+    #[serde(default)]
+    pub default_platforms: Vec<String>,
+    /// Schedule for watches that name none; default `15m`.
+    #[serde(default)]
+    pub default_schedule: Option<String>,
+    /// Random delay added to each scheduled check; default `30s`.
+    #[serde(default, with = "humantime_serde")]
+    pub jitter: Option<Duration>,
+    /// Checks in flight at once in a `check` pass; default 32.
+    #[serde(default)]
+    pub check_concurrency: Option<usize>,
+    /// Per-registry transport settings.
+    #[serde(default)]
+    pub registries: Vec<RegistrySettings>,
+    /// The tags to watch.
+    #[serde(default)]
+    pub watches: Vec<WatchSpec>,
+    /// Named triggers that watches fire.
+    #[serde(default)]
+    pub triggers: BTreeMap<String, TriggerSpec>,
+    /// Delivery retries and leases.
+    #[serde(default)]
+    pub outbox: OutboxSettings,
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// The config file's directory: relative paths (commands, CA files) resolve here.
+    pub base_dir: PathBuf,
+    pub defaults: Defaults,
+    pub default_platforms: Vec<Platform>,
+    pub default_schedule: Schedule,
+    pub watches: Vec<Watch>,
+}
+
+impl Loaded {
+    /// The defaults alone, for running without a config file.
+    pub fn defaults() -> Loaded {
+        validate(
+            Config::default(),
+            Path::new("<defaults>"),
+            PathBuf::from("."),
+        )
+        .expect("the defaults are valid")
+    }
+}
+
+/// Reads, interpolates, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
+    parse(&text, path, base_dir, &|name| std::env::var(name).ok())
+}
+
+/// Parses config text; `env` resolves `${NAME}`.
+pub fn parse(
+    text: &str,
+    path: &Path,
+    base_dir: PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let shown = path.display().to_string();
+    let invalid = |key: String, message: String| ConfigError::Invalid {
+        path: shown.clone(),
+        key,
+        message,
+    };
+    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("line {} column {}", l.line(), l.column()))
+            .unwrap_or_else(|| "(top)".into());
+        invalid(at, format!("not valid YAML: {e}"))
+    })?;
+    if value.is_null() {
+        value = serde_yaml_ng::Value::Mapping(Default::default());
+    }
+    interpolate(&mut value, String::new(), env).map_err(|(k, m)| invalid(k, m))?;
+    // Through JSON's data model: YAML's own deserializer wants `!tags` for
+    // enums, where users write `jenkins: {...}`.
+    let json = serde_json::to_value(&value).map_err(|e| invalid("(top)".into(), e.to_string()))?;
+    let config: Config = serde_path_to_error::deserialize(json).map_err(|e| {
+        let key = e.path().to_string();
+        invalid(
+            if key == "." { "(top)".into() } else { key },
+            e.inner().to_string(),
+        )
+    })?;
+    validate(config, path, base_dir)
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` in every string value; `$${` is a literal `${`.
+fn interpolate(
+    v: &mut serde_yaml_ng::Value,
+    key: String,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
+    use serde_yaml_ng::Value;
+    match v {
+        Value::String(s) if s.contains('$') => *s = expand(s, env).map_err(|m| (key, m))?,
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate(item, format!("{key}[{i}]"), env)?;
+            }
+        }
+        Value::Mapping(m) => {
+            for (k, item) in m.iter_mut() {
+                let name = k
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{k:?}"));
+                let child = if key.is_empty() {
+                    name
+                } else {
+                    format!("{key}.{name}")
+                };
+                interpolate(item, child, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = tail;
+            continue;
+        }
+        let Some(body) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let end = body
+            .find('}')
+            .ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+        let expr = &body[..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (expr, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("${{{expr}}} is not a variable name"));
+        }
+        match (env(name), default) {
+            (Some(v), _) if !v.is_empty() || default.is_none() => out.push_str(&v),
+            (_, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!("environment variable {name} is not set"));
+            }
+            (Some(v), None) => out.push_str(&v),
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, ConfigError> {
+    let shown = path.display().to_string();
+    let invalid = |key: String, message: String| ConfigError::Invalid {
+        path: shown.clone(),
+        key,
+        message,
+    };
+    let defaults = Defaults {
+        registry: config
+            .default_registry
+            .clone()
+            .unwrap_or_else(|| freshen_reference::DOCKER_HUB.to_string()),
+    };
+    if let Some(db) = &config.database
+        && !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| db.starts_with(p))
+    {
+        return Err(invalid(
+            "database".into(),
+            "expected sqlite:///path/to/file.db or postgres://user@host/db".into(),
+        ));
+    }
+    let default_platforms = if config.default_platforms.is_empty() {
+        vec![Platform::new("linux", "amd64", None)]
+    } else {
+        config
+            .default_platforms
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Platform::parse(p)
+                    .map_err(|e| invalid(format!("default_platforms[{i}]"), e.to_string()))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let default_schedule = Schedule::parse(config.default_schedule.as_deref().unwrap_or("15m"))
+        .map_err(|e| invalid("default_schedule".into(), e))?;
+
+    let mut hosts = std::collections::HashSet::new();
+    for (i, r) in config.registries.iter().enumerate() {
+        if r.host.is_empty() || r.host.contains('/') {
+            return Err(invalid(
+                format!("registries[{i}].host"),
+                format!("{:?} is not a registry host (host or host:port)", r.host),
+            ));
+        }
+        if !hosts.insert(r.host.clone()) {
+            return Err(invalid(
+                format!("registries[{i}].host"),
+                format!("{} is listed twice", r.host),
+            ));
+        }
+        if r.max_concurrency == 0 {
+            return Err(invalid(
+                format!("registries[{i}].max_concurrency"),
+                "must be at least 1".into(),
+            ));
+        }
+        if r.password.is_some() && r.username.is_none() {
+            return Err(invalid(
+                format!("registries[{i}].username"),
+                "a password needs a username".into(),
+            ));
+        }
+    }
+    let mut config = config;
+    for r in &mut config.registries {
+        if let Some(ca) = &r.ca_file
+            && ca.is_relative()
+        {
+            r.ca_file = Some(base_dir.join(ca));
+        }
+    }
+
+    for (name, t) in &config.triggers {
+        t.validate()
+            .map_err(|e| invalid(format!("triggers.{name}"), e))?;
+    }
+    let mut watches = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (i, spec) in config.watches.iter().enumerate() {
+        let w = Watch::from_spec(spec, &defaults, &default_platforms, &default_schedule)
+            .map_err(|(field, e)| invalid(format!("watches[{i}].{field}"), e))?;
+        for (j, t) in spec.on_change.iter().enumerate() {
+            if !config.triggers.contains_key(t) {
+                let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();
+                return Err(invalid(
+                    format!("watches[{i}].on_change[{j}]"),
+                    format!(
+                        "no trigger named {t:?} (defined: {})",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        if let Some(first) = seen.insert(w.key(), i) {
+            return Err(invalid(
+                format!("watches[{i}].ref"),
+                format!(
+                    "{} is already watched by watches[{first}]; merge their platforms and triggers",
+                    w.key()
+                ),
+            ));
+        }
+        watches.push(w);
+    }
+    if config.outbox.max_attempts == 0 || config.outbox.concurrency == 0 {
+        return Err(invalid(
+            "outbox".into(),
+            "max_attempts and concurrency must be at least 1".into(),
+        ));
+    }
+    Ok(Loaded {
+        config,
+        base_dir,
+        defaults,
+        default_platforms,
+        default_schedule,
+        watches,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Loaded, ConfigError> {
+        let env = |n: &str| match n {
+            "JENKINS_TOKEN" => Some("s3cret".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        parse(
+            text,
+            Path::new("freshen.yaml"),
+            PathBuf::from("/etc/freshen"),
+            &env,
+        )
+    }
+
+    fn err(text: &str) -> String {
+        load_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_documented_example_loads() {
+        let text = include_str!("../../../freshen.example.yaml");
+        let env = |_: &str| Some("x".to_string());
+        let l = parse(
+            text,
+            Path::new("freshen.example.yaml"),
+            PathBuf::from("."),
+            &env,
+        )
+        .unwrap();
+        assert!(!l.watches.is_empty());
+    }
+
+    #[test]
+    fn full_shape() {
+        let l = load_str(
+            r#"
+default_registry: docker.io
+registries:
+  - {host: "localhost:5000", insecure: true, max_concurrency: 8}
+watches:
+  - ref: debian:bookworm
+    platforms: [linux/amd64, linux/arm64]
+    schedule: "*/15 * * * *"
+    on_change: [rebuild-app, notify]
+  - ref: localhost:5000/app:1
+triggers:
+  rebuild-app:
+    jenkins: {url: "http://jenkins:8080", job: "images/rebuild-app", user: ci, token: "${JENKINS_TOKEN}",
+              parameters: {BASE_IMAGE: "{{ref}}", NEW_DIGEST: "{{new_digest}}"}}
+  notify:
+    webhook: {url: "https://hooks.example/freshen", secret: "${HOOK_SECRET:-fallback}"}
+  local:
+    command: ["./rebuild.sh"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(l.watches.len(), 2);
+        assert_eq!(
+            l.watches[0].reference.to_string(),
+            "docker.io/library/debian:bookworm"
+        );
+        assert_eq!(l.watches[0].platforms.len(), 2);
+        assert_eq!(l.watches[1].platforms[0].to_string(), "linux/amd64");
+        match &l.config.triggers["rebuild-app"] {
+            TriggerSpec::Jenkins(j) => assert_eq!(j.token.as_deref(), Some("s3cret")),
+            other => panic!("{other:?}"),
+        }
+        match &l.config.triggers["notify"] {
+            TriggerSpec::Webhook(w) => assert_eq!(w.secret.as_deref(), Some("fallback")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_point_at_the_key() {
+        assert!(
+            err("watches:\n  - ref: Debian\n")
+                .contains("watches[0].ref: invalid image reference \"Debian\"")
+        );
+        assert!(
+            err("watches:\n  - ref: debian\n    schedule: sometimes\n")
+                .contains("watches[0].schedule")
+        );
+        assert!(
+            err("watches:\n  - ref: debian\n    platforms: [linux]\n")
+                .contains("watches[0].platforms")
+        );
+        assert!(
+            err("watches:\n  - ref: debian\n    on_change: [nope]\n")
+                .contains("watches[0].on_change[0]: no trigger named \"nope\"")
+        );
+        assert!(
+            err("watches:\n  - ref: debian\n    tags: [x]\n")
+                .contains("watches[0].tags: unknown field `tags`")
+        );
+        assert!(
+            err("triggers:\n  t:\n    webhook: {url: \"${HOOK}\"}\n")
+                .contains("triggers.t.webhook.url: environment variable HOOK is not set")
+        );
+        assert!(err("triggers:\n  t:\n    carrier_pigeon: {}\n").contains("triggers.t"));
+        assert!(err("registries:\n  - {host: a}\n  - {host: a}\n").contains("registries[1].host"));
+        assert!(err("watches: [\n").contains("not valid YAML"));
+        assert!(err("database: mysql://x\n").contains("database"));
+        assert!(
+            err("watches:\n  - ref: debian\n  - ref: docker.io/library/debian:latest\n")
+                .contains("already watched")
+        );
+        let d = format!("watches:\n  - ref: debian@sha256:{}\n", "a".repeat(64));
+        assert!(err(&d).contains("pins a digest"));
+    }
+
+    #[test]
+    fn interpolation_rules() {
+        let env = |n: &str| (n == "A").then(|| "1".to_string());
+        assert_eq!(expand("x${A}y", &env).unwrap(), "x1y");
+        assert_eq!(expand("$${A}", &env).unwrap(), "${A}");
+        assert_eq!(expand("${B:-d}", &env).unwrap(), "d");
+        assert_eq!(expand("cost $5", &env).unwrap(), "cost $5");
+        assert!(expand("${A", &env).is_err());
+        assert!(expand("${B}", &env).unwrap_err().contains("B is not set"));
+    }
+
+    #[test]
+    fn empty_file_is_defaults() {
+        let l = load_str("").unwrap();
+        assert!(l.watches.is_empty());
+        assert_eq!(l.defaults.registry, "docker.io");
+    }
+}

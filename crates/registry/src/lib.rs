@@ -1,0 +1,376 @@
+//! A registry client for the OCI Distribution API, built for polling many
+//! tags cheaply and correctly.
+//!
+//! - `HEAD` for digests; `GET` only when the digest is missing or an index
+//!   must be read.
+//! - Bearer tokens from `WWW-Authenticate` challenges, cached per scope until
+//!   expiry, and basic auth; credentials from the config or `~/.docker/config.json`.
+//! - Retries with backoff on 5xx and transport errors, `Retry-After` on 429,
+//!   a concurrency limit per registry, mirrors tried before the registry.
+//! - Every body that is hashed is checked against its digest.
+//!
+//! Knows [`freshen_reference`] and nothing else of freshen.
+
+mod auth;
+mod error;
+mod manifest;
+mod settings;
+mod transport;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use freshen_reference::{Platform, Reference};
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, LINK};
+use sha2::{Digest as _, Sha256};
+
+pub use auth::{Challenge, Credential, docker_config_credential};
+pub use error::RegistryError;
+pub use manifest::{
+    DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageDoc, IndexDoc, MANIFEST_ACCEPT, Manifest,
+    ManifestHead, OCI_INDEX, OCI_MANIFEST, PlatformField, PlatformManifest, Resolved,
+    is_attestation, is_index_type,
+};
+pub use settings::{ClientOptions, RegistrySettings, RetryPolicy};
+
+use transport::{Target, Transport, describe_reqwest};
+
+/// Largest image config blob read to learn a single manifest's platform.
+const MAX_CONFIG_BYTES: usize = 8 * 1024 * 1024;
+
+/// A registry client. Cheap to clone; clones share connections, tokens and limits.
+#[derive(Clone)]
+pub struct Client {
+    transport: Arc<Transport>,
+}
+
+impl Client {
+    /// A client with these options.
+    pub fn new(options: ClientOptions) -> Client {
+        Client {
+            transport: Arc::new(Transport::new(options)),
+        }
+    }
+
+    /// HTTP requests sent so far (token requests included): for benchmarks and tests.
+    pub fn requests_sent(&self) -> u64 {
+        self.transport.requests.load(Ordering::Relaxed)
+    }
+
+    /// The last `RateLimit-Remaining` a registry sent, if any (Docker Hub: `76;w=21600`).
+    pub fn rate_limit_remaining(&self, registry: &str) -> Option<String> {
+        let host = self.transport.host(registry).ok()?;
+        host.rate_limit_remaining.lock().ok()?.clone()
+    }
+
+    /// `HEAD` of a tag or digest: its digest and media type, in one request.
+    pub async fn head_manifest(&self, r: &Reference) -> Result<ManifestHead, RegistryError> {
+        let image = r.to_string();
+        let resp = self
+            .transport
+            .send(
+                &target(r, &image),
+                Method::HEAD,
+                &format!("manifests/{}", r.manifest_reference()),
+                Some(MANIFEST_ACCEPT),
+            )
+            .await?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Ok(ManifestHead {
+            digest: header("docker-content-digest").filter(|d| !d.is_empty()),
+            media_type: header(CONTENT_TYPE.as_str()),
+        })
+    }
+
+    /// `GET` of a manifest: its exact bytes, checked against the digest the
+    /// registry claims and the one the reference pins.
+    pub async fn get_manifest(&self, r: &Reference) -> Result<Manifest, RegistryError> {
+        let image = r.to_string();
+        let t = target(r, &image);
+        let resp = self
+            .transport
+            .send(
+                &t,
+                Method::GET,
+                &format!("manifests/{}", r.manifest_reference()),
+                Some(MANIFEST_ACCEPT),
+            )
+            .await?;
+        let claimed = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let ctype = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let max = self.transport.options.max_manifest_bytes;
+        let bytes = read_limited(resp, max, &image, "manifest").await?;
+        let digest = sha256_digest(&bytes);
+        for expected in [claimed.as_deref(), r.digest()].into_iter().flatten() {
+            // Only sha256 is computed; other algorithms are taken on trust.
+            if expected.starts_with("sha256:") && expected != digest {
+                return Err(RegistryError::DigestMismatch {
+                    image,
+                    claimed: expected.to_string(),
+                    actual: digest,
+                });
+            }
+        }
+        let media_type = manifest::media_type_of(ctype.as_deref(), &bytes);
+        Ok(Manifest {
+            digest,
+            media_type,
+            bytes,
+        })
+    }
+
+    /// A blob's bytes, at most `max` of them, checked against its digest.
+    pub async fn get_blob(
+        &self,
+        r: &Reference,
+        digest: &str,
+        max: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let image = r.to_string();
+        let resp = self
+            .transport
+            .send(
+                &target(r, &image),
+                Method::GET,
+                &format!("blobs/{digest}"),
+                None,
+            )
+            .await?;
+        let bytes = read_limited(resp, max, &image, "blob").await?;
+        let actual = sha256_digest(&bytes);
+        if digest.starts_with("sha256:") && actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                image,
+                claimed: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Reads a tag: its digest, and the manifest of every platform it holds.
+    /// An index costs one request; a single manifest two (it and its config,
+    /// where the platform is written).
+    pub async fn resolve(&self, r: &Reference) -> Result<Resolved, RegistryError> {
+        let m = self.get_manifest(r).await?;
+        let image = r.to_string();
+        let bad = |what: &str, e: serde_json::Error| RegistryError::BadContent {
+            image: image.clone(),
+            what: what.to_string(),
+            detail: e.to_string(),
+        };
+        if is_index_type(&m.media_type) {
+            let idx: IndexDoc = serde_json::from_slice(&m.bytes).map_err(|e| bad("index", e))?;
+            let manifests = idx
+                .manifests
+                .iter()
+                .filter(|d| !is_attestation(d))
+                .filter_map(|d| {
+                    Some(PlatformManifest {
+                        platform: d.platform.as_ref()?.platform(),
+                        digest: d.digest.clone(),
+                        media_type: d.media_type.clone(),
+                    })
+                })
+                .collect();
+            return Ok(Resolved {
+                digest: m.digest,
+                media_type: m.media_type,
+                is_index: true,
+                manifests,
+            });
+        }
+        if m.media_type != OCI_MANIFEST && m.media_type != DOCKER_MANIFEST {
+            return Err(RegistryError::BadContent {
+                image,
+                what: "manifest".into(),
+                detail: format!(
+                    "media type {} is not supported (schema 1 manifests are deprecated: push the image again with a current client)",
+                    m.media_type
+                ),
+            });
+        }
+        let doc: ImageDoc = serde_json::from_slice(&m.bytes).map_err(|e| bad("manifest", e))?;
+        let config = self
+            .get_blob(r, &doc.config.digest, MAX_CONFIG_BYTES)
+            .await?;
+        let p: PlatformField =
+            serde_json::from_slice(&config).map_err(|e| bad("image config", e))?;
+        Ok(Resolved {
+            manifests: vec![PlatformManifest {
+                platform: p.platform(),
+                digest: m.digest.clone(),
+                media_type: m.media_type.clone(),
+            }],
+            digest: m.digest,
+            media_type: m.media_type,
+            is_index: false,
+        })
+    }
+
+    /// Picks the manifests for `wanted` out of a resolved tag; a platform the
+    /// tag does not hold is an error naming what it does hold.
+    pub fn select_platforms(
+        &self,
+        r: &Reference,
+        resolved: &Resolved,
+        wanted: &[Platform],
+    ) -> Result<Vec<PlatformManifest>, RegistryError> {
+        wanted
+            .iter()
+            .map(|w| {
+                resolved
+                    .select(w)
+                    .map(|m| PlatformManifest {
+                        platform: w.clone(),
+                        ..m.clone()
+                    })
+                    .ok_or_else(|| RegistryError::PlatformMissing {
+                        image: r.to_string(),
+                        wanted: w.to_string(),
+                        available: resolved.available(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Every tag of the reference's repository, following `Link` pagination
+    /// with `page_size` tags per request.
+    pub async fn list_tags(
+        &self,
+        r: &Reference,
+        page_size: usize,
+    ) -> Result<Vec<String>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let image = r.name();
+        let t = target(r, &image);
+        let mut path = format!("/v2/{}/tags/list?n={}", r.repository(), page_size.max(1));
+        let mut tags = Vec::new();
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            let resp = self.transport.get_upstream(&t, &path, None).await?;
+            let next = resp
+                .headers()
+                .get(LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let body = read_limited(resp, 16 * 1024 * 1024, &image, "tag list").await?;
+            let list: TagList =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::BadContent {
+                    image: image.clone(),
+                    what: "tag list".into(),
+                    detail: e.to_string(),
+                })?;
+            tags.extend(list.tags.unwrap_or_default());
+            match next {
+                Some(n) if pages < 100_000 => path = n,
+                _ => break,
+            }
+        }
+        Ok(tags)
+    }
+
+    /// The settings in force for a registry (defaults when not configured).
+    pub fn settings(&self, registry: &str) -> Result<RegistrySettings, RegistryError> {
+        Ok(self.transport.host(registry)?.settings().clone())
+    }
+}
+
+fn target<'a>(r: &'a Reference, image: &'a str) -> Target<'a> {
+    Target {
+        registry: r.registry(),
+        repository: r.repository(),
+        image,
+    }
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// The path of a `rel="next"` link: `</v2/x/tags/list?last=a&n=5>; rel="next"`.
+/// Absolute URLs keep only their path and query (the host is ours already).
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        if !params.contains("rel=\"next\"") && !params.contains("rel=next") {
+            return None;
+        }
+        let url = url.trim().trim_start_matches('<').trim_end_matches('>');
+        if url.starts_with('/') {
+            return Some(url.to_string());
+        }
+        let parsed = url::Url::parse(url).ok()?;
+        Some(match parsed.query() {
+            Some(q) => format!("{}?{}", parsed.path(), q),
+            None => parsed.path().to_string(),
+        })
+    })
+}
+
+/// Reads a body, failing once it passes `max` bytes.
+async fn read_limited(
+    mut resp: reqwest::Response,
+    max: usize,
+    image: &str,
+    what: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    let too_big = || RegistryError::BadContent {
+        image: image.to_string(),
+        what: what.to_string(),
+        detail: format!("larger than the limit of {max} bytes"),
+    };
+    if resp.content_length().is_some_and(|l| l > max as u64) {
+        return Err(too_big());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| RegistryError::BadContent {
+        image: image.to_string(),
+        what: what.to_string(),
+        detail: describe_reqwest(&e),
+    })? {
+        if out.len() + chunk.len() > max {
+            return Err(too_big());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header() {
+        assert_eq!(
+            next_link(r#"</v2/app/tags/list?last=t5&n=5>; rel="next""#).as_deref(),
+            Some("/v2/app/tags/list?last=t5&n=5")
+        );
+        assert_eq!(
+            next_link(r#"<https://r.example/v2/app/tags/list?last=b&n=2>; rel="next""#).as_deref(),
+            Some("/v2/app/tags/list?last=b&n=2")
+        );
+        assert_eq!(next_link(r#"</x>; rel="prev""#), None);
+    }
+}

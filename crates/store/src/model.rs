@@ -1,0 +1,176 @@
+//! The values the store takes and returns.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Which database a [`Store`](crate::Store) talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// An embedded SQLite file (the single-instance default).
+    Sqlite,
+    /// A PostgreSQL server (several replicas share it).
+    Postgres,
+}
+
+/// The digest one platform of a reference points at. Platform `""` stands for
+/// the tag's top-level digest (an index or a single manifest).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PlatformDigest {
+    /// `""` for the top level, else e.g. `linux/amd64` or `linux/arm64/v8`.
+    pub platform: String,
+    /// `sha256:...`.
+    pub digest: String,
+}
+
+/// One look at a reference: what its tag and watched platforms point at now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// Normalised reference, e.g. `docker.io/library/debian:bookworm`.
+    pub reference: String,
+    /// What the tag points at now (index or single manifest); stored under platform `""`.
+    pub top_digest: String,
+    /// Manifest digests of the *watched* platforms (platform like `linux/arm64/v8`).
+    pub manifests: Vec<PlatformDigest>,
+    /// Where the observation came from: `poll`, `webhook:registry`, ...
+    pub source: String,
+    /// When it was observed.
+    pub seen_at: DateTime<Utc>,
+    /// Triggers to enqueue a delivery for if this observation creates a change event.
+    pub triggers: Vec<String>,
+}
+
+/// How one digest of an observation compares with what was stored before it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Status {
+    /// First sight of this platform: a baseline, never a change.
+    New,
+    /// Same digest as the current one.
+    Unchanged,
+    /// The digest moved away from `old`.
+    Changed {
+        /// The previous current digest.
+        old: String,
+    },
+}
+
+/// The outcome of [`Store::record`](crate::Store::record).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    /// Status of the top-level digest.
+    pub top: Status,
+    /// Status per watched platform, in the order of [`Observation::manifests`].
+    pub platforms: Vec<(String, Status)>,
+    /// The change event created, if a watched platform changed.
+    pub event: Option<ChangeEvent>,
+}
+
+/// One run of a digest on one platform of a reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// `""` for the top-level digest.
+    pub platform: String,
+    /// The digest of this run.
+    pub digest: String,
+    /// First observation of this run.
+    pub first_seen: DateTime<Utc>,
+    /// Latest observation of this run.
+    pub last_seen: DateTime<Utc>,
+}
+
+/// A persisted change of a reference: at least one watched platform moved.
+/// Sent to receivers as the delivery payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    /// UUID v7, stable: receivers use it to drop duplicates.
+    pub id: String,
+    /// Normalised reference.
+    pub reference: String,
+    /// The previous top-level digest (`None` if the top level was new).
+    pub old_digest: Option<String>,
+    /// The top-level digest now.
+    pub new_digest: String,
+    /// The watched platforms whose manifest digest moved.
+    pub changes: Vec<PlatformChange>,
+    /// Source of the observation that found the change.
+    pub source: String,
+    /// When that observation was made.
+    pub observed_at: DateTime<Utc>,
+}
+
+/// One platform's digest move inside a [`ChangeEvent`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformChange {
+    /// e.g. `linux/amd64`.
+    pub platform: String,
+    /// Digest before the change.
+    pub old_digest: String,
+    /// Digest after the change.
+    pub new_digest: String,
+}
+
+/// Where an outbox delivery stands. Stored as lowercase text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Waiting for (another) attempt.
+    Pending,
+    /// Acknowledged by the target.
+    Delivered,
+    /// Given up; [`Store::retry_delivery`](crate::Store::retry_delivery) puts it back.
+    Failed,
+}
+
+impl DeliveryState {
+    /// The stored (and displayed) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeliveryState::Pending),
+            "delivered" => Some(DeliveryState::Delivered),
+            "failed" => Some(DeliveryState::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One outbox row: a change event to hand to one trigger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Row id, used to report the outcome.
+    pub id: i64,
+    /// The change event this delivers.
+    pub event_id: String,
+    /// Name of the trigger (from config) to call.
+    pub trigger: String,
+    /// What to send: the event as JSON.
+    pub payload: serde_json::Value,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts completed so far (failed ones, plus the successful one once delivered).
+    pub attempts: i32,
+    /// When it is due next (pending), or was last due.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Error of the latest failed attempt.
+    pub last_error: Option<String>,
+    /// What the target answered on success, e.g. a Jenkins queue item URL.
+    pub response: Option<String>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it was acknowledged.
+    pub delivered_at: Option<DateTime<Utc>>,
+}

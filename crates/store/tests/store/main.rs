@@ -1,0 +1,11 @@
+//! Store tests against real databases: every scenario runs on SQLite and on
+//! PostgreSQL (127.0.0.1:5432; the PostgreSQL half fails, naming how to start
+//! the server, if it is not running).
+
+mod common;
+
+mod history;
+mod open;
+mod outbox;
+mod processes;
+mod schedule;

@@ -1,0 +1,163 @@
+//! Small helpers shared by the parts of the testkit.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use base64::Engine as _;
+
+/// Builds a plain-HTTP capable reqwest client (the ring crypto provider is
+/// installed first, since the workspace builds reqwest without one).
+pub(crate) fn http_client(timeout: Option<Duration>) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(t) = timeout {
+        builder = builder.timeout(t);
+    }
+    builder
+        .build()
+        .expect("freshen-testkit: building the HTTP client failed")
+}
+
+/// Finds a free TCP port on 127.0.0.1 (there is a small window in which
+/// another process could take it; callers that spawn servers retry).
+pub(crate) fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 failed");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Finds `tool` on PATH, or panics naming the command that installs it.
+pub(crate) fn require_tool(tool: &str, install: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(tool);
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            use std::os::unix::fs::PermissionsExt as _;
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "freshen-testkit: `{tool}` is not installed (not found on PATH); install it with `{install}`"
+    );
+}
+
+/// Random lowercase hex string of `bytes` random bytes.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+/// Decodes an `Authorization: Basic` header into (user, password).
+pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, pass) = decoded.split_once(':')?;
+    Some((user.to_string(), pass.to_string()))
+}
+
+/// Percent-decodes one URL path segment (no `+` handling: that is for forms).
+pub(crate) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes one URL path segment (everything but RFC 3986 unreserved).
+pub(crate) fn percent_encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, panicking with `what` after `timeout`.
+pub(crate) async fn wait_until<T>(
+    timeout: Duration,
+    what: impl Fn() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "freshen-testkit: timed out after {timeout:?} waiting for {}",
+                what()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(
+        expected = "`freshen-no-such-tool` is not installed (not found on PATH); install it with `apt-get install freshen-x`"
+    )]
+    fn missing_tool_panics_with_the_install_command() {
+        require_tool("freshen-no-such-tool", "apt-get install freshen-x");
+    }
+
+    #[test]
+    fn finds_installed_tools() {
+        assert!(require_tool("sh", "apt-get install dash").is_absolute());
+    }
+
+    #[test]
+    fn basic_auth_header_decodes() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Basic dTpwOnE=".parse().unwrap());
+        assert_eq!(basic_credentials(&h), Some(("u".into(), "p:q".into())));
+    }
+
+    #[test]
+    fn percent_round_trip() {
+        assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_encode_segment("a b/c"), "a%20b%2Fc");
+    }
+}

@@ -1,0 +1,209 @@
+//! One check of a watched tag: `HEAD` for its digest, `GET` only when the
+//! digest moved or a watched platform is not known yet, then record what was
+//! seen (history, change event and outbox rows in one transaction).
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use freshen_reference::{Platform, Reference};
+use freshen_registry::{Client, RegistryError};
+use freshen_store::{Observation, PlatformDigest, Status, Store, StoreError};
+use futures::StreamExt as _;
+use serde::Serialize;
+
+use crate::Watch;
+
+/// Why a check failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one check saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// The normalised reference.
+    pub reference: String,
+    /// The tag's digest (an index or a single manifest).
+    pub digest: String,
+    /// How the tag's own digest compares with the last check.
+    pub top: Status,
+    /// Each watched platform, its manifest digest, and how it compares.
+    pub platforms: Vec<PlatformResult>,
+    /// The change event created, when a watched platform changed.
+    pub event_id: Option<String>,
+}
+
+/// One watched platform in a [`CheckResult`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformResult {
+    pub platform: String,
+    pub digest: String,
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+impl CheckResult {
+    /// True when a watched platform's digest moved (the change that fires triggers).
+    pub fn changed(&self) -> bool {
+        self.platforms
+            .iter()
+            .any(|p| matches!(p.status, Status::Changed { .. }))
+    }
+}
+
+/// Runs checks against a registry client and a store.
+#[derive(Clone)]
+pub struct Checker {
+    client: Client,
+    store: Store,
+    /// Checks in flight at once, across registries (each registry has its own limit too).
+    concurrency: usize,
+}
+
+impl Checker {
+    /// A checker; `concurrency` bounds checks in flight at once.
+    pub fn new(client: Client, store: Store, concurrency: usize) -> Checker {
+        Checker {
+            client,
+            store,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// The registry client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Checks every watch once, in parallel; results in the watches' order.
+    pub async fn check_all(
+        &self,
+        watches: &[Watch],
+        source: &str,
+    ) -> Result<Vec<Result<CheckResult, CheckError>>, StoreError> {
+        let current = self.store.current_all().await?;
+        let results = futures::stream::iter(watches.iter().enumerate())
+            .map(|(i, w)| {
+                let cur = current.get(&w.reference.to_string());
+                async move { (i, self.check(w, cur.map(Vec::as_slice), source).await) }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        let mut ordered: Vec<_> = results;
+        ordered.sort_by_key(|(i, _)| *i);
+        Ok(ordered.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Checks one watch. `current` is what the store last recorded for it
+    /// (pass `None` to have it looked up).
+    pub async fn check(
+        &self,
+        watch: &Watch,
+        current: Option<&[PlatformDigest]>,
+        source: &str,
+    ) -> Result<CheckResult, CheckError> {
+        let looked_up;
+        let current = match current {
+            Some(c) => c,
+            None => {
+                looked_up = self.store.current(&watch.reference.to_string()).await?;
+                &looked_up
+            }
+        };
+        let (digest, manifests) = self
+            .observe(&watch.reference, &watch.platforms, current)
+            .await?;
+        let recorded = self
+            .store
+            .record(&Observation {
+                reference: watch.reference.to_string(),
+                top_digest: digest.clone(),
+                manifests: manifests.clone(),
+                source: source.to_string(),
+                seen_at: Utc::now(),
+                triggers: watch.triggers.clone(),
+            })
+            .await?;
+        let statuses: HashMap<&str, &Status> = recorded
+            .platforms
+            .iter()
+            .map(|(p, s)| (p.as_str(), s))
+            .collect();
+        let platforms = manifests
+            .iter()
+            .map(|m| PlatformResult {
+                platform: m.platform.clone(),
+                digest: m.digest.clone(),
+                status: statuses
+                    .get(m.platform.as_str())
+                    .map(|s| (*s).clone())
+                    .unwrap_or(Status::New),
+            })
+            .collect();
+        Ok(CheckResult {
+            reference: watch.reference.to_string(),
+            digest,
+            top: recorded.top,
+            platforms,
+            event_id: recorded.event.map(|e| e.id),
+        })
+    }
+
+    /// The tag's digest and its watched platforms' manifests: one `HEAD` when
+    /// the digest is what the store knows, else a `GET` of the manifest.
+    async fn observe(
+        &self,
+        reference: &Reference,
+        platforms: &[Platform],
+        current: &[PlatformDigest],
+    ) -> Result<(String, Vec<PlatformDigest>), RegistryError> {
+        let known = |key: &str| {
+            current
+                .iter()
+                .find(|c| c.platform == key)
+                .map(|c| c.digest.clone())
+        };
+        if let Some(top) = known("") {
+            let head = self.client.head_manifest(reference).await?;
+            if head.digest.as_deref() == Some(top.as_str()) {
+                let cached: Option<Vec<PlatformDigest>> = platforms
+                    .iter()
+                    .map(|p| {
+                        let key = p.to_string();
+                        known(&key).map(|digest| PlatformDigest {
+                            platform: key,
+                            digest,
+                        })
+                    })
+                    .collect();
+                if let Some(manifests) = cached {
+                    return Ok((top, manifests));
+                }
+            }
+        }
+        let resolved = self.client.resolve(reference).await?;
+        let selected = self
+            .client
+            .select_platforms(reference, &resolved, platforms)?;
+        Ok((
+            resolved.digest,
+            selected
+                .into_iter()
+                .map(|m| PlatformDigest {
+                    platform: m.platform.to_string(),
+                    digest: m.digest,
+                })
+                .collect(),
+        ))
+    }
+}
