@@ -57,6 +57,21 @@ impl Env {
         c
     }
 
+    /// Starts a long-running `freshen args...` (the daemon) with its stderr
+    /// in `<dir>/<log>`, which [`Env::log`] reads back for failure messages.
+    pub fn spawn(&self, args: &[&str], log: &str) -> tokio::process::Child {
+        let file = std::fs::File::create(self.dir.path().join(log)).expect("log file");
+        self.command(args)
+            .stderr(std::process::Stdio::from(file))
+            .spawn()
+            .expect("spawn freshen")
+    }
+
+    /// A log written by a spawned process.
+    pub fn log(&self, log: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default()
+    }
+
     /// Runs `freshen args...` to completion.
     pub async fn run(&self, args: &[&str]) -> Run {
         let out = self.command(args).output().await.expect("run freshen");
