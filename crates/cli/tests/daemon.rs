@@ -186,3 +186,50 @@ both_stores!(
     watch_fires_and_stops_on_sigterm,
     kill_9_then_restart_delivers_everything_once
 );
+
+/// Two replicas on one PostgreSQL database split the work: every change is
+/// one event and one delivery, however the leases fall.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_on_postgres_never_double_fire() {
+    const N: usize = 6;
+    let reg = Registry::start().await;
+    let push = reg.pusher();
+    let hook = WebhookReceiver::start("k").await;
+    let env = Env::new(Db::Postgres).await;
+    let refs: Vec<String> = (0..N).map(|i| format!("{}/rep{i}:1", reg.host())).collect();
+    for i in 0..N {
+        push.push_image(&format!("rep{i}"), "1", "linux/amd64", "a")
+            .await;
+    }
+    let config = watch_config(&env, &refs, &hook.url(), "");
+    let mut a = env.spawn(&["watch", "--config", &config], "a.log");
+    let mut b = env.spawn(&["watch", "--config", &config], "b.log");
+    wait_for_baselines(&env, &refs).await;
+    for i in 0..N {
+        push.push_image(&format!("rep{i}"), "1", "linux/amd64", "b")
+            .await;
+    }
+    hook.wait_for(N, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // a double would show now
+    a.start_kill().unwrap();
+    b.start_kill().unwrap();
+    let got = hook.received();
+    let ids: BTreeSet<String> = got.iter().filter_map(|r| r.event_id.clone()).collect();
+    assert_eq!(
+        ids.len(),
+        N,
+        "every change delivered: {}\n{}",
+        env.log("a.log"),
+        env.log("b.log")
+    );
+    assert_eq!(got.len(), N, "no change delivered twice");
+    let events = env
+        .run(&["events", "--json", "--limit", "100"])
+        .await
+        .json();
+    assert_eq!(
+        events.as_array().unwrap().len(),
+        N,
+        "no event created twice"
+    );
+}
