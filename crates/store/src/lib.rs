@@ -18,6 +18,7 @@
 
 mod error;
 mod history;
+mod inventory;
 mod model;
 mod open;
 mod outbox;
@@ -27,6 +28,7 @@ mod sql;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use inventory::{ChildEdge, ImageRecord, ImageRef, LineageEdge, PackageHolder, PackageRecord};
 pub use model::{
     Backend, ChangeEvent, Delivery, DeliveryState, HistoryEntry, Observation, PlatformChange,
     PlatformDigest, Recorded, Status,

@@ -5,6 +5,7 @@
 mod common;
 
 mod history;
+mod inventory;
 mod open;
 mod outbox;
 mod processes;
