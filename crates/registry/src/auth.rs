@@ -166,8 +166,11 @@ impl TokenResponse {
     /// token is never sent in its last seconds.
     pub(crate) fn into_token(self, now: Instant) -> Option<Token> {
         let value = self.token.or(self.access_token).filter(|t| !t.is_empty())?;
-        // The spec's default lifetime is 60 s.
-        let ttl = Duration::from_secs(self.expires_in.unwrap_or(60).max(10));
+        // The spec's default lifetime is 60 s. The server's `expires_in` is
+        // taken as given, with no floor: a floor (it was 10 s) made the
+        // client keep sending tokens the server had already expired, each
+        // use drawing a 401 and a second token fetch.
+        let ttl = Duration::from_secs(self.expires_in.unwrap_or(60));
         Some(Token {
             value,
             expires: now + ttl - Duration::from_secs(5).min(ttl / 4),
@@ -220,6 +223,12 @@ mod tests {
         assert!(t.expires > now + Duration::from_secs(290));
         let t: TokenResponse = serde_json::from_str(r#"{"token":""}"#).unwrap();
         assert!(t.into_token(now).is_none());
+        // Short lifetimes are honoured, not stretched.
+        let t: TokenResponse = serde_json::from_str(r#"{"token":"t","expires_in":2}"#).unwrap();
+        let t = t.into_token(now).unwrap();
+        assert!(t.expires <= now + Duration::from_secs(2) && t.expires > now);
+        let t: TokenResponse = serde_json::from_str(r#"{"token":"t"}"#).unwrap();
+        assert!(t.into_token(now).unwrap().expires > now + Duration::from_secs(50));
     }
 
     #[test]

@@ -28,9 +28,9 @@ use sha2::{Digest as _, Sha256};
 pub use auth::{Challenge, Credential, docker_config_credential};
 pub use error::RegistryError;
 pub use manifest::{
-    DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageDoc, IndexDoc, MANIFEST_ACCEPT, Manifest,
-    ManifestHead, OCI_INDEX, OCI_MANIFEST, PlatformField, PlatformManifest, Resolved,
-    is_attestation, is_index_type,
+    ConfigDoc, DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageDoc, IndexDoc, MANIFEST_ACCEPT,
+    Manifest, ManifestHead, OCI_INDEX, OCI_MANIFEST, PlatformField, PlatformManifest, Resolved,
+    RootFs, RuntimeConfig, is_attestation, is_index_type,
 };
 pub use settings::{ClientOptions, RegistrySettings, RetryPolicy};
 
@@ -222,6 +222,61 @@ impl Client {
         })
     }
 
+    /// An image manifest (by digest or tag) with its parsed fields and config.
+    pub async fn image(&self, r: &Reference) -> Result<Image, RegistryError> {
+        let m = self.get_manifest(r).await?;
+        let image = r.to_string();
+        if m.media_type != OCI_MANIFEST && m.media_type != DOCKER_MANIFEST {
+            return Err(RegistryError::BadContent {
+                image,
+                what: "manifest".into(),
+                detail: format!("expected an image manifest, got {}", m.media_type),
+            });
+        }
+        let doc: ImageDoc =
+            serde_json::from_slice(&m.bytes).map_err(|e| RegistryError::BadContent {
+                image: image.clone(),
+                what: "manifest".into(),
+                detail: e.to_string(),
+            })?;
+        let config_bytes = self
+            .get_blob(r, &doc.config.digest, MAX_CONFIG_BYTES)
+            .await?;
+        let config: ConfigDoc =
+            serde_json::from_slice(&config_bytes).map_err(|e| RegistryError::BadContent {
+                image,
+                what: "image config".into(),
+                detail: e.to_string(),
+            })?;
+        Ok(Image {
+            digest: m.digest,
+            manifest: doc,
+            config,
+        })
+    }
+
+    /// A blob as a stream of bytes, for layers too big to hold in memory.
+    /// The caller checks the digest (see [`DigestCheck`]).
+    pub async fn blob_reader(
+        &self,
+        r: &Reference,
+        digest: &str,
+    ) -> Result<impl tokio::io::AsyncRead + Send + Unpin + 'static, RegistryError> {
+        use futures::TryStreamExt as _;
+        let image = r.to_string();
+        let resp = self
+            .transport
+            .send(
+                &target(r, &image),
+                Method::GET,
+                &format!("blobs/{digest}"),
+                None,
+            )
+            .await?;
+        let stream = resp.bytes_stream().map_err(std::io::Error::other);
+        Ok(tokio_util::io::StreamReader::new(stream))
+    }
+
     /// Picks the manifests for `wanted` out of a resolved tag; a platform the
     /// tag does not hold is an error naming what it does hold.
     pub fn select_platforms(
@@ -289,9 +344,100 @@ impl Client {
         Ok(tags)
     }
 
+    /// Every repository a registry lists in `/v2/_catalog`, following `Link`
+    /// pagination with `page_size` names per request.
+    pub async fn catalog(
+        &self,
+        registry: &str,
+        page_size: usize,
+    ) -> Result<Vec<String>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct Catalog {
+            #[serde(default)]
+            repositories: Option<Vec<String>>,
+        }
+        let image = format!("{registry} catalog");
+        let t = Target {
+            registry,
+            repository: "",
+            image: &image,
+        };
+        let mut path = format!("/v2/_catalog?n={}", page_size.max(1));
+        let mut repos = Vec::new();
+        for _ in 0..100_000 {
+            let resp = self.transport.get_upstream(&t, &path, None).await?;
+            let next = resp
+                .headers()
+                .get(LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let body = read_limited(resp, 16 * 1024 * 1024, &image, "catalog").await?;
+            let page: Catalog =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::BadContent {
+                    image: image.clone(),
+                    what: "catalog".into(),
+                    detail: e.to_string(),
+                })?;
+            repos.extend(page.repositories.unwrap_or_default());
+            match next {
+                Some(n) => path = n,
+                None => break,
+            }
+        }
+        Ok(repos)
+    }
+
     /// The settings in force for a registry (defaults when not configured).
     pub fn settings(&self, registry: &str) -> Result<RegistrySettings, RegistryError> {
         Ok(self.transport.host(registry)?.settings().clone())
+    }
+}
+
+/// An image manifest with its config.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The manifest's digest.
+    pub digest: String,
+    pub manifest: ImageDoc,
+    pub config: ConfigDoc,
+}
+
+/// Hashes bytes as they are read, to check a streamed blob against its digest.
+pub struct DigestCheck<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: std::io::Read> DigestCheck<R> {
+    /// Wraps a reader.
+    pub fn new(inner: R) -> Self {
+        DigestCheck {
+            inner,
+            hasher: Sha256::new(),
+            read: 0,
+        }
+    }
+
+    /// Reads what is left (a consumer may stop early), then compares.
+    pub fn verify(mut self, expected: &str) -> std::io::Result<bool> {
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        let actual = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        Ok(!expected.starts_with("sha256:") || actual == expected)
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for DigestCheck<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
     }
 }
 

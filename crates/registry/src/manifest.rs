@@ -91,6 +91,46 @@ pub struct ImageDoc {
     pub config: Descriptor,
     #[serde(default)]
     pub layers: Vec<Descriptor>,
+    /// Manifest annotations (`org.opencontainers.image.base.name`, ...).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The fields of an image config freshen reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConfigDoc {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub rootfs: RootFs,
+    #[serde(default)]
+    pub config: Option<RuntimeConfig>,
+}
+
+/// `rootfs` of an image config: the uncompressed layer digests, base first.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RootFs {
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
+}
+
+/// The runtime part of an image config (labels are read for base hints).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RuntimeConfig {
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl ConfigDoc {
+    /// The normalised platform the config declares.
+    pub fn platform(&self) -> Platform {
+        Platform::new(&self.os, &self.architecture, self.variant.as_deref())
+    }
 }
 
 /// One platform's manifest inside a tag.

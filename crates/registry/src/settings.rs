@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// Settings for one registry, as written under `registries:` in the config.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrySettings {
     /// The registry name as it appears in references: `docker.io`, `localhost:5000`.
@@ -55,6 +55,22 @@ fn is_loopback(host: &str) -> bool {
         || name
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl std::fmt::Debug for RegistrySettings {
+    // The password must not reach logs through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrySettings")
+            .field("host", &self.host)
+            .field("insecure", &self.insecure)
+            .field("ca_file", &self.ca_file)
+            .field("mirrors", &self.mirrors)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 fn default_concurrency() -> usize {
@@ -123,5 +139,22 @@ impl Default for ClientOptions {
             docker_config: true,
             max_manifest_bytes: 4 * 1024 * 1024,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_password() {
+        let mut s = RegistrySettings::for_host("r.example");
+        s.username = Some("ci".into());
+        s.password = Some("hunter2".into());
+        let shown = format!("{s:?}");
+        assert!(
+            shown.contains("ci") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 }

@@ -29,6 +29,10 @@ pub(crate) struct Endpoint {
     cred_key: String,
     credential: OnceCell<Option<Credential>>,
     auth: Mutex<AuthState>,
+    /// Set from a 429's `Retry-After`: no request to this endpoint before
+    /// then. Per endpoint, not per registry: a mirror's rate limit must not
+    /// hold back the fallback to the registry (nor the reverse).
+    not_before: Mutex<Option<Instant>>,
 }
 
 #[derive(Default)]
@@ -44,8 +48,6 @@ pub(crate) struct Host {
     pub endpoints: Vec<Endpoint>,
     http: reqwest::Client,
     limit: Semaphore,
-    /// Set from a 429's `Retry-After`: no request to this registry before then.
-    not_before: Mutex<Option<Instant>>,
     pub rate_limit_remaining: Mutex<Option<String>>,
     settings: RegistrySettings,
 }
@@ -155,7 +157,13 @@ impl Transport {
         let mut reauthenticated = false;
         loop {
             attempts += 1;
-            host.wait_turn().await;
+            if let Some(left) = endpoint.wait_turn(retry.max_backoff).await {
+                return Err(RegistryError::RateLimited {
+                    host: host.name.clone(),
+                    image: target.image.to_string(),
+                    retry_after: left,
+                });
+            }
             let auth = self
                 .authorization(host, endpoint, target, &scope_repo)
                 .await?;
@@ -175,7 +183,9 @@ impl Transport {
                 Ok(r) => r,
                 Err(e) => {
                     let detail = describe_reqwest(&e);
-                    if attempts < retry.max_attempts {
+                    // A mirror that cannot be reached is skipped at once: the
+                    // registry itself is the fallback, not more waiting.
+                    if attempts < retry.max_attempts && !endpoint.is_mirror {
                         tracing::debug!(%url, %detail, attempts, "request failed; retrying");
                         tokio::time::sleep(backoff(retry, attempts)).await;
                         continue;
@@ -240,7 +250,7 @@ impl Transport {
                     let wait =
                         retry_after(resp.headers()).unwrap_or_else(|| backoff(retry, attempts));
                     if wait > retry.max_backoff || attempts >= retry.max_attempts {
-                        host.pause_until(Instant::now() + wait);
+                        endpoint.pause_until(Instant::now() + wait);
                         return Err(RegistryError::RateLimited {
                             host: host.name.clone(),
                             image: target.image.to_string(),
@@ -248,7 +258,7 @@ impl Transport {
                         });
                     }
                     tracing::info!(registry = %host.name, wait = ?wait, "rate limited; waiting as Retry-After asks");
-                    host.pause_until(Instant::now() + wait);
+                    endpoint.pause_until(Instant::now() + wait);
                     continue;
                 }
                 s if (s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT)
@@ -305,6 +315,8 @@ impl Transport {
                 // may be another repository.
                 let scope = match scope {
                     Some(s) if s.starts_with(&format!("repository:{scope_repo}:")) => s,
+                    // Registry-wide requests (the catalog) take the scope they are asked for.
+                    Some(s) if target.repository.is_empty() => s,
                     _ => pull_scope(scope_repo),
                 };
                 if let Some(t) = endpoint.auth.lock().expect("auth lock").tokens.get(&scope)
@@ -404,15 +416,20 @@ impl Transport {
     }
 }
 
-impl Host {
-    async fn wait_turn(&self) {
+impl Endpoint {
+    /// Waits out the pause a 429 set on this endpoint. A pause longer than
+    /// `max` (the retry policy's `max_backoff`) is not slept: what is left of
+    /// it is returned, and the request fails as rate limited at once, as the
+    /// 429 that set it did. (Sleeping it here used to stall every later call
+    /// for the whole `Retry-After`: hours, with Docker Hub.)
+    async fn wait_turn(&self, max: Duration) -> Option<Duration> {
         let until = *self.not_before.lock().expect("not_before lock");
-        if let Some(t) = until {
-            let now = Instant::now();
-            if t > now {
-                tokio::time::sleep(t - now).await;
-            }
+        let left = until?.checked_duration_since(Instant::now())?;
+        if left > max {
+            return Some(left);
         }
+        tokio::time::sleep(left).await;
+        None
     }
 
     fn pause_until(&self, t: Instant) {
@@ -421,7 +438,9 @@ impl Host {
             *nb = Some(t);
         }
     }
+}
 
+impl Host {
     fn record_rate_limit(&self, headers: &HeaderMap) {
         if let Some(v) = headers
             .get("ratelimit-remaining")
@@ -521,6 +540,7 @@ fn build_host(settings: RegistrySettings, options: &ClientOptions) -> Result<Hos
             cred_key: hostport.to_string(),
             credential,
             auth: Mutex::new(AuthState::default()),
+            not_before: Mutex::new(None),
         })
     };
     let mut endpoints = Vec::new();
@@ -533,7 +553,6 @@ fn build_host(settings: RegistrySettings, options: &ClientOptions) -> Result<Hos
         endpoints,
         http,
         limit: Semaphore::new(settings.max_concurrency.max(1)),
-        not_before: Mutex::new(None),
         rate_limit_remaining: Mutex::new(None),
         settings,
     })

@@ -6,6 +6,9 @@
 //!   the registry HTTP API.
 //! - [`FaultProxy`]: a loopback reverse proxy injecting 429/503/stalls and
 //!   rate-limit headers, recording every request.
+//! - [`TokenAuthProxy`]: a loopback reverse proxy requiring Docker/OCI bearer
+//!   tokens (`WWW-Authenticate: Bearer` challenges, a `/token` endpoint with
+//!   GET and OAuth2 POST forms, scoped and expiring tokens), counting tokens.
 //! - [`Jenkins`]: a loopback server implementing the Jenkins remote access
 //!   API calls freshen makes (crumb issuer, `buildWithParameters`, queue).
 //! - [`WebhookReceiver`]: records POSTs and checks `X-Freshen-Signature`.
@@ -22,6 +25,7 @@ mod jenkins;
 mod proxy;
 mod pusher;
 mod registry;
+mod token_proxy;
 mod util;
 mod webhook;
 
@@ -33,6 +37,7 @@ pub use pusher::{
     OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST, Pusher, sha256_digest,
 };
 pub use registry::{Registry, RegistryOptions};
+pub use token_proxy::{TokenAuthOptions, TokenAuthProxy, TokenProxyRequest};
 pub use webhook::{EVENT_ID_HEADER, Received, SIGNATURE_HEADER, WebhookReceiver, sign};
 
 /// Turns `async fn name(db: Db)` into two multi-thread `#[tokio::test]`s,
@@ -79,6 +84,7 @@ mod tests {
         shareable::<crate::Registry>();
         shareable::<crate::Pusher>();
         shareable::<crate::FaultProxy>();
+        shareable::<crate::TokenAuthProxy>();
         shareable::<crate::Jenkins>();
         shareable::<crate::WebhookReceiver>();
     }
