@@ -2,6 +2,7 @@
 //! the layers together, and turns errors into one line and an exit code.
 
 mod output;
+mod scan;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use freshen_actions::Deliverer;
 use freshen_config::Loaded;
+use freshen_inventory::{DockerfileInput, Queries, ScanOptions, Scanner};
 use freshen_reference::{Platform, Reference};
 use freshen_registry::{Client, ClientOptions};
 use freshen_store::{DeliveryState, Store};
@@ -100,6 +102,61 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read images' layers into the inventory: packages, OS, and what each is built on.
+    Scan {
+        /// Image references to scan (tags or digests).
+        references: Vec<String>,
+        /// Only these platforms; default: every platform of the tag.
+        #[arg(long = "platform", short = 'p')]
+        platforms: Vec<String>,
+        /// The Dockerfile the images were built from (lineage evidence).
+        #[arg(long)]
+        dockerfile: Option<PathBuf>,
+        /// Build arguments for the Dockerfile's ARGs (NAME=VALUE).
+        #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+        build_args: Vec<String>,
+        /// The Dockerfile stage that was built (`docker build --target`).
+        #[arg(long)]
+        target: Option<String>,
+        /// Scan every repository and tag of this registry (walks /v2/_catalog).
+        #[arg(long, requires = "all")]
+        registry: Option<String>,
+        /// With --registry: every repository whose name starts with this.
+        #[arg(long, requires = "registry")]
+        repo_prefix: Option<String>,
+        /// With --registry: scan everything it lists.
+        #[arg(long)]
+        all: bool,
+        /// Images scanned at once with --all.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An image's packages as an SBOM document (scans it if needed).
+    Sbom {
+        reference: String,
+        #[arg(long, value_enum, default_value_t = SbomFormat::Cyclonedx)]
+        format: SbomFormat,
+        /// The platform (default: linux/amd64).
+        #[arg(long, short = 'p')]
+        platform: Option<String>,
+    },
+    /// Images in the inventory.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+    /// Which images hold a package (by package or source package name).
+    Packages {
+        name: String,
+        #[arg(long)]
+        ecosystem: Option<String>,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Trigger deliveries: list them, or put a failed one back in the queue.
     Outbox {
         #[command(subcommand)]
@@ -120,6 +177,36 @@ enum OutboxCommand {
     },
     /// Retry a failed delivery now.
     Retry { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Digest, platforms, OS, base and its evidence.
+    Show {
+        reference: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Images built on this one; with --recursive, every descendant with its depth.
+    Children {
+        reference: String,
+        #[arg(long)]
+        recursive: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The packages an image holds.
+    Packages {
+        reference: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SbomFormat {
+    Cyclonedx,
+    Spdx,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -218,6 +305,109 @@ async fn run(cli: Cli) -> Result<u8> {
                 .events(r.map(|r| r.to_string()).as_deref(), limit)
                 .await?;
             output::events(&events, json);
+            Ok(0)
+        }
+        Command::Scan {
+            references,
+            platforms,
+            dockerfile,
+            build_args,
+            target,
+            registry,
+            repo_prefix,
+            all: _,
+            concurrency,
+            json,
+        } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let opts = ScanOptions {
+                platforms: parse_platforms(&platforms)?,
+                dockerfile: dockerfile
+                    .map(|p| read_dockerfile(&p, &build_args, target))
+                    .transpose()?,
+            };
+            let scanner = Scanner::new(client(&loaded), store, loaded.defaults.clone());
+            let refs = match registry {
+                Some(host) => {
+                    if !references.is_empty() {
+                        bail!("give references or --registry HOST --all, not both");
+                    }
+                    list_registry(&client(&loaded), &host, repo_prefix.as_deref()).await?
+                }
+                None if references.is_empty() => {
+                    bail!("nothing to scan: name references, or --registry HOST --all")
+                }
+                None => references
+                    .iter()
+                    .map(|s| parse_ref(&loaded, s))
+                    .collect::<Result<_>>()?,
+            };
+            scan::run(&scanner, refs, &opts, concurrency, json).await
+        }
+        Command::Sbom {
+            reference,
+            format,
+            platform,
+        } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let r = parse_ref(&loaded, &reference)?;
+            let platform = Platform::parse(platform.as_deref().unwrap_or("linux/amd64"))?;
+            let scanner = Scanner::new(client(&loaded), store, loaded.defaults.clone());
+            let opts = ScanOptions {
+                platforms: vec![platform],
+                dockerfile: None,
+            };
+            let (report, inv) = scanner
+                .scan_sbom(&r, &opts)
+                .await?
+                .into_iter()
+                .next()
+                .context("the image has no such platform")?;
+            let subject = format!("{}@{}", r.name(), report.digest);
+            let doc = match format {
+                SbomFormat::Cyclonedx => freshen_sbom::cyclonedx(&subject, &inv),
+                SbomFormat::Spdx => {
+                    freshen_sbom::spdx(&subject, &inv, &chrono::Utc::now().to_rfc3339())
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(0)
+        }
+        Command::Images { command } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let q = Queries::new(store, loaded.defaults.clone());
+            match command {
+                ImagesCommand::Show { reference, json } => {
+                    let view = q.show(&q.parse(&reference)?).await?;
+                    output::image(&view, json);
+                }
+                ImagesCommand::Children {
+                    reference,
+                    recursive,
+                    json,
+                } => {
+                    let kids = q.children(&q.parse(&reference)?, recursive).await?;
+                    output::children(&kids, json);
+                }
+                ImagesCommand::Packages { reference, json } => {
+                    let pkgs = q.packages_of(&q.parse(&reference)?).await?;
+                    output::image_packages(&pkgs, json);
+                }
+            }
+            Ok(0)
+        }
+        Command::Packages {
+            name,
+            ecosystem,
+            version,
+            json,
+        } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let q = Queries::new(store, loaded.defaults.clone());
+            let found = q
+                .package(&name, ecosystem.as_deref(), version.as_deref())
+                .await?;
+            output::package_versions(&name, &found, json);
             Ok(0)
         }
         Command::Outbox { command } => {
@@ -363,6 +553,48 @@ async fn check(
     } else {
         0
     })
+}
+
+fn read_dockerfile(
+    path: &std::path::Path,
+    build_args: &[String],
+    target: Option<String>,
+) -> Result<DockerfileInput> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read Dockerfile {}", path.display()))?;
+    let mut args = std::collections::BTreeMap::new();
+    for a in build_args {
+        let (k, v) = a
+            .split_once('=')
+            .with_context(|| format!("--build-arg {a:?}: expected NAME=VALUE"))?;
+        args.insert(k.to_string(), v.to_string());
+    }
+    Ok(DockerfileInput {
+        path: path.display().to_string(),
+        text,
+        build_args: args,
+        target,
+    })
+}
+
+/// Every tag of every repository of a registry (optionally under a prefix).
+async fn list_registry(
+    client: &Client,
+    host: &str,
+    prefix: Option<&str>,
+) -> Result<Vec<Reference>> {
+    let repos = client.catalog(host, 1000).await?;
+    let mut refs = Vec::new();
+    for repo in repos
+        .iter()
+        .filter(|r| prefix.is_none_or(|p| r.starts_with(p)))
+    {
+        let base = Reference::from_parts(host, repo, Some("latest"), None)?;
+        for tag in client.list_tags(&base, 1000).await? {
+            refs.push(base.with_tag(&tag)?);
+        }
+    }
+    Ok(refs)
 }
 
 fn deliverer(loaded: &Loaded, store: Store) -> Deliverer {

@@ -281,3 +281,191 @@ impl CheckReport {
         }
     }
 }
+
+/// `freshen scan`.
+pub fn scans(reports: &[freshen_inventory::ScanReport], errors: &[(String, String)], json: bool) {
+    if json {
+        print_json(&json!({
+            "images": reports,
+            "errors": errors.iter().map(|(r, e)| json!({"reference": r, "error": e})).collect::<Vec<_>>(),
+        }));
+    } else {
+        table(
+            &[
+                "REFERENCE",
+                "PLATFORM",
+                "DIGEST",
+                "OS",
+                "PACKAGES",
+                "LAYERS READ/CACHED",
+                "BASE (EVIDENCE)",
+            ],
+            reports
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.reference.clone(),
+                        r.platform.clone(),
+                        r.digest.clone(),
+                        r.os.clone().unwrap_or_else(|| "-".into()),
+                        r.packages.to_string(),
+                        format!("{}/{}", r.layers_read, r.layers_cached),
+                        r.base
+                            .first()
+                            .map(|e| {
+                                format!(
+                                    "{} ({})",
+                                    e.base_reference
+                                        .clone()
+                                        .or(e.base_digest.clone())
+                                        .unwrap_or_default(),
+                                    e.evidence
+                                )
+                            })
+                            .unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect(),
+        );
+        for r in reports {
+            for w in &r.warnings {
+                eprintln!("warning: {} ({}): {w}", r.reference, r.platform);
+            }
+        }
+    }
+    for (r, e) in errors {
+        if e.contains(r.as_str()) {
+            eprintln!("freshen: error: {e}");
+        } else {
+            eprintln!("freshen: error: {r}: {e}");
+        }
+    }
+}
+
+/// `freshen images show`.
+pub fn image(view: &freshen_inventory::ImageView, json: bool) {
+    if json {
+        print_json(view);
+        return;
+    }
+    println!("{}", view.reference);
+    for p in &view.platforms {
+        println!("  {}  {}", p.platform, p.digest);
+        if let Some(i) = &p.index_digest {
+            println!("    index     {i}");
+        }
+        println!("    os        {}", p.os.as_deref().unwrap_or("-"));
+        println!("    packages  {}", p.packages);
+        println!("    scanned   {} ({})", time(p.scanned_at), p.source);
+        if p.base.is_empty() {
+            println!("    base      - (none known)");
+        }
+        for e in &p.base {
+            println!(
+                "    base      {} {} ({}, confidence {}{})",
+                e.base_reference.as_deref().unwrap_or("-"),
+                e.base_digest.as_deref().unwrap_or(""),
+                e.evidence,
+                e.confidence,
+                e.detail
+                    .as_deref()
+                    .map(|d| format!(", {d}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// `freshen images children`.
+pub fn children(kids: &[freshen_inventory::ChildView], json: bool) {
+    if json {
+        print_json(&kids);
+        return;
+    }
+    table(
+        &["DEPTH", "IMAGE", "PLATFORM", "DIGEST", "EVIDENCE", "BASE"],
+        kids.iter()
+            .map(|k| {
+                vec![
+                    k.depth.to_string(),
+                    if k.references.is_empty() {
+                        "-".into()
+                    } else {
+                        k.references.join(", ")
+                    },
+                    k.platform.clone(),
+                    k.digest.clone(),
+                    format!("{} ({})", k.evidence, k.confidence),
+                    if k.outdated {
+                        "outdated".into()
+                    } else {
+                        "current".into()
+                    },
+                ]
+            })
+            .collect(),
+    );
+}
+
+/// `freshen images packages`.
+pub fn image_packages(
+    by_platform: &std::collections::BTreeMap<String, Vec<freshen_store::PackageRecord>>,
+    json: bool,
+) {
+    if json {
+        print_json(by_platform);
+        return;
+    }
+    let mut rows = Vec::new();
+    for (platform, pkgs) in by_platform {
+        for p in pkgs {
+            rows.push(vec![
+                platform.clone(),
+                p.ecosystem.clone(),
+                p.name.clone(),
+                p.version.clone(),
+                p.source_name.clone().unwrap_or_default(),
+                p.layer.as_deref().map(short).unwrap_or_default(),
+            ]);
+        }
+    }
+    table(
+        &["PLATFORM", "TYPE", "NAME", "VERSION", "SOURCE", "LAYER"],
+        rows,
+    );
+}
+
+/// `freshen packages`.
+pub fn package_versions(name: &str, versions: &[freshen_inventory::PackageVersion], json: bool) {
+    if json {
+        print_json(&json!({"name": name, "versions": versions}));
+        return;
+    }
+    let mut rows = Vec::new();
+    for v in versions {
+        for h in &v.images {
+            rows.push(vec![
+                v.ecosystem.clone(),
+                v.name.clone(),
+                v.version.clone(),
+                if h.references.is_empty() {
+                    h.digest.clone()
+                } else {
+                    h.references.join(", ")
+                },
+                h.platform.clone(),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        eprintln!("no image in the inventory holds {name}");
+        return;
+    }
+    table(&["TYPE", "NAME", "VERSION", "IMAGE", "PLATFORM"], rows);
+}
+
+fn short(d: &str) -> String {
+    d.split_once(':')
+        .map(|(_, h)| h.chars().take(12).collect())
+        .unwrap_or_else(|| d.to_string())
+}

@@ -137,3 +137,98 @@ pub fn status_of(check: &serde_json::Value, reference: &str, platform: &str) -> 
         .expect("status")
         .to_string()
 }
+
+/// Real `buildah` builds (`--isolation chroot --storage-driver vfs`) in a
+/// private storage dir, pushed to a test registry.
+pub struct Buildah {
+    root: tempfile::TempDir,
+}
+
+impl Buildah {
+    /// Panics with the install command when buildah is missing.
+    pub fn new() -> Buildah {
+        let ok = std::process::Command::new("buildah")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "buildah is needed for this test: apt-get install buildah"
+        );
+        Buildah {
+            root: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn cmd(&self) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new("buildah");
+        c.arg("--root")
+            .arg(self.root.path().join("root"))
+            .arg("--runroot")
+            .arg(self.root.path().join("run"))
+            .arg("--storage-driver")
+            .arg("vfs");
+        c
+    }
+
+    /// Builds `dockerfile` (text) in `context` and pushes it as `push_to`
+    /// (`host:port/repo:tag`); returns the pushed manifest digest.
+    pub async fn build_push(
+        &self,
+        context: &Path,
+        dockerfile: &str,
+        push_to: &str,
+        build_args: &[(&str, &str)],
+    ) -> String {
+        let df = context.join(format!("Dockerfile.{}", push_to.replace(['/', ':'], "_")));
+        std::fs::write(&df, dockerfile).expect("write Dockerfile");
+        let local = format!(
+            "localhost/freshen-test/{}",
+            push_to.rsplit('/').next().unwrap().replace(':', "-")
+        );
+        let mut c = self.cmd();
+        c.args([
+            "bud",
+            "-q",
+            "--isolation",
+            "chroot",
+            "--tls-verify=false",
+            "-f",
+        ])
+        .arg(&df)
+        .args(["-t", &local]);
+        for (k, v) in build_args {
+            c.arg("--build-arg").arg(format!("{k}={v}"));
+        }
+        let out = c.arg(context).output().await.expect("run buildah bud");
+        assert!(
+            out.status.success(),
+            "buildah bud failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let digest_file = self.root.path().join("digest");
+        let out = self
+            .cmd()
+            .args(["push", "-q", "--tls-verify=false", "--digestfile"])
+            .arg(&digest_file)
+            .arg(&local)
+            .arg(format!("docker://{push_to}"))
+            .output()
+            .await
+            .expect("run buildah push");
+        assert!(
+            out.status.success(),
+            "buildah push failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(&digest_file)
+            .expect("digest file")
+            .trim()
+            .to_string()
+    }
+}
+
+/// The repository's fixtures directory (`crates/sbom/tests/fixtures`).
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sbom/tests/fixtures")
+}

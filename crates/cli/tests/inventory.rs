@@ -1,0 +1,372 @@
+//! The inventory end to end: images built by buildah into a real registry,
+//! scanned by `freshen scan`, queried with `freshen images` / `packages`, on
+//! SQLite and PostgreSQL.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::{Buildah, Env, fixtures};
+use freshen_testkit::{Db, OCI_MANIFEST, Pusher, Registry, both_stores};
+use serde_json::{Value, json};
+
+/// The installed packages of a dpkg status file, as dpkg-query reads it.
+fn dpkg_query(status: &Path) -> BTreeSet<String> {
+    let admin = tempfile::tempdir().unwrap();
+    std::fs::copy(status, admin.path().join("status")).unwrap();
+    for d in ["info", "updates", "triggers"] {
+        std::fs::create_dir_all(admin.path().join(d)).unwrap();
+    }
+    let out = std::process::Command::new("dpkg-query")
+        .arg(format!("--admindir={}", admin.path().display()))
+        .args(["-W", "-f", "${db:Status-Abbrev} ${Package} ${Version}\n"])
+        .output()
+        .expect("dpkg-query (apt-get install dpkg)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("ii"))
+        .map(|l| l[4..].trim().to_string())
+        .collect()
+}
+
+/// Pushes `base`'s layers plus one more as `repo:tag`, with no annotations:
+/// a child only its layers can tell apart.
+async fn push_unannotated_child(
+    host: &str,
+    base_repo: &str,
+    base_tag: &str,
+    repo: &str,
+    tag: &str,
+) -> String {
+    let http = reqwest::Client::new();
+    let get = |path: String, accept: &'static str| {
+        let http = http.clone();
+        async move {
+            http.get(format!("http://{host}/v2/{path}"))
+                .header("Accept", accept)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        }
+    };
+    let manifest: Value = serde_json::from_slice(
+        &get(format!("{base_repo}/manifests/{base_tag}"), OCI_MANIFEST).await,
+    )
+    .unwrap();
+    let config: Value = serde_json::from_slice(
+        &get(
+            format!(
+                "{base_repo}/blobs/{}",
+                manifest["config"]["digest"].as_str().unwrap()
+            ),
+            "*/*",
+        )
+        .await,
+    )
+    .unwrap();
+    let push = Pusher::new(host, None);
+    let mut layers = Vec::new();
+    for l in manifest["layers"].as_array().unwrap() {
+        let bytes = get(
+            format!("{base_repo}/blobs/{}", l["digest"].as_str().unwrap()),
+            "*/*",
+        )
+        .await;
+        push.push_blob(repo, &bytes).await;
+        layers.push(l.clone());
+    }
+    // One more layer: a tar with one file, uncompressed (its digest is its diff_id).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/hello"), "hello").unwrap();
+    let tar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(dir.path())
+        .args(["-cf", "-", "app"])
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let layer = push.push_blob(repo, &tar.stdout).await;
+    layers.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": tar.stdout.len()}));
+    let mut config = config;
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!(layer));
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let config_digest = push.push_blob(repo, &config_bytes).await;
+    let child = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_bytes.len()},
+        "layers": layers,
+    });
+    push.push_manifest(
+        repo,
+        tag,
+        OCI_MANIFEST,
+        &serde_json::to_vec(&child).unwrap(),
+    )
+    .await
+}
+
+async fn scan_build_query(db: Db) {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let buildah = Buildah::new();
+    let env = Env::new(db).await;
+    let ctx = env.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("var/lib/dpkg")).unwrap();
+    std::fs::create_dir_all(ctx.join("etc")).unwrap();
+    let status = fixtures().join("dpkg/status");
+    std::fs::copy(&status, ctx.join("var/lib/dpkg/status")).unwrap();
+    std::fs::write(
+        ctx.join("etc/os-release"),
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("app.txt"), "app").unwrap();
+
+    let base = format!("{host}/golden/base:1");
+    let mid = format!("{host}/golden/mid:1");
+    let app = format!("{host}/apps/app:1");
+    let base_digest = buildah
+        .build_push(
+            &ctx,
+            "FROM scratch\nCOPY var /var\nCOPY etc /etc\n",
+            &base,
+            &[],
+        )
+        .await;
+    buildah
+        .build_push(
+            &ctx,
+            "ARG BASE\nFROM ${BASE}\nCOPY app.txt /srv/mid.txt\n",
+            &mid,
+            &[("BASE", &base)],
+        )
+        .await;
+    // Multi-stage: a builder stage on the base, the final stage on mid.
+    let app_df = "ARG REG\nFROM ${REG}/golden/base:1 AS build\nCOPY app.txt /build/out\nFROM ${REG}/golden/mid:1\nCOPY --from=build /build/out /srv/app\n";
+    std::fs::write(ctx.join("Dockerfile.app"), app_df).unwrap();
+    buildah
+        .build_push(&ctx, app_df, &app, &[("REG", &host)])
+        .await;
+    let plain = format!("{host}/apps/plain:1");
+    push_unannotated_child(&host, "golden/base", "1", "apps/plain", "1").await;
+
+    // Scan the children first: the base is adopted by layer prefix afterwards.
+    env.run(&["scan", &plain, &mid, "--json"]).await.expect(0);
+    let run = env
+        .run(&[
+            "scan",
+            &base,
+            &app,
+            "--dockerfile",
+            "ctx/Dockerfile.app",
+            "--build-arg",
+            &format!("REG={host}"),
+            "--json",
+        ])
+        .await;
+    run.expect(0);
+    let scanned = run.json();
+    let base_report = scanned["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["reference"] == base.as_str())
+        .unwrap();
+    assert_eq!(base_report["digest"], base_digest.as_str());
+    assert_eq!(base_report["os"], "Debian:12");
+
+    // Exactly the packages dpkg itself lists.
+    let pk = env.run(&["images", "packages", &base, "--json"]).await;
+    pk.expect(0);
+    let listed = pk.json()["linux/amd64"].as_array().unwrap().len();
+    let got: BTreeSet<String> = pk.json()["linux/amd64"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p["name"].as_str().unwrap(),
+                p["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let want = dpkg_query(&status);
+    assert!(want.len() > 100, "a real status file");
+    assert_eq!(got, want);
+
+    // Lineage and its evidence.
+    let show = |r: String| {
+        let env = &env;
+        async move { env.run(&["images", "show", &r, "--json"]).await.json() }
+    };
+    let mid_view = show(mid.clone()).await;
+    let edge = &mid_view["platforms"][0]["base"][0];
+    assert_eq!(edge["evidence"], "annotation", "{mid_view}");
+    assert_eq!(edge["base_reference"], base.as_str());
+    assert_eq!(edge["base_digest"], base_digest.as_str());
+    let app_view = show(app.clone()).await;
+    let evidences: BTreeSet<&str> = app_view["platforms"][0]["base"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["evidence"].as_str().unwrap())
+        .collect();
+    assert!(
+        evidences.contains("annotation") && evidences.contains("dockerfile"),
+        "{app_view}"
+    );
+    for e in app_view["platforms"][0]["base"].as_array().unwrap() {
+        assert_eq!(
+            e["base_reference"],
+            mid.as_str(),
+            "the final stage's base, not the builder's: {e}"
+        );
+    }
+    let plain_view = show(plain.clone()).await;
+    let edge = &plain_view["platforms"][0]["base"][0];
+    assert_eq!(edge["evidence"], "layer-prefix", "{plain_view}");
+    assert_eq!(edge["base_digest"], base_digest.as_str());
+
+    // The whole tree under the base, with depths.
+    let kids = env
+        .run(&["images", "children", &base, "--recursive", "--json"])
+        .await;
+    kids.expect(0);
+    let tree: BTreeSet<(u64, String)> = kids
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["depth"].as_u64().unwrap(),
+                k["references"][0].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tree,
+        BTreeSet::from([(1, mid.clone()), (1, plain.clone()), (2, app.clone())])
+    );
+    let direct = env
+        .run(&["images", "children", &base, "--json"])
+        .await
+        .json();
+    assert_eq!(
+        direct.as_array().unwrap().len(),
+        2,
+        "without --recursive only depth 1: {direct}"
+    );
+
+    // Every holder of a package, found by name and by source name.
+    let libc = env.run(&["packages", "libc6", "--json"]).await.json();
+    let holders: BTreeSet<&str> = libc["versions"][0]["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["references"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        holders,
+        BTreeSet::from([base.as_str(), mid.as_str(), app.as_str(), plain.as_str()])
+    );
+    let by_source = env.run(&["packages", "glibc", "--json"]).await.json();
+    assert!(
+        by_source["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "libc6"),
+        "{by_source}"
+    );
+
+    // Layers are read once ever: a rescan reads nothing.
+    let again = env
+        .run(&["scan", &mid, &app, &base, &plain, "--json"])
+        .await;
+    again.expect(0);
+    for i in again.json()["images"].as_array().unwrap() {
+        assert_eq!(i["layers_read"], 0, "{i}");
+    }
+
+    // SBOM documents.
+    let cdx = env.run(&["sbom", &base, "--format", "cyclonedx"]).await;
+    cdx.expect(0);
+    let doc = cdx.json();
+    assert_eq!(doc["bomFormat"], "CycloneDX");
+    // One component per package (a multi-arch package counts once per arch),
+    // plus the distribution as an operating-system component.
+    let components = doc["components"].as_array().unwrap();
+    let libraries = components
+        .iter()
+        .filter(|c| c["type"] != "operating-system")
+        .count();
+    assert_eq!(libraries, listed);
+    assert!(
+        components
+            .iter()
+            .any(|c| c["type"] == "operating-system" && c["name"] == "debian")
+    );
+    let spdx = env.run(&["sbom", &base, "--format", "spdx"]).await;
+    spdx.expect(0);
+    assert_eq!(spdx.json()["spdxVersion"], "SPDX-2.3");
+}
+
+/// A corrupt layer fails its image cleanly, naming image and layer; the
+/// other images of the run are still scanned and nothing half-written stays.
+async fn corrupt_layer_fails_cleanly(db: Db) {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let push = reg.pusher();
+    let good = push.push_image("ok", "1", "linux/amd64", "fine").await;
+    // A gzip stream cut in the middle, as a layer.
+    let mut gz = std::process::Command::new("sh")
+        .args(["-c", "head -c 200000 /dev/urandom | gzip -c | head -c 5000"])
+        .output()
+        .unwrap()
+        .stdout;
+    gz.truncate(5000);
+    let layer = push.push_blob("bad", &gz).await;
+    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer]}})).unwrap();
+    let config_digest = push.push_blob("bad", &config).await;
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": gz.len()}],
+    });
+    push.push_manifest(
+        "bad",
+        "1",
+        OCI_MANIFEST,
+        &serde_json::to_vec(&manifest).unwrap(),
+    )
+    .await;
+    let env = Env::new(db).await;
+    let run = env
+        .run(&["scan", &format!("{host}/bad:1"), &format!("{host}/ok:1")])
+        .await;
+    run.expect(2);
+    assert!(
+        run.stderr.contains(&format!("{host}/bad:1")) && run.stderr.contains(&layer),
+        "{run}"
+    );
+    assert!(
+        run.stdout.contains(&good),
+        "the good image is scanned: {run}"
+    );
+    let show = env.run(&["images", "show", &format!("{host}/bad:1")]).await;
+    show.expect(2);
+    assert!(show.stderr.contains("is not in the inventory"), "{show}");
+}
+
+both_stores!(scan_build_query, corrupt_layer_fails_cleanly);

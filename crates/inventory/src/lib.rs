@@ -1,0 +1,33 @@
+//! The inventory station: what every image holds and what it is built on.
+//!
+//! `scan` reads images from the registry (layers read once ever, by digest)
+//! and records packages and lineage; `query` answers the questions users ask
+//! of it, for the CLI and the HTTP API alike.
+
+mod query;
+mod scan;
+
+pub use query::{
+    ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,
+    Registration,
+};
+pub use scan::{DockerfileInput, ScanOptions, ScanReport, Scanner};
+
+/// Why an inventory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("{0} is not in the inventory (scan it with `freshen scan` or register it)")]
+    UnknownImage(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Layer(String),
+    #[error(transparent)]
+    Reference(#[from] freshen_reference::ReferenceError),
+    #[error(transparent)]
+    Registry(#[from] freshen_registry::RegistryError),
+    #[error(transparent)]
+    Store(#[from] freshen_store::StoreError),
+}
