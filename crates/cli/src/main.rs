@@ -157,6 +157,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the inventory's HTTP API (OpenAPI at /openapi.json) until SIGTERM.
+    Serve {
+        /// Address to listen on (default: the config's server.listen, 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Trigger deliveries: list them, or put a failed one back in the queue.
     Outbox {
         #[command(subcommand)]
@@ -408,6 +414,22 @@ async fn run(cli: Cli) -> Result<u8> {
                 .package(&name, ecosystem.as_deref(), version.as_deref())
                 .await?;
             output::package_versions(&name, &found, json);
+            Ok(0)
+        }
+        Command::Serve { listen } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let settings = &loaded.config.server;
+            let addr = listen.unwrap_or(settings.listen);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            if settings.write_tokens.is_empty() {
+                tracing::warn!("no server.write_tokens in the config: POST/PUT/DELETE are refused");
+            }
+            let router =
+                freshen_server::router(Queries::new(store, loaded.defaults.clone()), settings);
+            eprintln!("freshen: serving on http://{}", listener.local_addr()?);
+            freshen_server::serve(listener, router, shutdown_signal()).await?;
             Ok(0)
         }
         Command::Outbox { command } => {

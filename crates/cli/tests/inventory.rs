@@ -39,7 +39,7 @@ async fn push_unannotated_child(
     repo: &str,
     tag: &str,
 ) -> String {
-    let http = reqwest::Client::new();
+    let http = common::http();
     let get = |path: String, accept: &'static str| {
         let http = http.clone();
         async move {
@@ -370,3 +370,207 @@ async fn corrupt_layer_fails_cleanly(db: Db) {
 }
 
 both_stores!(scan_build_query, corrupt_layer_fails_cleanly);
+
+/// `freshen serve` as a user runs it: token from the config's ${ENV},
+/// a pipeline registering what it built, queries, and SIGTERM.
+async fn serve_api_end_to_end(db: Db) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut env = Env::new(db).await;
+    env.env("API_TOKEN", "tok-3f9a");
+    let config = env.config("server:\n  listen: 127.0.0.1:0\n  write_tokens: [\"${API_TOKEN}\"]\n");
+    let mut child = env
+        .command(&["serve", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let base_url = loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("serve starts")
+            .unwrap()
+            .expect("serve printed its address");
+        if let Some(url) = line.strip_prefix("freshen: serving on ") {
+            break url.to_string();
+        }
+    };
+    let http = common::http();
+    let enc = |r: &str| r.replace('/', "%2F").replace(':', "%3A");
+    let put = |r: &str, body: Value, token: Option<&str>| {
+        let mut req = http
+            .post(format!("{base_url}/images/{}", enc(r)))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let r = put(
+        "registry.example/golden/base:1",
+        json!({"packages": [{"name": "openssl", "version": "3.0.11-1", "ecosystem": "deb"}]}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401, "writes need the token");
+    let r = put(
+        "registry.example/golden/base:1",
+        json!({"packages": [{"name": "openssl", "version": "3.0.11-1", "ecosystem": "deb"}]}),
+        Some("wrong"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401);
+    for (image, base) in [
+        ("registry.example/golden/base:1", None),
+        (
+            "registry.example/apps/mid:1",
+            Some("registry.example/golden/base:1"),
+        ),
+        (
+            "registry.example/apps/app:1",
+            Some("registry.example/apps/mid:1"),
+        ),
+    ] {
+        let mut body =
+            json!({"packages": [{"name": "openssl", "version": "3.0.11-1", "ecosystem": "deb"}]});
+        if let Some(b) = base {
+            body["base"] = json!(b);
+        }
+        let r = put(image, body, Some("tok-3f9a")).await.unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    let kids: Value = http
+        .get(format!(
+            "{base_url}/images/{}/children?recursive=true",
+            enc("registry.example/golden/base:1")
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let depths: Vec<(u64, String)> = kids["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["depth"].as_u64().unwrap(),
+                k["references"][0].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        depths,
+        [
+            (1, "registry.example/apps/mid:1".to_string()),
+            (2, "registry.example/apps/app:1".to_string())
+        ]
+    );
+    let pkgs: Value = http
+        .get(format!("{base_url}/packages/openssl"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        pkgs.to_string().matches("registry.example/").count(),
+        3,
+        "{pkgs}"
+    );
+    let doc: Value = http
+        .get(format!("{base_url}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|p| p.contains("children"))
+    );
+    // The CLI sees what the API stored.
+    let run = env
+        .run(&[
+            "images",
+            "children",
+            "registry.example/golden/base:1",
+            "--recursive",
+            "--json",
+        ])
+        .await;
+    run.expect(0);
+    assert_eq!(run.json().as_array().unwrap().len(), 2);
+
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    while let Ok(Some(l)) = lines.next_line().await {
+        rest.push_str(&l);
+    }
+    assert!(
+        !rest.contains("tok-3f9a"),
+        "the token never reaches the logs"
+    );
+}
+
+both_stores!(serve_api_end_to_end);
+
+/// `scan --registry HOST --all` walks the catalog and every tag, keeping to
+/// the repository prefix.
+async fn whole_registry_scan(db: Db) {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let push = reg.pusher();
+    let mut want = BTreeSet::new();
+    for (repo, tags) in [("apps/a", 2), ("apps/b", 1), ("other/c", 1)] {
+        for t in 0..tags {
+            push.push_image(repo, &format!("v{t}"), "linux/amd64", &format!("{repo}{t}"))
+                .await;
+            if repo.starts_with("apps/") {
+                want.insert(format!("{host}/{repo}:v{t}"));
+            }
+        }
+    }
+    let env = Env::new(db).await;
+    let run = env
+        .run(&[
+            "scan",
+            "--registry",
+            &host,
+            "--repo-prefix",
+            "apps/",
+            "--all",
+            "--json",
+        ])
+        .await;
+    run.expect(0);
+    let got: BTreeSet<String> = run.json()["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reference"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, want);
+    let run = env.run(&["scan", "--registry", &host]).await;
+    run.expect(2);
+    assert!(run.stderr.contains("--all"), "{run}");
+}
+
+both_stores!(whole_registry_scan);

@@ -13,6 +13,7 @@ use std::time::Duration;
 use freshen_actions::{OutboxSettings, TriggerSpec};
 use freshen_reference::{Defaults, Platform};
 use freshen_registry::RegistrySettings;
+use freshen_server::ServerSettings;
 use freshen_watch::{Schedule, Watch, WatchSpec};
 use serde::Deserialize;
 
@@ -66,6 +67,9 @@ pub struct Config {
     /// Delivery retries and leases.
     #[serde(default)]
     pub outbox: OutboxSettings,
+    /// `freshen serve`: where it listens and who may write.
+    #[serde(default)]
+    pub server: ServerSettings,
 }
 
 /// A loaded, validated configuration.
@@ -329,6 +333,10 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         }
         watches.push(w);
     }
+    config
+        .server
+        .validate()
+        .map_err(|e| invalid("server".into(), e))?;
     if config.outbox.max_attempts == 0 || config.outbox.concurrency == 0 {
         return Err(invalid(
             "outbox".into(),

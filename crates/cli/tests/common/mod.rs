@@ -232,3 +232,9 @@ impl Buildah {
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../sbom/tests/fixtures")
 }
+
+/// An HTTP client for tests (rustls needs its crypto provider installed first).
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}

@@ -1,0 +1,469 @@
+//! The routes. The router is built only from [`table`], which also says
+//! which OpenAPI operations each route serves, so a test can check that the
+//! document describes every route.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, BodyDataStream, Bytes};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use freshen_inventory::{Queries, Registration};
+use freshen_reference::Reference;
+use futures::StreamExt as _;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::ServerSettings;
+use crate::auth::WriteAuth;
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub queries: Queries,
+    auth: Arc<WriteAuth>,
+    openapi: Bytes,
+    max_body_bytes: usize,
+}
+
+/// One route: its axum path, the OpenAPI operations (method, path) it
+/// serves, and its handlers.
+pub(crate) struct Route {
+    pub path: &'static str,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub operations: &'static [(&'static str, &'static str)],
+    service: MethodRouter<AppState>,
+}
+
+/// Every route the router serves.
+pub(crate) fn table() -> Vec<Route> {
+    vec![
+        Route {
+            path: "/healthz",
+            operations: &[("get", "/healthz")],
+            service: get(healthz),
+        },
+        Route {
+            path: "/openapi.json",
+            operations: &[("get", "/openapi.json")],
+            service: get(openapi),
+        },
+        Route {
+            path: "/",
+            operations: &[("get", "/")],
+            service: get(crate::ui::index),
+        },
+        Route {
+            path: "/ui/packages",
+            operations: &[("get", "/ui/packages")],
+            service: get(crate::ui::packages),
+        },
+        Route {
+            path: "/ui/children",
+            operations: &[("get", "/ui/children")],
+            service: get(crate::ui::children),
+        },
+        Route {
+            path: "/packages/{*name}",
+            operations: &[("get", "/packages/{name}")],
+            service: get(package),
+        },
+        Route {
+            // Refs may come URL-encoded (canonical) or with raw slashes, so
+            // one wildcard takes them all and `images` splits the suffix.
+            path: "/images/{*rest}",
+            operations: &[
+                ("get", "/images/{ref}"),
+                ("post", "/images/{ref}"),
+                ("put", "/images/{ref}"),
+                ("delete", "/images/{ref}"),
+                ("get", "/images/{ref}/packages"),
+                ("get", "/images/{ref}/children"),
+            ],
+            service: get(images).post(images).put(images).delete(images),
+        },
+    ]
+}
+
+pub(crate) fn build(queries: Queries, settings: &ServerSettings) -> Router {
+    let auth = WriteAuth::new(&settings.write_tokens);
+    if !auth.enabled() {
+        tracing::info!(
+            "no server.write_tokens configured: POST, PUT and DELETE are refused with 403"
+        );
+    }
+    let openapi = Bytes::from(
+        serde_json::to_vec_pretty(&crate::openapi::document()).expect("JSON values serialise"),
+    );
+    let state = AppState {
+        queries,
+        auth: Arc::new(auth),
+        openapi,
+        max_body_bytes: settings.max_body_bytes,
+    };
+    let mut router = Router::new();
+    for r in table() {
+        router = router.route(r.path, r.service);
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(axum::middleware::map_response(nosniff))
+        .layer(TraceLayer::new_for_http())
+        // Outermost: anything that prints headers shows `Sensitive`.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
+        .with_state(state)
+}
+
+async fn nosniff(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route for {method} {}; the API is described at /openapi.json",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {method} is not allowed on {}; the API is described at /openapi.json",
+            uri.path()
+        ),
+    )
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn openapi(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        st.openapi.clone(),
+    )
+        .into_response()
+}
+
+/// Query parameters of `GET /packages/{name}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackageParams {
+    ecosystem: Option<String>,
+    version: Option<String>,
+}
+
+/// An empty filter (`?ecosystem=`) means no filter, as HTML forms send it.
+pub(crate) fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+async fn package(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    // Decoded by hand, like image refs: names may hold slashes (Go modules, npm scopes).
+    let raw = uri.path().strip_prefix("/packages/").unwrap_or_default();
+    let name = decode(raw, "package name")?;
+    if name.trim().is_empty() {
+        return Err(ApiError::bad_request("the package name is empty"));
+    }
+    let params: PackageParams = query(&uri)?;
+    let versions = st
+        .queries
+        .package(
+            &name,
+            non_empty(&params.ecosystem),
+            non_empty(&params.version),
+        )
+        .await?;
+    Ok(axum::Json(versions).into_response())
+}
+
+/// Parses the query string; unknown parameters are refused so a typo is not
+/// silently ignored.
+fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+    Query::<T>::try_from_uri(uri)
+        .map(|Query(t)| t)
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
+}
+
+fn decode(raw: &str, what: &str) -> Result<String, ApiError> {
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "the {what} in the path is not UTF-8 once percent-decoded"
+            ))
+        })
+}
+
+/// What follows the reference in `/images/{ref}...`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Sub {
+    Show,
+    Packages,
+    Children,
+}
+
+/// Splits `/images/<ref>[/packages|/children]` (on the raw path, so an
+/// encoded `%2F` never splits) and percent-decodes the reference.
+pub(crate) fn split_image_path(path: &str) -> Result<(String, Sub), ApiError> {
+    let raw = path.strip_prefix("/images/").unwrap_or_default();
+    let (raw, sub) = if let Some(r) = raw.strip_suffix("/packages") {
+        (r, Sub::Packages)
+    } else if let Some(r) = raw.strip_suffix("/children") {
+        (r, Sub::Children)
+    } else {
+        (raw, Sub::Show)
+    };
+    Ok((decode(raw, "image reference")?, sub))
+}
+
+/// Characters left as they are when a reference goes into a path.
+const PATH_SAFE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `/images/<ref, URL-encoded>`.
+pub(crate) fn image_path(r: &str) -> String {
+    format!("/images/{}", utf8_percent_encode(r, PATH_SAFE))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChildrenParams {
+    #[serde(default)]
+    recursive: bool,
+}
+
+async fn images(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    match method {
+        Method::POST | Method::PUT | Method::DELETE => {
+            let (parts, body) = req.into_parts();
+            let mut body = Some(body);
+            let result = write(&st, &parts, &mut body).await;
+            // Not `if let (Err(_), ..) = (&result, ..)`: a `&Response` is not `Send`.
+            let unread = if result.is_err() { body.take() } else { None };
+            if let Some(unread) = unread {
+                drain(
+                    unread.into_data_stream(),
+                    drain_allowance(st.max_body_bytes),
+                )
+                .await;
+            }
+            result
+        }
+        _ => {
+            let (raw_ref, sub) = split_image_path(uri.path())?;
+            let r = parse_ref(&st.queries, &raw_ref)?;
+            match sub {
+                Sub::Show => {
+                    let _: NoParams = query(&uri)?;
+                    Ok(axum::Json(st.queries.show(&r).await?).into_response())
+                }
+                Sub::Packages => {
+                    let _: NoParams = query(&uri)?;
+                    let platforms = st.queries.packages_of(&r).await?;
+                    Ok(
+                        axum::Json(json!({ "reference": r.to_string(), "platforms": platforms }))
+                            .into_response(),
+                    )
+                }
+                Sub::Children => {
+                    let p: ChildrenParams = query(&uri)?;
+                    let children = st.queries.children(&r, p.recursive).await?;
+                    Ok(axum::Json(json!({
+                        "reference": r.to_string(),
+                        "recursive": p.recursive,
+                        "children": children,
+                    }))
+                    .into_response())
+                }
+            }
+        }
+    }
+}
+
+/// `POST`, `PUT` and `DELETE /images/{ref}`. Takes `body` only to read it,
+/// so the caller can drain what is left when answering early.
+async fn write(
+    st: &AppState,
+    parts: &Parts,
+    body: &mut Option<Body>,
+) -> Result<Response, ApiError> {
+    let (raw_ref, sub) = split_image_path(parts.uri.path())?;
+    if sub != Sub::Show {
+        return Err(ApiError::method_not_allowed(
+            &parts.method,
+            parts.uri.path(),
+            "GET, HEAD",
+        ));
+    }
+    // Authorise before reading the reference or the body.
+    st.auth.check(&parts.headers)?;
+    let r = parse_ref(&st.queries, &raw_ref)?;
+    if parts.method == Method::DELETE {
+        st.queries.delete(&r).await?;
+        tracing::info!(reference = %r, "removed through the API");
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_body_bytes as u64) {
+        return Err(too_large(st.max_body_bytes));
+    }
+    let bytes = read_body(body.take().unwrap_or_default(), st.max_body_bytes).await?;
+    let reg = parse_registration(&bytes)?;
+    let replace = parts.method == Method::PUT;
+    let view = st.queries.register(&r, &reg, replace).await?;
+    tracing::info!(reference = %r, replace, "registered through the API");
+    if replace {
+        Ok(axum::Json(view).into_response())
+    } else {
+        let location = HeaderValue::from_str(&image_path(&view.reference)).map_err(|_| {
+            ApiError::bad_request("the reference cannot be put in a Location header")
+        })?;
+        Ok((
+            StatusCode::CREATED,
+            [(header::LOCATION, location)],
+            axum::Json(view),
+        )
+            .into_response())
+    }
+}
+
+pub(crate) fn parse_ref(q: &Queries, raw: &str) -> Result<Reference, ApiError> {
+    Ok(q.parse(raw)?)
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is larger than the server's limit of {max} bytes (server.max_body_bytes)"
+        ),
+    )
+}
+
+/// How much of an unwanted body is read and dropped before answering, so
+/// the client finishes sending and sees the answer instead of a reset.
+fn drain_allowance(max: usize) -> usize {
+    max.max(1024 * 1024)
+}
+
+/// Reads and drops up to `limit` bytes of `body`, for at most two seconds.
+/// A body left over is the connection's end (hyper closes it).
+async fn drain(mut stream: BodyDataStream, limit: usize) {
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > limit {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads a body of at most `max` bytes; past that, drains a little more and
+/// answers 413.
+async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        if buf.len() + chunk.len() > max {
+            drain(stream, drain_allowance(max)).await;
+            return Err(too_large(max));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// Parses a [`Registration`]; errors name the field or JSON's reason.
+fn parse_registration(bytes: &[u8]) -> Result<Registration, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let body: Registration = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            ApiError::bad_request(format!("invalid JSON body: {}", e.inner()))
+        } else {
+            ApiError::bad_request(format!("invalid JSON body at {path}: {}", e.inner()))
+        }
+    })?;
+    // Trailing garbage after the object is an error too.
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_image_paths() {
+        let ok = |p: &str| split_image_path(p).unwrap();
+        assert_eq!(ok("/images/debian"), ("debian".into(), Sub::Show));
+        assert_eq!(
+            ok("/images/localhost%3A5000%2Fapp%3A1/children"),
+            ("localhost:5000/app:1".into(), Sub::Children)
+        );
+        assert_eq!(
+            ok("/images/localhost:5000/app:1/packages"),
+            ("localhost:5000/app:1".into(), Sub::Packages)
+        );
+        // An encoded slash never splits: the repository `x/children`.
+        assert_eq!(ok("/images/x%2Fchildren"), ("x/children".into(), Sub::Show));
+        assert_eq!(
+            ok("/images/app%40sha256%3Aab"),
+            ("app@sha256:ab".into(), Sub::Show)
+        );
+        // `+` is a plus in a path, not a space.
+        assert_eq!(ok("/images/a+b"), ("a+b".into(), Sub::Show));
+        assert!(split_image_path("/images/%FF").is_err());
+    }
+
+    #[test]
+    fn image_paths_encode_everything_but_unreserved() {
+        assert_eq!(
+            image_path("localhost:5000/app:1"),
+            "/images/localhost%3A5000%2Fapp%3A1"
+        );
+        assert_eq!(image_path("a@sha256:0f"), "/images/a%40sha256%3A0f");
+        let (back, _) = split_image_path(&image_path("r.io/a-b_c~d:1.0")).unwrap();
+        assert_eq!(back, "r.io/a-b_c~d:1.0");
+    }
+}
