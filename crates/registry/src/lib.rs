@@ -316,32 +316,11 @@ impl Client {
             tags: Option<Vec<String>>,
         }
         let image = r.name();
-        let t = target(r, &image);
-        let mut path = format!("/v2/{}/tags/list?n={}", r.repository(), page_size.max(1));
-        let mut tags = Vec::new();
-        let mut pages = 0;
-        loop {
-            pages += 1;
-            let resp = self.transport.get_upstream(&t, &path, None).await?;
-            let next = resp
-                .headers()
-                .get(LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(next_link);
-            let body = read_limited(resp, 16 * 1024 * 1024, &image, "tag list").await?;
-            let list: TagList =
-                serde_json::from_slice(&body).map_err(|e| RegistryError::BadContent {
-                    image: image.clone(),
-                    what: "tag list".into(),
-                    detail: e.to_string(),
-                })?;
-            tags.extend(list.tags.unwrap_or_default());
-            match next {
-                Some(n) if pages < 100_000 => path = n,
-                _ => break,
-            }
-        }
-        Ok(tags)
+        let first = format!("/v2/{}/tags/list?n={}", r.repository(), page_size.max(1));
+        self.paged(&target(r, &image), first, "tag list", |page: TagList| {
+            page.tags
+        })
+        .await
     }
 
     /// Every repository a registry lists in `/v2/_catalog`, following `Link`
@@ -362,29 +341,42 @@ impl Client {
             repository: "",
             image: &image,
         };
-        let mut path = format!("/v2/_catalog?n={}", page_size.max(1));
-        let mut repos = Vec::new();
+        let first = format!("/v2/_catalog?n={}", page_size.max(1));
+        self.paged(&t, first, "catalog", |page: Catalog| page.repositories)
+            .await
+    }
+
+    /// Follows `rel="next"` links from `first` on the registry itself,
+    /// collecting each page's names (at most 100,000 pages).
+    async fn paged<P: serde::de::DeserializeOwned>(
+        &self,
+        t: &Target<'_>,
+        first: String,
+        what: &str,
+        names: impl Fn(P) -> Option<Vec<String>>,
+    ) -> Result<Vec<String>, RegistryError> {
+        let mut path = first;
+        let mut out = Vec::new();
         for _ in 0..100_000 {
-            let resp = self.transport.get_upstream(&t, &path, None).await?;
+            let resp = self.transport.get_upstream(t, &path, None).await?;
             let next = resp
                 .headers()
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let body = read_limited(resp, 16 * 1024 * 1024, &image, "catalog").await?;
-            let page: Catalog =
-                serde_json::from_slice(&body).map_err(|e| RegistryError::BadContent {
-                    image: image.clone(),
-                    what: "catalog".into(),
-                    detail: e.to_string(),
-                })?;
-            repos.extend(page.repositories.unwrap_or_default());
+            let body = read_limited(resp, 16 * 1024 * 1024, t.image, what).await?;
+            let page: P = serde_json::from_slice(&body).map_err(|e| RegistryError::BadContent {
+                image: t.image.to_string(),
+                what: what.to_string(),
+                detail: e.to_string(),
+            })?;
+            out.extend(names(page).unwrap_or_default());
             match next {
                 Some(n) => path = n,
                 None => break,
             }
         }
-        Ok(repos)
+        Ok(out)
     }
 
     /// The settings in force for a registry (defaults when not configured).
