@@ -574,3 +574,139 @@ async fn whole_registry_scan(db: Db) {
 }
 
 both_stores!(whole_registry_scan);
+
+/// What `rpm -qa` lists in a database: `name epoch:version-release arch`.
+fn rpm_qa(dbpath: &Path) -> BTreeSet<String> {
+    let out = std::process::Command::new("rpm")
+        .arg("--dbpath")
+        .arg(dbpath)
+        .args([
+            "-qa",
+            "--qf",
+            "%{NAME} %{EPOCHNUM}:%{VERSION}-%{RELEASE} %{ARCH}\\n",
+        ])
+        .output()
+        .expect("rpm is needed for this test: apt-get install rpm");
+    assert!(
+        out.status.success(),
+        "rpm -qa: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// An rpm-based image (a Rocky Linux os-release and a sqlite rpmdb that
+/// Debian's rpm wrote), built by buildah and scanned by the CLI: the packages
+/// are exactly what `rpm -qa` reads from the same database, and a child built
+/// on it inherits them and names it as its base.
+async fn rpm_image_scan(db: Db) {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let buildah = Buildah::new();
+    let env = Env::new(db).await;
+    let ctx = env.path().join("ctx");
+    let rpmdir = ctx.join("usr/lib/sysimage/rpm");
+    std::fs::create_dir_all(&rpmdir).unwrap();
+    std::fs::create_dir_all(ctx.join("etc")).unwrap();
+    std::fs::copy(
+        fixtures().join("rpm/rpmdb.sqlite"),
+        rpmdir.join("rpmdb.sqlite"),
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("etc/os-release"),
+        "NAME=\"Rocky Linux\"\nVERSION=\"9.4 (Blue Onyx)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("app.txt"), "app").unwrap();
+    let base = format!("{host}/rocky/base:9");
+    let child = format!("{host}/apps/on-rocky:1");
+    let base_digest = buildah
+        .build_push(
+            &ctx,
+            "FROM scratch\nCOPY usr /usr\nCOPY etc /etc\n",
+            &base,
+            &[],
+        )
+        .await;
+    buildah
+        .build_push(
+            &ctx,
+            "ARG BASE\nFROM ${BASE}\nCOPY app.txt /srv/app.txt\n",
+            &child,
+            &[("BASE", &base)],
+        )
+        .await;
+
+    let run = env.run(&["scan", &base, &child, "--json"]).await;
+    run.expect(0);
+    let report = run.json();
+    for image in report["images"].as_array().unwrap() {
+        assert_eq!(image["os"], "Rocky Linux:9", "{report}");
+    }
+
+    let want = rpm_qa(&rpmdir);
+    assert!(
+        want.len() >= 3,
+        "rpm lists the fixture's packages: {want:?}"
+    );
+    for r in [&base, &child] {
+        let pk = env.run(&["images", "packages", r, "--json"]).await;
+        pk.expect(0);
+        let got: BTreeSet<String> = pk.json()["linux/amd64"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                assert_eq!(p["ecosystem"], "rpm", "{p}");
+                let v = p["version"].as_str().unwrap();
+                let evr = if v.contains(':') {
+                    v.to_string()
+                } else {
+                    format!("0:{v}")
+                };
+                format!(
+                    "{} {evr} {}",
+                    p["name"].as_str().unwrap(),
+                    p["arch"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "packages of {r}");
+    }
+
+    let kids = env
+        .run(&["images", "children", &base, "--json"])
+        .await
+        .json();
+    let names: Vec<&str> = kids
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|k| k["references"].as_array().unwrap())
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(names, [child.as_str()], "{kids}");
+    let view = env.run(&["images", "show", &child, "--json"]).await.json();
+    assert_eq!(
+        view["platforms"][0]["base"][0]["base_digest"],
+        base_digest.as_str(),
+        "{view}"
+    );
+
+    // Who holds a package: by name, and the source rpm's name.
+    let found = env
+        .run(&["packages", "freshen-hello", "--ecosystem", "rpm", "--json"])
+        .await;
+    found.expect(0);
+    let text = found.json().to_string();
+    assert!(
+        text.contains(&base) && text.contains(&child),
+        "both images hold freshen-hello: {text}"
+    );
+}
+
+both_stores!(rpm_image_scan);
