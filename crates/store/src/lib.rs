@@ -24,6 +24,7 @@ mod open;
 mod outbox;
 mod schedule;
 mod sql;
+mod vulns;
 
 use std::sync::Arc;
 
@@ -33,6 +34,8 @@ pub use model::{
     Backend, ChangeEvent, Delivery, DeliveryState, HistoryEntry, Observation, PlatformChange,
     PlatformDigest, Recorded, Status,
 };
+
+pub use vulns::{AdvisoryInput, Decision, FleetPackage, ImportSummary};
 
 use sql::Db;
 

@@ -10,3 +10,4 @@ mod open;
 mod outbox;
 mod processes;
 mod schedule;
+mod vulns;
