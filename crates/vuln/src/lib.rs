@@ -1,0 +1,27 @@
+//! freshen's vulnerability data: OSV records read from files, directories
+//! and the bulk `all.zip` exports, and an [`Index`] that matches installed
+//! packages against them.
+//!
+//! Matching is where scanners go wrong, so the rules are explicit:
+//! - versions are ordered by the ecosystem's own rules (`freshen-version`);
+//! - distribution records are scoped to the image's release: a package of an
+//!   image whose OS is `Debian:12` only matches records for `Debian:12`;
+//! - distribution records name *source* packages (dpkg `Source`, apk origin),
+//!   so those are matched on the source name and version;
+//! - a record and its aliases (a CVE and its DSA) are one finding.
+
+#![deny(missing_docs)]
+
+mod error;
+mod index;
+mod load;
+mod osv;
+mod policy;
+mod severity;
+
+pub use error::VulnError;
+pub use index::{Finding, Index, Installed};
+pub use load::{Loaded, load_path};
+pub use osv::{Affected, Event, OsvPackage, Range, Record, SeverityEntry};
+pub use policy::{Counts, Expr, Ignore, Mode, Op, Policy, PolicySpec, Verdict};
+pub use severity::Severity;

@@ -1,0 +1,586 @@
+//! Policies: when do an image's vulnerabilities call for a rebuild?
+//!
+//! - `always`: every base change rebuilds;
+//! - `security-only`: a base change rebuilds only when it fixes a
+//!   vulnerability present in the image;
+//! - `thresholds`: rebuild when the counts per severity satisfy an
+//!   expression such as `medium >= 3 || high > 0` (the Harbor recipe).
+//!
+//! Findings on the ignore list (until their expiry) don't count, and with
+//! `fixable_only` neither do findings no fixed version is known for.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::index::Finding;
+use crate::severity::Severity;
+
+/// What a policy acts on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Every change acts.
+    #[default]
+    Always,
+    /// A base change acts only when it fixes something present.
+    SecurityOnly,
+    /// Counts per severity decide, by the threshold expression.
+    Thresholds,
+}
+
+/// One ignore entry: a vulnerability id (or an alias of it) not to count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ignore {
+    /// `CVE-…`, `GHSA-…`, `DSA-…`: matches the finding's id or any alias.
+    pub id: String,
+    /// Why: shown with every decision it changes.
+    pub reason: String,
+    /// The last day (UTC, `YYYY-MM-DD`) the entry holds; none: for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// A policy as written in the config.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// `always`, `security-only` or `thresholds`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// With `thresholds`: e.g. `critical > 0 || high >= 2 || medium >= 5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<String>,
+    /// Count only findings a fixed version is known for.
+    #[serde(default)]
+    pub fixable_only: bool,
+    /// Findings not to count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<Ignore>,
+}
+
+/// A policy checked and ready to evaluate.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    spec: PolicySpec,
+    expr: Option<Expr>,
+    version: String,
+}
+
+/// Counts of findings per severity, as thresholds see them.
+pub type Counts = BTreeMap<Severity, usize>;
+
+/// The outcome of evaluating a policy on an image's findings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// True when the policy says act (rebuild, trigger).
+    pub act: bool,
+    /// One line a user can read: which rule decided and on what.
+    pub reason: String,
+    /// Counted findings per severity (after ignores and `fixable_only`).
+    pub counts: BTreeMap<String, usize>,
+    /// Ids that were not counted because of an ignore entry, with its reason.
+    pub ignored: Vec<(String, String)>,
+    /// The policy's version: a digest of its normalised form, so a stored
+    /// decision names exactly the rules that made it.
+    pub policy_version: String,
+}
+
+impl Policy {
+    /// Checks a spec: the expression must parse, `thresholds` needs one, and
+    /// expiry dates must be dates. Errors say which part is wrong.
+    pub fn new(spec: PolicySpec) -> Result<Policy, String> {
+        let expr = match (&spec.mode, &spec.thresholds) {
+            (Mode::Thresholds, None) => {
+                return Err("mode thresholds needs a `thresholds` expression, e.g. \"medium >= 3 || high > 0\"".into());
+            }
+            (_, Some(t)) => Some(Expr::parse(t).map_err(|e| format!("thresholds {t:?}: {e}"))?),
+            (_, None) => None,
+        };
+        for (i, ig) in spec.ignore.iter().enumerate() {
+            if ig.id.trim().is_empty() {
+                return Err(format!("ignore[{i}].id: empty"));
+            }
+            if ig.reason.trim().is_empty() {
+                return Err(format!("ignore[{i}] ({}): give a reason", ig.id));
+            }
+            if let Some(d) = &ig.expires {
+                if !is_date(d) {
+                    return Err(format!(
+                        "ignore[{i}].expires: {d:?} is not a date (YYYY-MM-DD)"
+                    ));
+                }
+            }
+        }
+        let canonical = serde_json::to_vec(&spec).expect("a policy serialises");
+        let version = format!("{:016x}", fnv1a(&canonical));
+        Ok(Policy {
+            spec,
+            expr,
+            version,
+        })
+    }
+
+    /// The spec it was made from.
+    pub fn spec(&self) -> &PolicySpec {
+        &self.spec
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.spec.mode
+    }
+
+    /// A digest of the normalised spec (changes whenever a rule does).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Which findings count, on `today` (`YYYY-MM-DD`, for expiries), and
+    /// the ignored ones with their reasons.
+    pub fn counted<'f>(
+        &self,
+        findings: &'f [Finding],
+        today: &str,
+    ) -> (Vec<&'f Finding>, Vec<(String, String)>) {
+        let mut counted = Vec::new();
+        let mut ignored = Vec::new();
+        for f in findings {
+            let hit = self.spec.ignore.iter().find(|ig| {
+                ig.expires.as_deref().is_none_or(|e| e >= today)
+                    && (f.id == ig.id || f.aliases.contains(&ig.id))
+            });
+            if let Some(ig) = hit {
+                ignored.push((f.id.clone(), ig.reason.clone()));
+            } else if !self.spec.fixable_only || f.fixed.is_some() {
+                counted.push(f);
+            }
+        }
+        (counted, ignored)
+    }
+
+    /// Evaluates the thresholds (or `always`) on an image's findings.
+    /// `security-only` needs to know what a base change fixes, so here it
+    /// acts when any counted finding would be fixed by an upgrade; callers
+    /// that diff a base pass only the findings the new base fixes.
+    pub fn evaluate(&self, findings: &[Finding], today: &str) -> Verdict {
+        let (counted, ignored) = self.counted(findings, today);
+        let mut counts: Counts = Severity::ALL.iter().map(|s| (*s, 0)).collect();
+        for f in &counted {
+            *counts.entry(f.severity).or_default() += 1;
+        }
+        let shown: BTreeMap<String, usize> = counts
+            .iter()
+            .map(|(s, n)| (s.as_str().to_string(), *n))
+            .collect();
+        let summary = summary(&counts);
+        let (act, reason) = match self.spec.mode {
+            Mode::Always => (true, "policy always: every change acts".to_string()),
+            Mode::SecurityOnly => {
+                let fixable = counted.iter().filter(|f| f.fixed.is_some()).count();
+                if fixable > 0 {
+                    (
+                        true,
+                        format!("security-only: {fixable} fixable finding(s) present ({summary})"),
+                    )
+                } else {
+                    (
+                        false,
+                        format!("security-only: nothing fixable present ({summary})"),
+                    )
+                }
+            }
+            Mode::Thresholds => {
+                let expr = self.expr.as_ref().expect("checked in new");
+                let text = self.spec.thresholds.as_deref().unwrap_or_default();
+                if expr.eval(&counts) {
+                    (true, format!("thresholds `{text}` met ({summary})"))
+                } else {
+                    (false, format!("thresholds `{text}` not met ({summary})"))
+                }
+            }
+        };
+        Verdict {
+            act,
+            reason,
+            counts: shown,
+            ignored,
+            policy_version: self.version.clone(),
+        }
+    }
+}
+
+fn summary(counts: &Counts) -> String {
+    let parts: Vec<String> = counts
+        .iter()
+        .rev()
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    if parts.is_empty() {
+        "no findings".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && (1..=12).contains(&s[5..7].parse::<u32>().unwrap_or(0))
+        && (1..=31).contains(&s[8..10].parse::<u32>().unwrap_or(0))
+}
+
+/// FNV-1a, 64 bit: a stable digest of the policy text (not a security measure).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A threshold expression: comparisons of severity counts joined by
+/// `&&`, `||`, `!` and parentheses. `total` counts every severity;
+/// `high+` counts high and above.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expr {
+    /// Both.
+    And(Box<Expr>, Box<Expr>),
+    /// Either.
+    Or(Box<Expr>, Box<Expr>),
+    /// Not.
+    Not(Box<Expr>),
+    /// `count(levels) op n`.
+    Cmp(Vec<Severity>, Op, usize),
+}
+
+/// A comparison operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+}
+
+impl Expr {
+    /// Parses `medium >= 3 || high > 0`. Errors name the position and what
+    /// was expected.
+    pub fn parse(s: &str) -> Result<Expr, String> {
+        let tokens = tokenize(s)?;
+        let mut p = Parser { t: &tokens, i: 0 };
+        let e = p.or()?;
+        match p.t.get(p.i) {
+            None => Ok(e),
+            Some((pos, t)) => Err(format!("unexpected {t:?} at column {}", pos + 1)),
+        }
+    }
+
+    /// Evaluates against counts per severity.
+    pub fn eval(&self, counts: &Counts) -> bool {
+        match self {
+            Expr::And(a, b) => a.eval(counts) && b.eval(counts),
+            Expr::Or(a, b) => a.eval(counts) || b.eval(counts),
+            Expr::Not(a) => !a.eval(counts),
+            Expr::Cmp(levels, op, n) => {
+                let c: usize = levels
+                    .iter()
+                    .map(|l| counts.get(l).copied().unwrap_or(0))
+                    .sum();
+                match op {
+                    Op::Gt => c > *n,
+                    Op::Ge => c >= *n,
+                    Op::Lt => c < *n,
+                    Op::Le => c <= *n,
+                    Op::Eq => c == *n,
+                    Op::Ne => c != *n,
+                }
+            }
+        }
+    }
+}
+
+fn tokenize(s: &str) -> Result<Vec<(usize, String)>, String> {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        if c.is_ascii_alphanumeric() {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            if i < b.len() && b[i] == b'+' {
+                i += 1;
+            }
+        } else {
+            let two = s.get(i..i + 2).unwrap_or("");
+            if ["&&", "||", ">=", "<=", "==", "!="].contains(&two) {
+                i += 2;
+            } else if b"()<>!".contains(&c) {
+                i += 1;
+            } else {
+                return Err(format!("unexpected {:?} at column {}", c as char, i + 1));
+            }
+        }
+        out.push((start, s[start..i].to_string()));
+    }
+    Ok(out)
+}
+
+struct Parser<'a> {
+    t: &'a [(usize, String)],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&str> {
+        self.t.get(self.i).map(|(_, s)| s.as_str())
+    }
+    fn next(&mut self, what: &str) -> Result<(usize, String), String> {
+        let t = self
+            .t
+            .get(self.i)
+            .cloned()
+            .ok_or_else(|| format!("expected {what} at the end"))?;
+        self.i += 1;
+        Ok(t)
+    }
+    fn or(&mut self) -> Result<Expr, String> {
+        let mut e = self.and()?;
+        while self.peek() == Some("||") {
+            self.i += 1;
+            e = Expr::Or(Box::new(e), Box::new(self.and()?));
+        }
+        Ok(e)
+    }
+    fn and(&mut self) -> Result<Expr, String> {
+        let mut e = self.unary()?;
+        while self.peek() == Some("&&") {
+            self.i += 1;
+            e = Expr::And(Box::new(e), Box::new(self.unary()?));
+        }
+        Ok(e)
+    }
+    fn unary(&mut self) -> Result<Expr, String> {
+        match self.peek() {
+            Some("!") => {
+                self.i += 1;
+                Ok(Expr::Not(Box::new(self.unary()?)))
+            }
+            Some("(") => {
+                self.i += 1;
+                let e = self.or()?;
+                let (pos, t) = self.next("`)`")?;
+                if t != ")" {
+                    return Err(format!("expected `)` at column {}, found {t:?}", pos + 1));
+                }
+                Ok(e)
+            }
+            _ => self.cmp(),
+        }
+    }
+    fn cmp(&mut self) -> Result<Expr, String> {
+        let (pos, name) = self.next("a severity")?;
+        let levels = levels(&name).ok_or_else(|| {
+            format!(
+                "unknown severity {name:?} at column {} (use critical, high, medium, low, negligible, unknown, total, or e.g. high+)",
+                pos + 1
+            )
+        })?;
+        let (pos, op) = self.next("a comparison")?;
+        let op = match op.as_str() {
+            ">" => Op::Gt,
+            ">=" => Op::Ge,
+            "<" => Op::Lt,
+            "<=" => Op::Le,
+            "==" => Op::Eq,
+            "!=" => Op::Ne,
+            _ => {
+                return Err(format!(
+                    "expected a comparison (>, >=, <, <=, ==, !=) at column {}, found {op:?}",
+                    pos + 1
+                ));
+            }
+        };
+        let (pos, n) = self.next("a number")?;
+        let n = n
+            .parse()
+            .map_err(|_| format!("expected a number at column {}, found {n:?}", pos + 1))?;
+        Ok(Expr::Cmp(levels, op, n))
+    }
+}
+
+fn levels(name: &str) -> Option<Vec<Severity>> {
+    let lower = name.to_ascii_lowercase();
+    if lower == "total" || lower == "all" {
+        return Some(Severity::ALL.to_vec());
+    }
+    if let Some(base) = lower.strip_suffix('+') {
+        let s = Severity::from_word(base)?;
+        return Some(Severity::ALL.iter().copied().filter(|x| *x >= s).collect());
+    }
+    // Only the canonical names here: "moderate" in an expression is a typo
+    // more often than a choice.
+    Severity::ALL
+        .iter()
+        .copied()
+        .find(|s| s.as_str() == lower)
+        .map(|s| vec![s])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(pairs: &[(Severity, usize)]) -> Counts {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn harbor_recipe() {
+        let e = Expr::parse("medium >= 3 || high > 0").unwrap();
+        assert!(!e.eval(&counts(&[(Severity::Medium, 2)])));
+        assert!(e.eval(&counts(&[(Severity::Medium, 3)])));
+        assert!(e.eval(&counts(&[(Severity::High, 1)])));
+        assert!(!e.eval(&counts(&[(Severity::Low, 40)])));
+    }
+
+    #[test]
+    fn precedence_parentheses_not_and_plus() {
+        let e = Expr::parse("critical > 0 || high >= 2 && !(medium < 5)").unwrap();
+        assert!(!e.eval(&counts(&[(Severity::High, 2), (Severity::Medium, 4)])));
+        assert!(e.eval(&counts(&[(Severity::High, 2), (Severity::Medium, 5)])));
+        assert!(e.eval(&counts(&[(Severity::Critical, 1)])));
+        let plus = Expr::parse("high+ >= 2").unwrap();
+        assert!(plus.eval(&counts(&[(Severity::High, 1), (Severity::Critical, 1)])));
+        assert!(Expr::parse("total == 0").unwrap().eval(&counts(&[])));
+    }
+
+    #[test]
+    fn errors_say_where() {
+        for (s, want) in [
+            ("medium >= ", "expected a number"),
+            ("moderate > 1", "unknown severity \"moderate\" at column 1"),
+            ("high >> 1", "expected a number at column 7"),
+            ("(high > 1", "expected `)`"),
+            ("high > 1 high", "unexpected \"high\" at column 10"),
+            ("high = 1", "unexpected '='"),
+        ] {
+            let err = Expr::parse(s).unwrap_err();
+            assert!(err.contains(want), "{s}: {err}");
+        }
+    }
+
+    fn finding(id: &str, sev: Severity, fixed: Option<&str>) -> Finding {
+        Finding {
+            id: id.into(),
+            aliases: vec![format!("DSA-{id}")],
+            matched: vec![id.into()],
+            package: "p".into(),
+            version: "1".into(),
+            package_type: "deb".into(),
+            fixed: fixed.map(str::to_string),
+            severity: sev,
+            score: None,
+            summary: None,
+        }
+    }
+
+    #[test]
+    fn ignores_expire_and_fixable_only() {
+        let spec = PolicySpec {
+            mode: Mode::Thresholds,
+            thresholds: Some("high > 0".into()),
+            fixable_only: true,
+            ignore: vec![Ignore {
+                id: "DSA-A".into(),
+                reason: "not reachable".into(),
+                expires: Some("2026-12-31".into()),
+            }],
+        };
+        let p = Policy::new(spec).unwrap();
+        let f = [
+            finding("A", Severity::High, Some("2")),
+            finding("B", Severity::High, None),
+        ];
+        let v = p.evaluate(&f, "2026-12-02");
+        assert!(!v.act, "{v:?}");
+        assert_eq!(v.ignored, [("A".to_string(), "not reachable".to_string())]);
+        let v = p.evaluate(&f, "2027-01-01");
+        assert!(v.act, "the ignore expired: {v:?}");
+        assert!(v.reason.contains("high 1"), "{}", v.reason);
+    }
+
+    #[test]
+    fn specs_are_checked_and_versioned() {
+        let bad = |spec: PolicySpec, want: &str| {
+            let err = Policy::new(spec).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        };
+        bad(
+            PolicySpec {
+                mode: Mode::Thresholds,
+                ..PolicySpec::default()
+            },
+            "needs a `thresholds`",
+        );
+        bad(
+            PolicySpec {
+                ignore: vec![Ignore {
+                    id: "CVE-1".into(),
+                    reason: "x".into(),
+                    expires: Some("next week".into()),
+                }],
+                ..PolicySpec::default()
+            },
+            "ignore[0].expires",
+        );
+        let a = Policy::new(PolicySpec::default()).unwrap();
+        let b = Policy::new(PolicySpec {
+            fixable_only: true,
+            ..PolicySpec::default()
+        })
+        .unwrap();
+        assert_ne!(a.version(), b.version());
+        assert_eq!(
+            a.version(),
+            Policy::new(PolicySpec::default()).unwrap().version()
+        );
+    }
+
+    #[test]
+    fn security_only_needs_something_fixable() {
+        let p = Policy::new(PolicySpec {
+            mode: Mode::SecurityOnly,
+            ..PolicySpec::default()
+        })
+        .unwrap();
+        assert!(
+            !p.evaluate(&[finding("A", Severity::High, None)], "2026-01-01")
+                .act
+        );
+        assert!(
+            p.evaluate(&[finding("A", Severity::Low, Some("2"))], "2026-01-01")
+                .act
+        );
+    }
+}
