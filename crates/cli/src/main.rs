@@ -163,6 +163,17 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Vulnerabilities: import OSV data, list an image's findings, or find
+    /// every image a vulnerability affects.
+    #[command(args_conflicts_with_subcommands = true)]
+    Vulns {
+        #[command(subcommand)]
+        command: Option<VulnsCommand>,
+        /// The image whose findings to list (`freshen vulns REF`).
+        reference: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Trigger deliveries: list them, or put a failed one back in the queue.
     Outbox {
         #[command(subcommand)]
@@ -183,6 +194,24 @@ enum OutboxCommand {
     },
     /// Retry a failed delivery now.
     Retry { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum VulnsCommand {
+    /// Import OSV records: .json files, directories of them, or OSV's
+    /// all.zip exports. Incremental: records are replaced only by newer ones.
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every image affected by a vulnerability (by id or alias: CVE, DSA, GHSA…).
+    Images {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -430,6 +459,32 @@ async fn run(cli: Cli) -> Result<u8> {
                 freshen_server::router(Queries::new(store, loaded.defaults.clone()), settings);
             eprintln!("freshen: serving on http://{}", listener.local_addr()?);
             freshen_server::serve(listener, router, shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Vulns {
+            command,
+            reference,
+            json,
+        } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            match (command, reference) {
+                (Some(VulnsCommand::Import { paths, json }), _) => {
+                    let done = freshen_inventory::import(&store, &paths).await?;
+                    output::imports(&done, json);
+                }
+                (Some(VulnsCommand::Images { id, json }), _) => {
+                    let q = Queries::new(store, loaded.defaults.clone());
+                    output::affected_images(&q.affected_by(&id).await?, json);
+                }
+                (None, Some(reference)) => {
+                    let q = Queries::new(store, loaded.defaults.clone());
+                    let r = q.parse(&reference)?;
+                    output::image_vulns(&r, &q.vulnerabilities(&r).await?, json);
+                }
+                (None, None) => {
+                    bail!("name an image (`freshen vulns REF`), or `freshen vulns import PATH...`")
+                }
+            }
             Ok(0)
         }
         Command::Outbox { command } => {

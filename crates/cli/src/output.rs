@@ -469,3 +469,121 @@ fn short(d: &str) -> String {
         .map(|(_, h)| h.chars().take(12).collect())
         .unwrap_or_else(|| d.to_string())
 }
+
+pub fn imports(list: &[freshen_inventory::Imported], json: bool) {
+    if json {
+        print_json(&list);
+        return;
+    }
+    let rows = list
+        .iter()
+        .map(|i| {
+            vec![
+                i.path.clone(),
+                i.kind.clone(),
+                i.summary.records.to_string(),
+                i.summary.added.to_string(),
+                i.summary.updated.to_string(),
+                i.summary.unchanged.to_string(),
+                i.summary.import_id.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "PATH",
+            "KIND",
+            "RECORDS",
+            "ADDED",
+            "UPDATED",
+            "UNCHANGED",
+            "IMPORT",
+        ],
+        rows,
+    );
+}
+
+fn finding_row(prefix: Vec<String>, f: &freshen_vuln::Finding) -> Vec<String> {
+    let mut row = prefix;
+    row.extend([
+        f.id.clone(),
+        f.severity.to_string(),
+        f.package.clone(),
+        f.version.clone(),
+        f.fixed.clone().unwrap_or_else(|| "-".into()),
+        f.aliases.join(", "),
+    ]);
+    row
+}
+
+pub fn image_vulns(r: &Reference, list: &[freshen_inventory::ImageVulns], json: bool) {
+    if json {
+        print_json(&serde_json::json!({"reference": r.to_string(), "platforms": list}));
+        return;
+    }
+    let mut rows = Vec::new();
+    for p in list {
+        for f in &p.findings {
+            rows.push(finding_row(vec![p.platform.clone()], f));
+        }
+    }
+    table(
+        &[
+            "PLATFORM", "ID", "SEVERITY", "PACKAGE", "VERSION", "FIXED", "ALIASES",
+        ],
+        rows,
+    );
+    for p in list {
+        let counts: Vec<String> = p
+            .counts
+            .iter()
+            .rev()
+            .filter(|(_, n)| **n > 0)
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect();
+        println!(
+            "{} ({}): {}",
+            p.platform,
+            p.os.as_deref().unwrap_or("unknown OS"),
+            if counts.is_empty() {
+                "no findings".to_string()
+            } else {
+                counts.join(", ")
+            }
+        );
+    }
+}
+
+pub fn affected_images(list: &[freshen_inventory::AffectedImage], json: bool) {
+    if json {
+        print_json(&list);
+        return;
+    }
+    let mut rows = Vec::new();
+    for a in list {
+        for f in &a.findings {
+            rows.push(finding_row(
+                vec![
+                    a.references.join(", "),
+                    a.platform.clone(),
+                    short(&a.digest),
+                ],
+                f,
+            ));
+        }
+    }
+    table(
+        &[
+            "REFERENCES",
+            "PLATFORM",
+            "DIGEST",
+            "ID",
+            "SEVERITY",
+            "PACKAGE",
+            "VERSION",
+            "FIXED",
+            "ALIASES",
+        ],
+        rows,
+    );
+}

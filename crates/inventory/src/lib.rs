@@ -6,12 +6,14 @@
 
 mod query;
 mod scan;
+mod vulns;
 
 pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,
     Registration,
 };
 pub use scan::{DockerfileInput, ScanOptions, ScanReport, Scanner};
+pub use vulns::{AffectedImage, ImageVulns, Imported, counts, import, index, match_packages};
 
 /// Why an inventory operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -150,7 +150,7 @@ impl Queries {
         Ok(self.store.resolve_ref(&r.to_string()).await?)
     }
 
-    async fn known(&self, r: &Reference) -> Result<Vec<ImageRef>, InventoryError> {
+    pub(crate) async fn known(&self, r: &Reference) -> Result<Vec<ImageRef>, InventoryError> {
         let t = self.targets(r).await?;
         if t.is_empty() {
             return Err(InventoryError::UnknownImage(r.to_string()));

@@ -192,6 +192,34 @@ pub fn document() -> Value {
                     }
                 }
             },
+            "/images/{ref}/vulnerabilities": {
+                "parameters": [ref_param],
+                "get": {
+                    "tags": ["vulnerabilities"],
+                    "operationId": "imageVulnerabilities",
+                    "summary": "The vulnerabilities of each platform of an image",
+                    "description": "Its packages matched against the imported OSV records: distribution records only for the image's release and on source packages; aliases merged into one finding named by its CVE.",
+                    "responses": {
+                        "200": json_response("Findings by platform.", "ImageVulnerabilities"),
+                        "400": r("BadRequest"),
+                        "404": r("NotFound"),
+                        "500": r("InternalError")
+                    }
+                }
+            },
+            "/vulnerabilities/{id}/images": {
+                "parameters": [{ "name": "id", "in": "path", "required": true, "description": "A vulnerability id or alias: CVE-2023-5363, DSA-5532-1, GHSA-...", "schema": { "type": "string" } }],
+                "get": {
+                    "tags": ["vulnerabilities"],
+                    "operationId": "vulnerabilityImages",
+                    "summary": "Every image, fleet-wide, affected by a vulnerability",
+                    "responses": {
+                        "200": json_response("The affected images.", "AffectedImages"),
+                        "400": r("BadRequest"),
+                        "500": r("InternalError")
+                    }
+                }
+            },
             "/healthz": {
                 "get": {
                     "tags": ["service"],
@@ -367,6 +395,57 @@ pub fn document() -> Value {
                         "reference": string("The normalised reference."),
                         "recursive": { "type": "boolean" },
                         "children": { "type": "array", "items": schema_ref("ChildView") }
+                    }
+                },
+                "Finding": {
+                    "type": "object",
+                    "required": ["id", "aliases", "matched", "package", "version", "package_type", "severity"],
+                    "properties": {
+                        "id": string("The vulnerability: its CVE when one is among the merged ids."),
+                        "aliases": { "type": "array", "items": { "type": "string" } },
+                        "matched": { "type": "array", "items": { "type": "string" }, "description": "The record ids that matched." },
+                        "package": { "type": "string" },
+                        "version": { "type": "string" },
+                        "package_type": { "type": "string" },
+                        "fixed": { "type": ["string", "null"], "description": "The lowest version that fixes it." },
+                        "severity": { "type": "string", "enum": ["unknown", "negligible", "low", "medium", "high", "critical"] },
+                        "score": { "type": ["number", "null"], "description": "CVSS base score." },
+                        "summary": { "type": ["string", "null"] }
+                    }
+                },
+                "ImageVulnerabilities": {
+                    "type": "object",
+                    "required": ["reference", "platforms"],
+                    "properties": {
+                        "reference": string("The normalised reference."),
+                        "platforms": { "type": "array", "items": {
+                            "type": "object",
+                            "required": ["platform", "digest", "findings", "counts"],
+                            "properties": {
+                                "platform": { "type": "string" },
+                                "digest": { "type": "string" },
+                                "os": { "type": ["string", "null"] },
+                                "findings": { "type": "array", "items": schema_ref("Finding") },
+                                "counts": { "type": "object", "additionalProperties": { "type": "integer" } }
+                            }
+                        } }
+                    }
+                },
+                "AffectedImages": {
+                    "type": "object",
+                    "required": ["id", "images"],
+                    "properties": {
+                        "id": { "type": "string" },
+                        "images": { "type": "array", "items": {
+                            "type": "object",
+                            "required": ["digest", "platform", "references", "findings"],
+                            "properties": {
+                                "digest": { "type": "string" },
+                                "platform": { "type": "string" },
+                                "references": { "type": "array", "items": { "type": "string" } },
+                                "findings": { "type": "array", "items": schema_ref("Finding") }
+                            }
+                        } }
                     }
                 },
                 "Holder": {

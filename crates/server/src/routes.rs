@@ -85,8 +85,14 @@ pub(crate) fn table() -> Vec<Route> {
                 ("delete", "/images/{ref}"),
                 ("get", "/images/{ref}/packages"),
                 ("get", "/images/{ref}/children"),
+                ("get", "/images/{ref}/vulnerabilities"),
             ],
             service: get(images).post(images).put(images).delete(images),
+        },
+        Route {
+            path: "/vulnerabilities/{*rest}",
+            operations: &[("get", "/vulnerabilities/{id}/images")],
+            service: get(vulnerability_images),
         },
     ]
 }
@@ -196,6 +202,26 @@ async fn package(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiEr
     Ok(axum::Json(versions).into_response())
 }
 
+/// `GET /vulnerabilities/{id}/images`.
+async fn vulnerability_images(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let raw = uri
+        .path()
+        .strip_prefix("/vulnerabilities/")
+        .unwrap_or_default();
+    let Some(raw) = raw.strip_suffix("/images") else {
+        return Err(not_found(Method::GET, uri.clone()).await);
+    };
+    let id = decode(raw, "vulnerability id")?;
+    if id.trim().is_empty() || id.contains('/') {
+        return Err(ApiError::bad_request(format!(
+            "{id:?} is not a vulnerability id (e.g. CVE-2023-5363)"
+        )));
+    }
+    let _: NoParams = query(&uri)?;
+    let images = st.queries.affected_by(&id).await?;
+    Ok(axum::Json(json!({ "id": id, "images": images })).into_response())
+}
+
 /// Parses the query string; unknown parameters are refused so a typo is not
 /// silently ignored.
 fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
@@ -221,6 +247,7 @@ pub(crate) enum Sub {
     Show,
     Packages,
     Children,
+    Vulnerabilities,
 }
 
 /// Splits `/images/<ref>[/packages|/children]` (on the raw path, so an
@@ -231,6 +258,8 @@ pub(crate) fn split_image_path(path: &str) -> Result<(String, Sub), ApiError> {
         (r, Sub::Packages)
     } else if let Some(r) = raw.strip_suffix("/children") {
         (r, Sub::Children)
+    } else if let Some(r) = raw.strip_suffix("/vulnerabilities") {
+        (r, Sub::Vulnerabilities)
     } else {
         (raw, Sub::Show)
     };
@@ -290,6 +319,14 @@ async fn images(State(st): State<AppState>, req: Request) -> Result<Response, Ap
                 Sub::Packages => {
                     let _: NoParams = query(&uri)?;
                     let platforms = st.queries.packages_of(&r).await?;
+                    Ok(
+                        axum::Json(json!({ "reference": r.to_string(), "platforms": platforms }))
+                            .into_response(),
+                    )
+                }
+                Sub::Vulnerabilities => {
+                    let _: NoParams = query(&uri)?;
+                    let platforms = st.queries.vulnerabilities(&r).await?;
                     Ok(
                         axum::Json(json!({ "reference": r.to_string(), "platforms": platforms }))
                             .into_response(),

@@ -238,3 +238,29 @@ pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// Starts `freshen serve --config CONFIG` and waits for its address; the
+/// server stops when the returned child is dropped.
+#[allow(dead_code)]
+pub async fn serve(env: &Env, config: &Path) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = env
+        .command(&["serve", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("serve starts")
+            .unwrap()
+            .expect("serve printed its address");
+        if let Some(url) = line.strip_prefix("freshen: serving on ") {
+            // Keep draining stderr so the server never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (child, url.to_string());
+        }
+    }
+}
