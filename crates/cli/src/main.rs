@@ -174,6 +174,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What changed from one image to another (a base's old and new tag or
+    /// digest): packages, vulnerabilities fixed and introduced, and the
+    /// children of the old one holding what the new one fixes.
+    Diff {
+        old: String,
+        new: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Policies: decide on images with the config's `policy`.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Trigger deliveries: list them, or put a failed one back in the queue.
     Outbox {
         #[command(subcommand)]
@@ -194,6 +208,20 @@ enum OutboxCommand {
     },
     /// Retry a failed delivery now.
     Retry { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Evaluate the policy on images (default: every tag in the inventory);
+    /// each decision is stored with the policy version and data snapshot.
+    Check {
+        references: Vec<String>,
+        /// Exit 1 when the policy says act for any image, 0 when for none.
+        #[arg(long)]
+        exit_code: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -486,6 +514,35 @@ async fn run(cli: Cli) -> Result<u8> {
                 }
             }
             Ok(0)
+        }
+        Command::Diff { old, new, json } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let q = Queries::new(store, loaded.defaults.clone());
+            let diffs = q.diff(&q.parse(&old)?, &q.parse(&new)?).await?;
+            output::diff(&diffs, json);
+            Ok(0)
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Check {
+                    references,
+                    exit_code,
+                    json,
+                },
+        } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let q = Queries::new(store, loaded.defaults.clone());
+            let refs = references
+                .iter()
+                .map(|r| q.parse(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let checks = q.policy_check(&loaded.policy, "policy", &refs).await?;
+            output::policy_checks(&checks, json);
+            Ok(if exit_code && checks.iter().any(|c| c.verdict.act) {
+                EXIT_CHANGED
+            } else {
+                0
+            })
         }
         Command::Outbox { command } => {
             let store = open_store(&cli.global, &loaded).await?;

@@ -587,3 +587,84 @@ pub fn affected_images(list: &[freshen_inventory::AffectedImage], json: bool) {
         rows,
     );
 }
+
+pub fn diff(list: &[freshen_inventory::BaseDiff], json: bool) {
+    if json {
+        print_json(&list);
+        return;
+    }
+    for d in list {
+        println!(
+            "{}: {} -> {}: {} upgraded, {} added, {} removed; {} fixed, {} introduced",
+            d.platform,
+            short(&d.old_digest),
+            short(&d.new_digest),
+            d.upgraded.len(),
+            d.added.len(),
+            d.removed.len(),
+            d.fixed.len(),
+            d.introduced.len()
+        );
+        let rows = d
+            .upgraded
+            .iter()
+            .map(|u| {
+                vec![
+                    u.ecosystem.clone(),
+                    u.name.clone(),
+                    u.from.clone(),
+                    u.to.clone(),
+                    u.direction.clone(),
+                ]
+            })
+            .collect();
+        table(&["TYPE", "NAME", "FROM", "TO", "CHANGE"], rows);
+        let rows = d
+            .fixed
+            .iter()
+            .map(|f| finding_row(vec!["fixed".into()], f))
+            .chain(
+                d.introduced
+                    .iter()
+                    .map(|f| finding_row(vec!["introduced".into()], f)),
+            )
+            .collect();
+        table(
+            &[
+                "", "ID", "SEVERITY", "PACKAGE", "VERSION", "FIXED", "ALIASES",
+            ],
+            rows,
+        );
+        for c in &d.children {
+            println!(
+                "child {} (depth {}): {}",
+                c.references.join(", "),
+                c.depth,
+                if c.fixed.is_empty() {
+                    "holds nothing the new base fixes".to_string()
+                } else {
+                    format!("the new base fixes {}", c.fixed.join(", "))
+                }
+            );
+        }
+    }
+}
+
+pub fn policy_checks(list: &[freshen_inventory::PolicyCheck], json: bool) {
+    if json {
+        print_json(&list);
+        return;
+    }
+    let rows = list
+        .iter()
+        .map(|c| {
+            vec![
+                c.reference.clone(),
+                c.platform.clone(),
+                if c.verdict.act { "act" } else { "quiet" }.to_string(),
+                c.verdict.reason.clone(),
+            ]
+        })
+        .collect();
+    table(&["REFERENCE", "PLATFORM", "DECISION", "REASON"], rows);
+}

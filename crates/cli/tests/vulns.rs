@@ -174,6 +174,108 @@ async fn vulns_end_to_end(db: Db) {
         got
     );
 
+    // The base update, diffed: openssl upgraded, CVE-2023-5363 fixed, and
+    // the app (a child of the old base) holds it.
+    let d = env.run(&["diff", &old, &new, "--json"]).await;
+    d.expect(0);
+    let d = &d.json()[0];
+    let up = d["upgraded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "libssl3")
+        .unwrap();
+    assert_eq!(
+        (
+            up["from"].as_str(),
+            up["to"].as_str(),
+            up["direction"].as_str()
+        ),
+        (
+            Some("3.0.11-1~deb12u1"),
+            Some("3.0.19-1~deb12u2"),
+            Some("upgrade")
+        )
+    );
+    assert_eq!(
+        findings(&serde_json::json!({"platforms": [{"findings": d["fixed"]}]})),
+        got
+    );
+    assert!(d["introduced"].as_array().unwrap().is_empty());
+    let kids = d["children"].as_array().unwrap();
+    assert_eq!(kids.len(), 1, "{d}");
+    assert_eq!(kids[0]["references"], serde_json::json!([app]));
+    assert_eq!(kids[0]["fixed"], serde_json::json!(["CVE-2023-5363"]));
+
+    // A threshold policy acts on the old base and its child, not the new one.
+    let policy =
+        env.config("policy:\n  mode: thresholds\n  thresholds: \"medium >= 3 || high > 0\"\n");
+    let cfg = policy.to_str().unwrap();
+    let check = env
+        .run(&[
+            "policy",
+            "check",
+            "--config",
+            cfg,
+            &old,
+            &new,
+            &app,
+            "--json",
+            "--exit-code",
+        ])
+        .await;
+    check.expect(1);
+    let acts: Vec<(String, bool)> = check
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["reference"].as_str().unwrap().to_string(),
+                c["act"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        acts,
+        [
+            (old.clone(), true),
+            (new.clone(), false),
+            (app.clone(), true)
+        ]
+    );
+    let reason = check.json()[1]["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("not met"), "{reason}");
+    let quiet = env
+        .run(&["policy", "check", "--config", cfg, &new, "--exit-code"])
+        .await;
+    quiet.expect(0);
+    // An ignore entry with a reason silences it.
+    let ignoring = env.config("policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n  ignore:\n    - id: DSA-5532-1\n      reason: not reachable in our images\n");
+    let ig = env
+        .run(&[
+            "policy",
+            "check",
+            "--config",
+            ignoring.to_str().unwrap(),
+            &old,
+            "--json",
+            "--exit-code",
+        ])
+        .await;
+    ig.expect(0);
+    assert_eq!(ig.json()[0]["ignored"][0][1], "not reachable in our images");
+    let typo = env.config("policy:\n  mode: thresholds\n  thresholds: \"moderate > 1\"\n");
+    let bad = env
+        .run(&["policy", "check", "--config", typo.to_str().unwrap()])
+        .await;
+    bad.expect(2);
+    assert!(
+        bad.stderr.contains("policy") && bad.stderr.contains("moderate"),
+        "{bad}"
+    );
+
     // The same answers over HTTP.
     let config = env.config("server:\n  listen: 127.0.0.1:0\n");
     let (_server, base_url) = common::serve(&env, &config).await;

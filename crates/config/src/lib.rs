@@ -70,6 +70,10 @@ pub struct Config {
     /// `freshen serve`: where it listens and who may write.
     #[serde(default)]
     pub server: ServerSettings,
+    /// When vulnerabilities call for action: `mode` (`always`,
+    /// `security-only`, `thresholds`), `thresholds`, `fixable_only`, `ignore`.
+    #[serde(default)]
+    pub policy: freshen_vuln::PolicySpec,
 }
 
 /// A loaded, validated configuration.
@@ -82,6 +86,8 @@ pub struct Loaded {
     pub default_platforms: Vec<Platform>,
     pub default_schedule: Schedule,
     pub watches: Vec<Watch>,
+    /// The checked `policy`.
+    pub policy: freshen_vuln::Policy,
 }
 
 impl Loaded {
@@ -343,6 +349,8 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
             "max_attempts and concurrency must be at least 1".into(),
         ));
     }
+    let policy = freshen_vuln::Policy::new(config.policy.clone())
+        .map_err(|m| invalid("policy".into(), m))?;
     Ok(Loaded {
         config,
         base_dir,
@@ -350,6 +358,7 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         default_platforms,
         default_schedule,
         watches,
+        policy,
     })
 }
 

@@ -13,7 +13,10 @@ pub use query::{
     Registration,
 };
 pub use scan::{DockerfileInput, ScanOptions, ScanReport, Scanner};
-pub use vulns::{AffectedImage, ImageVulns, Imported, counts, import, index, match_packages};
+pub use vulns::{
+    AffectedImage, BaseDiff, ChildFixes, ImageVulns, Imported, PolicyCheck, Upgrade, counts,
+    import, index, match_packages,
+};
 
 /// Why an inventory operation failed.
 #[derive(Debug, thiserror::Error)]

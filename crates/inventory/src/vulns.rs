@@ -200,3 +200,254 @@ impl Queries {
         Ok(out)
     }
 }
+
+/// A package whose version differs between two images.
+#[derive(Debug, Clone, Serialize)]
+pub struct Upgrade {
+    /// Package type.
+    pub ecosystem: String,
+    /// Package name.
+    pub name: String,
+    /// Version in the old image.
+    pub from: String,
+    /// Version in the new image.
+    pub to: String,
+    /// `upgrade`, `downgrade`, or `equivalent` (different text, same version).
+    pub direction: String,
+}
+
+/// A descendant of the old base and the fixed vulnerabilities it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChildFixes {
+    /// The child's manifest digest.
+    pub digest: String,
+    /// Its tags.
+    pub references: Vec<String>,
+    /// 1 for a direct child, 2 for its children, …
+    pub depth: usize,
+    /// Ids of vulnerabilities the new base fixes that the child holds.
+    pub fixed: Vec<String>,
+}
+
+/// What changed from one base image to another, for one platform: the
+/// packages, the vulnerabilities fixed and introduced, and which children
+/// of the old base hold something the new one fixes.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaseDiff {
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// The old image's digest.
+    pub old_digest: String,
+    /// The new image's digest.
+    pub new_digest: String,
+    /// Packages only in the new image.
+    pub added: Vec<PackageRecord>,
+    /// Packages only in the old image.
+    pub removed: Vec<PackageRecord>,
+    /// Packages in both, at another version.
+    pub upgraded: Vec<Upgrade>,
+    /// Findings of the old image gone from the new one.
+    pub fixed: Vec<Finding>,
+    /// Findings of the new image the old one didn't have.
+    pub introduced: Vec<Finding>,
+    /// Children of the old base holding a fixed vulnerability.
+    pub children: Vec<ChildFixes>,
+}
+
+fn package_key(p: &PackageRecord) -> (String, String, String) {
+    (
+        p.ecosystem.clone(),
+        p.name.clone(),
+        p.arch.clone().unwrap_or_default(),
+    )
+}
+
+fn finding_keys(f: &[Finding]) -> std::collections::BTreeSet<(String, String)> {
+    f.iter()
+        .map(|f| (f.id.clone(), f.package.clone()))
+        .collect()
+}
+
+impl Queries {
+    /// Diffs two images (typically a base's old and new digest), platform
+    /// by platform where both have it.
+    pub async fn diff(
+        &self,
+        old: &Reference,
+        new: &Reference,
+    ) -> Result<Vec<BaseDiff>, InventoryError> {
+        let index = index(self.store()).await?;
+        let old_v = self.vulnerabilities_with(&index, old).await?;
+        let new_v = self.vulnerabilities_with(&index, new).await?;
+        let children = self.children(old, true).await?;
+        let mut out = Vec::new();
+        for o in &old_v {
+            let Some(n) = new_v.iter().find(|n| n.platform == o.platform) else {
+                continue;
+            };
+            let old_pkgs = self.store().packages_of(&o.digest).await?;
+            let new_pkgs = self.store().packages_of(&n.digest).await?;
+            let old_by: BTreeMap<_, _> = old_pkgs.iter().map(|p| (package_key(p), p)).collect();
+            let new_by: BTreeMap<_, _> = new_pkgs.iter().map(|p| (package_key(p), p)).collect();
+            let added = new_by
+                .iter()
+                .filter(|(k, _)| !old_by.contains_key(*k))
+                .map(|(_, p)| (*p).clone())
+                .collect();
+            let removed = old_by
+                .iter()
+                .filter(|(k, _)| !new_by.contains_key(*k))
+                .map(|(_, p)| (*p).clone())
+                .collect();
+            let upgraded = old_by
+                .iter()
+                .filter_map(|(k, op)| {
+                    let np = new_by.get(k)?;
+                    (op.version != np.version).then(|| {
+                        let scheme = freshen_version::Scheme::for_package_type(&op.ecosystem);
+                        let direction =
+                            match freshen_version::compare(scheme, &op.version, &np.version) {
+                                Ok(std::cmp::Ordering::Less) => "upgrade",
+                                Ok(std::cmp::Ordering::Greater) => "downgrade",
+                                Ok(std::cmp::Ordering::Equal) => "equivalent",
+                                Err(_) => "unknown",
+                            };
+                        Upgrade {
+                            ecosystem: op.ecosystem.clone(),
+                            name: op.name.clone(),
+                            from: op.version.clone(),
+                            to: np.version.clone(),
+                            direction: direction.into(),
+                        }
+                    })
+                })
+                .collect();
+            let (ok, nk) = (finding_keys(&o.findings), finding_keys(&n.findings));
+            let fixed: Vec<Finding> = o
+                .findings
+                .iter()
+                .filter(|f| !nk.contains(&(f.id.clone(), f.package.clone())))
+                .cloned()
+                .collect();
+            let introduced = n
+                .findings
+                .iter()
+                .filter(|f| !ok.contains(&(f.id.clone(), f.package.clone())))
+                .cloned()
+                .collect();
+            let fixed_ids: std::collections::BTreeSet<&str> =
+                fixed.iter().map(|f| f.id.as_str()).collect();
+            let mut child_fixes = Vec::new();
+            for c in children.iter().filter(|c| c.platform == o.platform) {
+                let Some(img) = self.store().image(&c.digest).await? else {
+                    continue;
+                };
+                let pkgs = self.store().packages_of(&c.digest).await?;
+                let held: std::collections::BTreeSet<String> =
+                    match_packages(&index, img.os_ecosystem.as_deref(), &pkgs)
+                        .into_iter()
+                        .map(|f| f.id)
+                        .filter(|id| fixed_ids.contains(id.as_str()))
+                        .collect();
+                child_fixes.push(ChildFixes {
+                    digest: c.digest.clone(),
+                    references: c.references.clone(),
+                    depth: c.depth,
+                    fixed: held.into_iter().collect(),
+                });
+            }
+            out.push(BaseDiff {
+                platform: o.platform.clone(),
+                old_digest: o.digest.clone(),
+                new_digest: n.digest.clone(),
+                added,
+                removed,
+                upgraded,
+                fixed,
+                introduced,
+                children: child_fixes,
+            });
+        }
+        if out.is_empty() {
+            return Err(InventoryError::Invalid(format!(
+                "{old} and {new} have no platform in common"
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Evaluates `policy` on each platform of each reference (every tag in
+    /// the inventory when `refs` is empty) and stores every decision with
+    /// the policy's version and the vulnerability data snapshot.
+    pub async fn policy_check(
+        &self,
+        policy: &freshen_vuln::Policy,
+        policy_name: &str,
+        refs: &[Reference],
+    ) -> Result<Vec<PolicyCheck>, InventoryError> {
+        let index = index(self.store()).await?;
+        let snapshot = serde_json::json!({ "vuln_import": self.store().vuln_snapshot().await?, "records": index.len() });
+        let refs: Vec<Reference> = if refs.is_empty() {
+            let mut names: Vec<String> = self
+                .store()
+                .all_refs()
+                .await?
+                .into_iter()
+                .map(|r| r.reference)
+                .collect();
+            names.dedup();
+            names
+                .iter()
+                .map(|n| self.parse(n))
+                .collect::<Result<_, _>>()?
+        } else {
+            refs.to_vec()
+        };
+        let now = chrono::Utc::now();
+        let today = now.format("%Y-%m-%d").to_string();
+        let mut out = Vec::new();
+        for r in &refs {
+            for v in self.vulnerabilities_with(&index, r).await? {
+                let verdict = policy.evaluate(&v.findings, &today);
+                let decision = freshen_store::Decision {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    subject: r.to_string(),
+                    image_digest: Some(v.digest.clone()),
+                    event_id: None,
+                    policy: policy_name.to_string(),
+                    policy_version: verdict.policy_version.clone(),
+                    snapshot: snapshot.clone(),
+                    act: verdict.act,
+                    reason: verdict.reason.clone(),
+                    counts: serde_json::to_value(&verdict.counts).expect("counts serialise"),
+                    decided_at: now,
+                };
+                self.store().record_decision(&decision).await?;
+                out.push(PolicyCheck {
+                    reference: r.to_string(),
+                    platform: v.platform,
+                    digest: v.digest,
+                    decision_id: decision.id,
+                    verdict,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One policy decision on one platform of an image.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyCheck {
+    /// The reference checked.
+    pub reference: String,
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// The platform manifest's digest.
+    pub digest: String,
+    /// The stored decision's id.
+    pub decision_id: String,
+    /// The outcome.
+    #[serde(flatten)]
+    pub verdict: freshen_vuln::Verdict,
+}

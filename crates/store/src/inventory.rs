@@ -621,3 +621,15 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Every tag in the inventory, per platform, by reference.
+    pub async fn all_refs(&self) -> Result<Vec<ImageRef>, StoreError> {
+        let rows: Vec<RefRow> = with_pool!(&self.db, pool => sqlx::query_as(
+            "SELECT reference, platform, digest, index_digest, updated_at FROM image_refs ORDER BY reference, platform")
+            .fetch_all(pool)
+            .await)
+        .map_err(query_err("read image tags"))?;
+        rows.into_iter().map(RefRow::into_ref).collect()
+    }
+}

@@ -127,7 +127,10 @@ async fn fleet_packages_and_decisions(ctx: Ctx) {
         decided_at: t(5),
     };
     s.record_decision(&d).await.unwrap();
-    assert_eq!(s.decisions(Some("r/app:1"), 10).await.unwrap(), std::slice::from_ref(&d));
+    assert_eq!(
+        s.decisions(Some("r/app:1"), 10).await.unwrap(),
+        std::slice::from_ref(&d)
+    );
     assert!(s.decisions(Some("r/other:1"), 10).await.unwrap().is_empty());
     assert_eq!(s.decisions(None, 10).await.unwrap().len(), 1);
 }
