@@ -101,7 +101,7 @@ impl Scanner {
         r: &Reference,
         opts: &ScanOptions,
     ) -> Result<Vec<(ScanReport, freshen_sbom::Inventory)>, InventoryError> {
-        let resolved = self.client.resolve(r).await?;
+        let (resolved, single) = self.client.resolve_image(r).await?;
         let manifests = if opts.platforms.is_empty() {
             resolved.manifests.clone()
         } else {
@@ -112,7 +112,11 @@ impl Scanner {
         let mut reports = Vec::new();
         for m in manifests {
             let pinned = r.with_digest(&m.digest)?;
-            let image = self.client.image(&pinned).await?;
+            // A single manifest was read whole by `resolve_image`.
+            let image = match single.as_ref().filter(|i| i.digest == m.digest) {
+                Some(i) => i.clone(),
+                None => self.client.image(&pinned).await?,
+            };
             reports.push(
                 self.scan_image(r, &pinned, &image, index_digest.clone(), opts)
                     .await?,

@@ -166,6 +166,16 @@ impl Client {
     /// An index costs one request; a single manifest two (it and its config,
     /// where the platform is written).
     pub async fn resolve(&self, r: &Reference) -> Result<Resolved, RegistryError> {
+        Ok(self.resolve_image(r).await?.0)
+    }
+
+    /// Like [`Client::resolve`], also handing back the image itself when the
+    /// tag is a single manifest: its config was read to learn the platform,
+    /// so a caller that needs the image (a scan) doesn't fetch both again.
+    pub async fn resolve_image(
+        &self,
+        r: &Reference,
+    ) -> Result<(Resolved, Option<Image>), RegistryError> {
         let m = self.get_manifest(r).await?;
         let image = r.to_string();
         let bad = |what: &str, e: serde_json::Error| RegistryError::BadContent {
@@ -187,12 +197,13 @@ impl Client {
                     })
                 })
                 .collect();
-            return Ok(Resolved {
+            let resolved = Resolved {
                 digest: m.digest,
                 media_type: m.media_type,
                 is_index: true,
                 manifests,
-            });
+            };
+            return Ok((resolved, None));
         }
         if m.media_type != OCI_MANIFEST && m.media_type != DOCKER_MANIFEST {
             return Err(RegistryError::BadContent {
@@ -210,7 +221,15 @@ impl Client {
             .await?;
         let p: PlatformField =
             serde_json::from_slice(&config).map_err(|e| bad("image config", e))?;
-        Ok(Resolved {
+        // The fuller parse is a bonus: where it fails, `image()` reports it.
+        let image = serde_json::from_slice::<ConfigDoc>(&config)
+            .ok()
+            .map(|config| Image {
+                digest: m.digest.clone(),
+                manifest: doc,
+                config,
+            });
+        let resolved = Resolved {
             manifests: vec![PlatformManifest {
                 platform: p.platform(),
                 digest: m.digest.clone(),
@@ -219,7 +238,8 @@ impl Client {
             digest: m.digest,
             media_type: m.media_type,
             is_index: false,
-        })
+        };
+        Ok((resolved, image))
     }
 
     /// An image manifest (by digest or tag) with its parsed fields and config.

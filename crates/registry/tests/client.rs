@@ -751,3 +751,36 @@ async fn short_retry_after_is_waited_out() {
     assert_eq!(log.len(), 2);
     assert!(log[1].at.duration_since(log[0].at) >= Duration::from_millis(950));
 }
+
+/// A single manifest is read whole while resolving it (manifest, then the
+/// config for its platform), so a scan needs no second round.
+#[tokio::test(flavor = "multi_thread")]
+async fn resolve_image_hands_back_a_single_manifest_image() {
+    let reg = registry().await;
+    let p = reg.pusher();
+    let d = p
+        .push_image("res/single", "1", "linux/arm64", "single")
+        .await;
+    let c = client(&reg.host());
+    let r = image(&reg.host(), "res/single:1");
+    let before = c.requests_sent();
+    let (resolved, single) = c.resolve_image(&r).await.unwrap();
+    assert_eq!(c.requests_sent() - before, 2, "the manifest and its config");
+    assert!(!resolved.is_index);
+    let single = single.expect("a single manifest comes back parsed");
+    assert_eq!(single.digest, d);
+    let fetched = c
+        .image(&image(&reg.host(), &format!("res/single@{d}")))
+        .await
+        .unwrap();
+    assert_eq!(single.config.platform(), fetched.config.platform());
+    assert_eq!(
+        single.config.rootfs.diff_ids,
+        fetched.config.rootfs.diff_ids
+    );
+    assert_eq!(single.manifest.layers, fetched.manifest.layers);
+    assert_eq!(
+        resolved.manifests[0].platform,
+        Platform::parse("linux/arm64").unwrap()
+    );
+}
