@@ -368,19 +368,19 @@ async fn record_digest(
 ) -> Result<Status, StoreError> {
     const CTX: &str = "record an observation";
     let seen = to_ms(obs.seen_at);
-    if let Some(cur) = current {
-        if cur.digest == digest {
-            with_tx!(tx, conn => {
-                sqlx::query(BUMP_LAST_SEEN)
-                    .bind(cur.history_id)
-                    .bind(seen)
-                    .execute(conn)
-                    .await
-                    .map(|r| r.rows_affected())
-            })
-            .map_err(query_err(CTX))?;
-            return Ok(Status::Unchanged);
-        }
+    if let Some(cur) = current
+        && cur.digest == digest
+    {
+        with_tx!(tx, conn => {
+            sqlx::query(BUMP_LAST_SEEN)
+                .bind(cur.history_id)
+                .bind(seen)
+                .execute(conn)
+                .await
+                .map(|r| r.rows_affected())
+        })
+        .map_err(query_err(CTX))?;
+        return Ok(Status::Unchanged);
     }
     let history_id: i64 = with_tx!(tx, conn => {
         sqlx::query_scalar(INSERT_HISTORY)

@@ -61,6 +61,8 @@ pub(crate) async fn open(url: &str) -> Result<Store, StoreError> {
     let kind = classify(url).ok_or_else(|| StoreError::UnsupportedUrl {
         url: redacted.clone(),
     })?;
+    // SQLite files: processes opening one at once take turns migrating it.
+    let mut migrate_lock: Option<std::path::PathBuf> = None;
     let db = match kind {
         Kind::SqliteFile | Kind::SqliteMemory => {
             let memory = matches!(kind, Kind::SqliteMemory);
@@ -83,6 +85,9 @@ pub(crate) async fn open(url: &str) -> Result<Store, StoreError> {
                 options = options.journal_mode(SqliteJournalMode::Wal);
                 pool = pool.max_connections(SQLITE_MAX_CONNECTIONS);
                 create_parent_dir(options.get_filename()).map_err(open_err)?;
+                let mut lock = options.get_filename().as_os_str().to_owned();
+                lock.push(".migrate-lock");
+                migrate_lock = Some(lock.into());
             }
             let pool = pool
                 .connect_with(options)
@@ -117,6 +122,16 @@ pub(crate) async fn open(url: &str) -> Result<Store, StoreError> {
         }
     };
 
+    // Held until migrated; dropping the file releases the lock.
+    let _guard = match migrate_lock {
+        Some(path) => Some(
+            tokio::task::spawn_blocking(move || lock_file(&path))
+                .await
+                .map_err(|e| open_err(format!("migration lock task failed: {e}")))?
+                .map_err(open_err)?,
+        ),
+        None => None,
+    };
     migrate(&db).await.map_err(|e| StoreError::Migrate {
         url: redacted.clone(),
         reason: clean(e.to_string()),
@@ -133,9 +148,10 @@ async fn migrate(db: &Db) -> Result<(), MigrateError> {
         // PostgreSQL's migrator holds an advisory lock, so replicas starting
         // together take turns.
         Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
-        // SQLite's migrator has no lock: two processes opening a fresh file at
-        // once can both try to apply a migration, and the loser fails. Each
-        // migration is one transaction, so a retry sees it applied and skips it.
+        // SQLite's migrator has no lock: `open` serialises processes with a
+        // file lock beside the database. Should two still collide (a
+        // filesystem without locks), each migration is one transaction, so a
+        // retry sees it applied and skips it.
         Db::Sqlite(pool) => {
             let mut attempt = 1;
             loop {
@@ -150,6 +166,22 @@ async fn migrate(db: &Db) -> Result<(), MigrateError> {
             }
         }
     }
+}
+
+/// Takes an exclusive lock on `path` (created if missing), waiting for
+/// other processes that hold it. SQLite's migrator has no lock of its own,
+/// and with several migrations a process that lost the race on one could
+/// lose it again on the next.
+fn lock_file(path: &Path) -> Result<std::fs::File, String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open the migration lock {}: {e}", path.display()))?;
+    file.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    Ok(file)
 }
 
 fn create_parent_dir(file: &Path) -> Result<(), String> {
@@ -208,12 +240,11 @@ fn redact_query(s: &str) -> String {
 /// messages in case one ever quotes them.
 fn url_secrets(url: &str) -> Vec<String> {
     let mut raw = Vec::new();
-    if let Some(rest) = url.find("://").map(|i| &url[i + 3..]) {
-        if let Some(at) = rest.rfind('@') {
-            if let Some((_, password)) = rest[..at].split_once(':') {
-                raw.push(password.to_string());
-            }
-        }
+    if let Some(rest) = url.find("://").map(|i| &url[i + 3..])
+        && let Some(at) = rest.rfind('@')
+        && let Some((_, password)) = rest[..at].split_once(':')
+    {
+        raw.push(password.to_string());
     }
     if let Some((_, query)) = url.split_once('?') {
         raw.extend(query.split('&').filter_map(|p| {
@@ -246,12 +277,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h << 4) | l);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h << 4) | l);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

@@ -280,11 +280,11 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
             }
         }
     };
-    if let Some(v) = rate_limit {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            resp.headers_mut()
-                .insert(HeaderName::from_static("ratelimit-remaining"), v);
-        }
+    if let Some(v) = rate_limit
+        && let Ok(v) = HeaderValue::from_str(&v)
+    {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("ratelimit-remaining"), v);
     }
     if let Some(entry) = st.log.lock().expect("lock").get_mut(index) {
         entry.status = Some(resp.status().as_u16());

@@ -160,10 +160,10 @@ impl Registry {
         let url = format!("http://{}/v2/", self.host);
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(_status)) = child.try_wait() {
-                    return Startup::Exited(self.stderr());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_status)) = child.try_wait()
+            {
+                return Startup::Exited(self.stderr());
             }
             if let Ok(resp) = client.get(&url).send().await {
                 let s = resp.status().as_u16();

@@ -201,10 +201,10 @@ impl Index {
                 continue;
             };
             for e in entries {
-                if let Some(fixed) = affects(e, &installed) {
-                    if !hits.iter().any(|(r, _, _)| *r == e.record) {
-                        hits.push((e.record, e.affected, fixed));
-                    }
+                if let Some(fixed) = affects(e, &installed)
+                    && !hits.iter().any(|(r, _, _)| *r == e.record)
+                {
+                    hits.push((e.record, e.affected, fixed));
                 }
             }
         }

@@ -105,12 +105,12 @@ impl Policy {
             if ig.reason.trim().is_empty() {
                 return Err(format!("ignore[{i}] ({}): give a reason", ig.id));
             }
-            if let Some(d) = &ig.expires {
-                if !is_date(d) {
-                    return Err(format!(
-                        "ignore[{i}].expires: {d:?} is not a date (YYYY-MM-DD)"
-                    ));
-                }
+            if let Some(d) = &ig.expires
+                && !is_date(d)
+            {
+                return Err(format!(
+                    "ignore[{i}].expires: {d:?} is not a date (YYYY-MM-DD)"
+                ));
             }
         }
         let canonical = serde_json::to_vec(&spec).expect("a policy serialises");

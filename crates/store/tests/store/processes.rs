@@ -143,7 +143,7 @@ fn shared_ref(i: usize) -> String {
 async fn work(store: &Store, owner: &str) -> Vec<i64> {
     let mut mine = Vec::new();
     for i in 0.. {
-        let digest = if (i / SHARED_REFS) % 2 == 0 {
+        let digest = if (i / SHARED_REFS).is_multiple_of(2) {
             "sha256:a"
         } else {
             "sha256:b"
