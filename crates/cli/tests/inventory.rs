@@ -374,26 +374,14 @@ both_stores!(scan_build_query, corrupt_layer_fails_cleanly);
 /// `freshen serve` as a user runs it: token from the config's ${ENV},
 /// a pipeline registering what it built, queries, and SIGTERM.
 async fn serve_api_end_to_end(db: Db) {
-    use tokio::io::AsyncBufReadExt as _;
     let mut env = Env::new(db).await;
     env.env("API_TOKEN", "tok-3f9a");
     let config = env.config("server:\n  listen: 127.0.0.1:0\n  write_tokens: [\"${API_TOKEN}\"]\n");
-    let mut child = env
-        .command(&["serve", "--config", config.to_str().unwrap()])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let base_url = loop {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("serve starts")
-            .unwrap()
-            .expect("serve printed its address");
-        if let Some(url) = line.strip_prefix("freshen: serving on ") {
-            break url.to_string();
-        }
-    };
+    let common::Served {
+        mut child,
+        url: base_url,
+        stderr,
+    } = common::serve(&env, &config).await;
     let http = common::http();
     let enc = |r: &str| r.replace('/', "%2F").replace(':', "%3A");
     let put = |r: &str, body: Value, token: Option<&str>| {
@@ -520,10 +508,7 @@ async fn serve_api_end_to_end(db: Db) {
         .unwrap()
         .unwrap();
     assert!(status.success());
-    let mut rest = String::new();
-    while let Ok(Some(l)) = lines.next_line().await {
-        rest.push_str(&l);
-    }
+    let rest = stderr.await.unwrap();
     assert!(
         !rest.contains("tok-3f9a"),
         "the token never reaches the logs"

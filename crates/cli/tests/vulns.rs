@@ -278,7 +278,8 @@ async fn vulns_end_to_end(db: Db) {
 
     // The same answers over HTTP.
     let config = env.config("server:\n  listen: 127.0.0.1:0\n");
-    let (_server, base_url) = common::serve(&env, &config).await;
+    let server = common::serve(&env, &config).await;
+    let base_url = server.url.clone();
     let http = common::http();
     let enc = |r: &str| r.replace('/', "%2F").replace(':', "%3A");
     let body: Value = http

@@ -158,7 +158,7 @@ impl ImageRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct PackageRow {
+pub(crate) struct PackageRow {
     ecosystem: String,
     name: String,
     version: String,

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::PackageRecord;
+use crate::inventory::{PackageRecord, PackageRow};
 use crate::sql::{clamp_limit, from_ms, query_err, to_ms, with_pool, with_tx};
 use crate::{Store, StoreError};
 
@@ -207,15 +207,8 @@ impl Store {
             image_digest: String,
             platform: String,
             os_ecosystem: Option<String>,
-            ecosystem: String,
-            name: String,
-            version: String,
-            arch: Option<String>,
-            source_name: Option<String>,
-            source_version: Option<String>,
-            purl: String,
-            location: String,
-            layer: Option<String>,
+            #[sqlx(flatten)]
+            package: PackageRow,
         }
         let rows: Vec<Row> = with_pool!(&self.db, pool => sqlx::query_as(
             "SELECT p.image_digest, i.platform, i.os_ecosystem, p.ecosystem, p.name, p.version, p.arch, \
@@ -231,17 +224,7 @@ impl Store {
                 image_digest: r.image_digest,
                 platform: r.platform,
                 os_ecosystem: r.os_ecosystem,
-                package: PackageRecord {
-                    ecosystem: r.ecosystem,
-                    name: r.name,
-                    version: r.version,
-                    arch: r.arch,
-                    source_name: r.source_name,
-                    source_version: r.source_version,
-                    purl: r.purl,
-                    location: r.location,
-                    layer: r.layer,
-                },
+                package: r.package.into(),
             })
             .collect())
     }

@@ -239,10 +239,20 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// Starts `freshen serve --config CONFIG` and waits for its address; the
-/// server stops when the returned child is dropped.
+/// A running `freshen serve`.
 #[allow(dead_code)]
-pub async fn serve(env: &Env, config: &Path) -> (tokio::process::Child, String) {
+pub struct Served {
+    /// The server process (killed when dropped).
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// What the server writes to stderr after its address, returned once it exits.
+    pub stderr: tokio::task::JoinHandle<String>,
+}
+
+/// Starts `freshen serve --config CONFIG` and waits for its address.
+#[allow(dead_code)]
+pub async fn serve(env: &Env, config: &Path) -> Served {
     use tokio::io::AsyncBufReadExt as _;
     let mut child = env
         .command(&["serve", "--config", config.to_str().unwrap()])
@@ -258,9 +268,20 @@ pub async fn serve(env: &Env, config: &Path) -> (tokio::process::Child, String) 
             .unwrap()
             .expect("serve printed its address");
         if let Some(url) = line.strip_prefix("freshen: serving on ") {
-            // Keep draining stderr so the server never blocks on a full pipe.
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return (child, url.to_string());
+            // Keep reading, so the server never blocks on a full pipe.
+            let stderr = tokio::spawn(async move {
+                let mut rest = String::new();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    rest.push_str(&l);
+                    rest.push('\n');
+                }
+                rest
+            });
+            return Served {
+                child,
+                url: url.to_string(),
+                stderr,
+            };
         }
     }
 }
