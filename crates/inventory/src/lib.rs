@@ -4,10 +4,12 @@
 //! and records packages and lineage; `query` answers the questions users ask
 //! of it, for the CLI and the HTTP API alike.
 
+mod judge;
 mod query;
 mod scan;
 mod vulns;
 
+pub use judge::Judge;
 pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,
     Registration,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{PackageRecord, PackageRow};
-use crate::sql::{clamp_limit, from_ms, query_err, to_ms, with_pool, with_tx};
+use crate::sql::{Tx, clamp_limit, from_ms, query_err, to_ms, with_pool, with_tx};
 use crate::{Store, StoreError};
 
 /// One record to import: its id, `modified` time, and JSON text.
@@ -98,6 +98,29 @@ impl DecisionRow {
             reason: self.reason,
         })
     }
+}
+
+/// Inserts a decision inside a transaction (with the event it decided on).
+pub(crate) async fn insert_decision(tx: &mut Tx, d: &Decision) -> Result<(), StoreError> {
+    with_tx!(tx, conn => sqlx::query(
+        "INSERT INTO policy_decisions (id, subject, image_digest, event_id, policy, policy_version, \
+         snapshot, act, reason, counts, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+        .bind(&d.id)
+        .bind(&d.subject)
+        .bind(&d.image_digest)
+        .bind(&d.event_id)
+        .bind(&d.policy)
+        .bind(&d.policy_version)
+        .bind(d.snapshot.to_string())
+        .bind(d.act)
+        .bind(&d.reason)
+        .bind(d.counts.to_string())
+        .bind(to_ms(d.decided_at))
+        .execute(conn)
+        .await
+        .map(|x| x.rows_affected()))
+    .map_err(query_err("record a decision"))?;
+    Ok(())
 }
 
 /// A package with the image that holds it and that image's distribution:
@@ -231,38 +254,27 @@ impl Store {
 
     /// Stores a policy decision.
     pub async fn record_decision(&self, d: &Decision) -> Result<(), StoreError> {
-        with_pool!(&self.db, pool => sqlx::query(
-            "INSERT INTO policy_decisions (id, subject, image_digest, event_id, policy, policy_version, \
-             snapshot, act, reason, counts, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
-            .bind(&d.id)
-            .bind(&d.subject)
-            .bind(&d.image_digest)
-            .bind(&d.event_id)
-            .bind(&d.policy)
-            .bind(&d.policy_version)
-            .bind(d.snapshot.to_string())
-            .bind(d.act)
-            .bind(&d.reason)
-            .bind(d.counts.to_string())
-            .bind(to_ms(d.decided_at))
-            .execute(pool)
-            .await
-            .map(|x| x.rows_affected()))
-        .map_err(query_err("record a decision"))?;
-        Ok(())
+        const CTX: &str = "record a decision";
+        let mut tx = self.db.begin_write(CTX).await?;
+        insert_decision(&mut tx, d).await?;
+        tx.commit(CTX).await
     }
 
-    /// Decisions, newest first, optionally for one subject.
+    /// Decisions, newest first, optionally for one subject and/or one
+    /// change event.
     pub async fn decisions(
         &self,
         subject: Option<&str>,
+        event_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Decision>, StoreError> {
         let rows: Vec<DecisionRow> = with_pool!(&self.db, pool => sqlx::query_as(
             "SELECT id, subject, image_digest, event_id, policy, policy_version, snapshot, act, reason, counts, decided_at \
-             FROM policy_decisions WHERE ($1 = '' OR subject = $1) ORDER BY decided_at DESC, id DESC LIMIT $2")
+             FROM policy_decisions WHERE ($1 = '' OR subject = $1) AND ($3 = '' OR event_id = $3) \
+             ORDER BY decided_at DESC, id DESC LIMIT $2")
             .bind(subject.unwrap_or(""))
             .bind(clamp_limit(limit))
+            .bind(event_id.unwrap_or(""))
             .fetch_all(pool)
             .await)
         .map_err(query_err("read decisions"))?;

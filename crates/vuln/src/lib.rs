@@ -23,5 +23,8 @@ pub use error::VulnError;
 pub use index::{Finding, Index, Installed};
 pub use load::{Loaded, load_path};
 pub use osv::{Affected, Event, OsvPackage, Range, Record, SeverityEntry};
-pub use policy::{Counts, Expr, Ignore, Mode, Op, Policy, PolicySpec, Verdict};
+pub use policy::{
+    Counts, DEFAULT_POLICY, Expr, GroupSpec, Ignore, Mode, Op, Policy, PolicySet, PolicySpec,
+    Verdict,
+};
 pub use severity::Severity;

@@ -128,9 +128,14 @@ async fn fleet_packages_and_decisions(ctx: Ctx) {
     };
     s.record_decision(&d).await.unwrap();
     assert_eq!(
-        s.decisions(Some("r/app:1"), 10).await.unwrap(),
+        s.decisions(Some("r/app:1"), None, 10).await.unwrap(),
         std::slice::from_ref(&d)
     );
-    assert!(s.decisions(Some("r/other:1"), 10).await.unwrap().is_empty());
-    assert_eq!(s.decisions(None, 10).await.unwrap().len(), 1);
+    assert!(
+        s.decisions(Some("r/other:1"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.decisions(None, None, 10).await.unwrap().len(), 1);
 }
