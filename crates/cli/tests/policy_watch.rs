@@ -234,6 +234,52 @@ async fn policies_decide_what_fires(db: Db) {
             .contains("watches[0].policy: no policy named \"nope\""),
         "{bad}"
     );
+
+    // The same over HTTP: the quiet event with its decision, and the
+    // decisions filtered by event.
+    let config = env.config("server:\n  listen: 127.0.0.1:0\n");
+    let server = common::serve(&env, &config).await;
+    let http = common::http();
+    let body: Value = http
+        .get(format!("{}/events/{quiet_event}", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["event"]["decision"]["act"], false, "{body}");
+    assert_eq!(body["decisions"][0]["subject"], app.as_str(), "{body}");
+    let list: Value = http
+        .get(format!("{}/decisions?event={quiet_event}", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let listed: Value = http
+        .get(format!("{}/events?limit=2", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let missing = http
+        .get(format!("{}/events/nope", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let typo = http
+        .get(format!("{}/decisions?evnt=x", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(typo.status(), 400);
 }
 
 both_stores!(policies_decide_what_fires);
