@@ -226,6 +226,21 @@ enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make a stored decision again: with the policy version that made it,
+    /// on the vulnerability data of its snapshot, on its day; or with
+    /// --now, with the config's policy and today's data.
+    Replay {
+        /// The decision's id (see `policy decisions`).
+        id: String,
+        /// Use the config's policy of that name and the data stored now.
+        #[arg(long)]
+        now: bool,
+        /// Exit 1 when the replay comes out differently.
+        #[arg(long)]
+        exit_code: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Stored decisions, newest first: of `policy check`, and of the
     /// watcher on each change (with the event they decided on).
     Decisions {
@@ -538,6 +553,25 @@ async fn run(cli: Cli) -> Result<u8> {
             let diffs = q.diff(&q.parse(&old)?, &q.parse(&new)?).await?;
             output::diff(&diffs, json);
             Ok(0)
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Replay {
+                    id,
+                    now,
+                    exit_code,
+                    json,
+                },
+        } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let q = Queries::new(store, loaded.defaults.clone());
+            let replay = q.replay(&id, now.then_some(&loaded.policies)).await?;
+            output::replay(&replay, json);
+            Ok(if exit_code && !replay.same {
+                EXIT_CHANGED
+            } else {
+                0
+            })
         }
         Command::Policy {
             command:

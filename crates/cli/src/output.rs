@@ -694,6 +694,45 @@ pub fn policy_checks(list: &[freshen_inventory::PolicyCheck], json: bool) {
     );
 }
 
+/// `freshen policy replay`.
+pub fn replay(r: &freshen_inventory::Replay, json: bool) {
+    if json {
+        print_json(r);
+        return;
+    }
+    let d = &r.decision;
+    println!(
+        "decision {} on {} by policy {} ({}), {}:",
+        d.id,
+        d.subject,
+        d.policy,
+        d.policy_version,
+        time(d.decided_at)
+    );
+    println!("  stored:   {}: {}", verdict_word(d.act), d.reason);
+    println!("  replayed: {}: {}", verdict_word(r.verdict.act), r.reason);
+    println!(
+        "  with {} (vulnerability data of import {}, {} records; policy {}; day {})",
+        if r.mode == "now" {
+            "the config's policy and today's data"
+        } else {
+            "the data and rules of its snapshot"
+        },
+        r.data["vuln_import"],
+        r.data["records"],
+        r.data["policy_version"].as_str().unwrap_or_default(),
+        r.data["day"].as_str().unwrap_or_default()
+    );
+    println!(
+        "  {}",
+        if r.same {
+            "same outcome"
+        } else {
+            "different outcome"
+        }
+    );
+}
+
 /// `freshen policy decisions`.
 pub fn decisions(list: &[freshen_store::Decision], json: bool) {
     if json {

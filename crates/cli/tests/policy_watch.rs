@@ -95,9 +95,12 @@ async fn policies_decide_what_fires(db: Db) {
             hook.url()
         )
     };
-    let sec = env.config(&watch(&format!(
-        "  apps:\n    images: [\"{host}/apps/*\"]\n    mode: security-only\n"
-    )));
+    let sec = env.config_file(
+        "sec.yaml",
+        &watch(&format!(
+            "  apps:\n    images: [\"{host}/apps/*\"]\n    mode: security-only\n"
+        )),
+    );
     let sec = sec.to_str().unwrap();
     let (code, r) = check(&env, sec).await;
     assert_eq!(
@@ -161,7 +164,9 @@ async fn policies_decide_what_fires(db: Db) {
     // Thresholds count what the update fixes: `critical > 0` stays quiet on
     // a high fix, `high > 0` fires.
     for (expr, fires) in [("critical > 0", false), ("high > 0", true)] {
-        let th = env.config(&watch(&format!(
+        let th = env.config_file(
+            &format!("th-{}.yaml", fires),
+            &watch(&format!(
             "  apps:\n    images: [\"{host}/apps/*\"]\n    mode: thresholds\n    thresholds: \"{expr}\"\n"
         )));
         let th = th.to_str().unwrap();
@@ -217,14 +222,18 @@ async fn policies_decide_what_fires(db: Db) {
 
     // An image no group matches is judged by the default `policy`, here
     // `always`: the change fires.
-    let always = env.config(&watch(
-        "  apps:\n    images: [\"nothing/*\"]\n    mode: security-only\n",
-    ));
+    let always = env.config_file(
+        "always.yaml",
+        &watch("  apps:\n    images: [\"nothing/*\"]\n    mode: security-only\n"),
+    );
     push.tag("golden/base", &v[1], "bookworm").await;
     let (code, r) = check(&env, always.to_str().unwrap()).await;
     assert_eq!(code, 1, "{r}");
     assert_eq!(r["decision"]["act"], true, "{r}");
-    let named = env.config(&format!("watches:\n  - ref: {base}\n    policy: nope\n"));
+    let named = env.config_file(
+        "named.yaml",
+        &format!("watches:\n  - ref: {base}\n    policy: nope\n"),
+    );
     let bad = env
         .run(&["check", "--config", named.to_str().unwrap()])
         .await;
@@ -233,6 +242,101 @@ async fn policies_decide_what_fires(db: Db) {
         bad.stderr
             .contains("watches[0].policy: no policy named \"nope\""),
         "{bad}"
+    );
+
+    // Replays. The quiet decision, as made and with today's config: same.
+    let replay = |args: Vec<String>| {
+        let env = &env;
+        async move {
+            let mut a = vec!["policy".to_string(), "replay".into()];
+            a.extend(args);
+            a.push("--json".into());
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            let run = env.run(&refs).await;
+            run.expect(0);
+            run.json()
+        }
+    };
+    let quiet_id = d["id"].as_str().unwrap().to_string();
+    let r = replay(vec![quiet_id.clone()]).await;
+    assert_eq!(
+        (r["same"].as_bool(), r["verdict"]["act"].as_bool()),
+        (Some(true), Some(false)),
+        "{r}"
+    );
+    assert_eq!(r["mode"], "as-of-snapshot");
+    let r = replay(vec![
+        quiet_id.clone(),
+        "--now".into(),
+        "--config".into(),
+        sec.into(),
+    ])
+    .await;
+    assert_eq!(r["same"], true, "{r}");
+    // The acting v2 -> v3 decision, after Debian "reopens" DSA-5532-1 (a
+    // later record: fixed only in 3.0.20-1): as made, it still acts; on
+    // today's data v3 no longer fixes it, so it would stay quiet.
+    let acting = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|d| d["act"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dsa = std::fs::read_to_string(osv_fixtures().join("debian/DSA-5532-1.json")).unwrap();
+    assert!(
+        dsa.contains("\"fixed\": \"3.0.11-1~deb12u2\""),
+        "fixture changed"
+    );
+    let reopened = dsa
+        .replace("\"fixed\": \"3.0.11-1~deb12u2\"", "\"fixed\": \"3.0.20-1\"")
+        .replace("2023-10-26T09:00:00Z", "2026-12-01T00:00:00Z");
+    let file = env.path().join("DSA-5532-1.json");
+    std::fs::write(&file, reopened).unwrap();
+    let imported = env
+        .run(&["vulns", "import", file.to_str().unwrap(), "--json"])
+        .await;
+    imported.expect(0);
+    assert_eq!(imported.json()[0]["updated"], 1, "{imported}");
+    let r = replay(vec![acting.clone()]).await;
+    assert_eq!(
+        (r["same"].as_bool(), r["verdict"]["act"].as_bool()),
+        (Some(true), Some(true)),
+        "{r}"
+    );
+    let r = replay(vec![
+        acting.clone(),
+        "--now".into(),
+        "--config".into(),
+        sec.into(),
+    ])
+    .await;
+    assert_eq!(
+        (r["same"].as_bool(), r["verdict"]["act"].as_bool()),
+        (Some(false), Some(false)),
+        "{r}"
+    );
+    let differs = env
+        .run(&[
+            "policy",
+            "replay",
+            &acting,
+            "--now",
+            "--config",
+            sec,
+            "--exit-code",
+        ])
+        .await;
+    differs.expect(1);
+    assert!(differs.stdout.contains("different outcome"), "{differs}");
+    let none = env.run(&["policy", "replay", "nope"]).await;
+    none.expect(2);
+    assert!(
+        none.stderr.contains("no policy decision \"nope\""),
+        "{none}"
     );
 
     // The same over HTTP: the quiet event with its decision, and the

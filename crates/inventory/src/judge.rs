@@ -92,6 +92,9 @@ impl Judge {
                     None => self.policies.for_image(&refs),
                 };
                 let verdict = policy.evaluate_change(&fixed, &today);
+                store
+                    .remember_policy(policy.version(), &policy.spec_json(), now)
+                    .await?;
                 labels.push((subject.label.clone(), verdict.act, verdict.reason.clone()));
                 decisions.push(Decision {
                     id: uuid::Uuid::now_v7().to_string(),
@@ -102,7 +105,7 @@ impl Judge {
                     policy_version: verdict.policy_version,
                     snapshot: snapshot.clone(),
                     act: verdict.act,
-                    reason: format!("{} -> {}: {}", ch.old_digest, ch.new_digest, verdict.reason),
+                    reason: change_reason(ch, &verdict.reason),
                     counts: serde_json::to_value(&verdict.counts).expect("counts serialise"),
                     decided_at: now,
                 });
@@ -189,7 +192,7 @@ impl Judge {
         Ok(out)
     }
 
-    /// The new image's packages and findings.
+    /// The new image (scanned if need be): what it ships and still has.
     async fn fixes_of(
         &self,
         tag: &Reference,
@@ -198,23 +201,7 @@ impl Judge {
     ) -> Result<Fixes, InventoryError> {
         let new = tag.with_digest(&ch.new_digest)?;
         self.ensure_scanned(&new, &ch.platform).await?;
-        let store = self.queries.store();
-        let img = store
-            .image(&ch.new_digest)
-            .await?
-            .ok_or_else(|| InventoryError::UnknownImage(new.to_string()))?;
-        let packages = store.packages_of(&ch.new_digest).await?;
-        let findings = match_packages(index, img.os_ecosystem.as_deref(), &packages)
-            .into_iter()
-            .map(|f| (f.id, f.package))
-            .collect();
-        Ok(Fixes {
-            shipped: packages
-                .into_iter()
-                .map(|p| (p.ecosystem, p.name))
-                .collect(),
-            findings,
-        })
+        Fixes::of(&self.queries, index, &ch.new_digest).await
     }
 
     /// Scans `pinned` unless the inventory already has that digest.
@@ -243,8 +230,13 @@ impl Judge {
     }
 }
 
+/// A change decision's reason: the move, then the policy's words.
+pub(crate) fn change_reason(ch: &PlatformChange, reason: &str) -> String {
+    format!("{} -> {}: {reason}", ch.old_digest, ch.new_digest)
+}
+
 /// What the new base ships, and what of it is still vulnerable.
-struct Fixes {
+pub(crate) struct Fixes {
     /// `(package type, name)` of every package it ships.
     shipped: HashSet<(String, String)>,
     /// `(vulnerability id, package)` it still has.
@@ -252,9 +244,34 @@ struct Fixes {
 }
 
 impl Fixes {
+    /// Of the new base `digest`, which must be in the inventory.
+    pub(crate) async fn of(
+        queries: &Queries,
+        index: &Index,
+        digest: &str,
+    ) -> Result<Fixes, InventoryError> {
+        let store = queries.store();
+        let img = store
+            .image(digest)
+            .await?
+            .ok_or_else(|| InventoryError::UnknownImage(digest.to_string()))?;
+        let packages = store.packages_of(digest).await?;
+        let findings = match_packages(index, img.os_ecosystem.as_deref(), &packages)
+            .into_iter()
+            .map(|f| (f.id, f.package))
+            .collect();
+        Ok(Fixes {
+            shipped: packages
+                .into_iter()
+                .map(|p| (p.ecosystem, p.name))
+                .collect(),
+            findings,
+        })
+    }
+
     /// The findings of an image that the new base fixes: held through a
     /// package the new base ships, which there no longer has them.
-    async fn fixed_in(
+    pub(crate) async fn fixed_in(
         &self,
         queries: &Queries,
         index: &Index,

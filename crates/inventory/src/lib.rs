@@ -6,6 +6,7 @@
 
 mod judge;
 mod query;
+mod replay;
 mod scan;
 mod vulns;
 
@@ -14,6 +15,7 @@ pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,
     Registration,
 };
+pub use replay::Replay;
 pub use scan::{DockerfileInput, ScanOptions, ScanReport, Scanner};
 pub use vulns::{
     AffectedImage, BaseDiff, ChildFixes, ImageVulns, Imported, PolicyCheck, Upgrade, counts,

@@ -422,6 +422,9 @@ impl Queries {
                 (Some(n), Some(p)) => (n, p),
                 _ => policies.for_image(&[shown.as_str()]),
             };
+            self.store()
+                .remember_policy(policy.version(), &policy.spec_json(), now)
+                .await?;
             for v in self.vulnerabilities_with(&index, r).await? {
                 let verdict = policy.evaluate(&v.findings, &today);
                 let decision = freshen_store::Decision {

@@ -172,7 +172,19 @@ impl Store {
                     unchanged += 1;
                     continue;
                 }
-                Some(_) => updated += 1,
+                Some(_) => {
+                    updated += 1;
+                    // Keep the version being replaced, for replays.
+                    with_tx!(&mut tx, conn => sqlx::query(
+                        "INSERT INTO advisory_versions (id, modified, record, import_id) \
+                         SELECT id, modified, record, import_id FROM advisories WHERE id = $1 \
+                         ON CONFLICT (id, import_id) DO NOTHING")
+                        .bind(&r.id)
+                        .execute(conn)
+                        .await
+                        .map(|x| x.rows_affected()))
+                    .map_err(query_err(CTX))?;
+                }
                 None => added += 1,
             }
             with_tx!(&mut tx, conn => sqlx::query(
@@ -213,6 +225,77 @@ impl Store {
             .fetch_all(pool)
             .await)
         .map_err(query_err("read advisories"))
+    }
+
+    /// Every record's JSON as it stood after import `import_id` (the data
+    /// of a decision's snapshot): replaced versions are kept for this.
+    pub async fn advisories_as_of(&self, import_id: i64) -> Result<Vec<String>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: String,
+            import_id: i64,
+            record: String,
+        }
+        let rows: Vec<Row> = with_pool!(&self.db, pool => sqlx::query_as(
+            "SELECT id, import_id, record FROM advisories WHERE import_id <= $1 \
+             UNION ALL \
+             SELECT v.id, v.import_id, v.record FROM advisory_versions v \
+             JOIN advisories a ON a.id = v.id WHERE a.import_id > $1 AND v.import_id <= $1")
+            .bind(import_id)
+            .fetch_all(pool)
+            .await)
+        .map_err(query_err("read advisories as of an import"))?;
+        // Per id, the version of the latest import at or before the snapshot.
+        let mut latest: std::collections::BTreeMap<String, (i64, String)> = Default::default();
+        for r in rows {
+            match latest.get(&r.id) {
+                Some((at, _)) if *at >= r.import_id => {}
+                _ => {
+                    latest.insert(r.id, (r.import_id, r.record));
+                }
+            }
+        }
+        Ok(latest.into_values().map(|(_, record)| record).collect())
+    }
+
+    /// Remembers a policy version's rules (once per version).
+    pub async fn remember_policy(
+        &self,
+        version: &str,
+        spec: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        with_pool!(&self.db, pool => sqlx::query(
+            "INSERT INTO policy_versions (version, spec, first_used) VALUES ($1, $2, $3) \
+             ON CONFLICT (version) DO NOTHING")
+            .bind(version)
+            .bind(spec.to_string())
+            .bind(to_ms(at))
+            .execute(pool)
+            .await
+            .map(|x| x.rows_affected()))
+        .map_err(query_err("remember a policy version"))?;
+        Ok(())
+    }
+
+    /// The rules of a policy version, as remembered.
+    pub async fn policy_spec(
+        &self,
+        version: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let text: Option<String> = with_pool!(&self.db, pool => sqlx::query_scalar(
+            "SELECT spec FROM policy_versions WHERE version = $1")
+            .bind(version)
+            .fetch_optional(pool)
+            .await)
+        .map_err(query_err("read a policy version"))?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+                context: "policy_versions.spec",
+                detail: e.to_string(),
+            })
+        })
+        .transpose()
     }
 
     /// The latest import's id: the snapshot of vulnerability data in force.
@@ -258,6 +341,18 @@ impl Store {
         let mut tx = self.db.begin_write(CTX).await?;
         insert_decision(&mut tx, d).await?;
         tx.commit(CTX).await
+    }
+
+    /// One decision by id.
+    pub async fn decision(&self, id: &str) -> Result<Option<Decision>, StoreError> {
+        let row: Option<DecisionRow> = with_pool!(&self.db, pool => sqlx::query_as(
+            "SELECT id, subject, image_digest, event_id, policy, policy_version, snapshot, act, reason, counts, decided_at \
+             FROM policy_decisions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await)
+        .map_err(query_err("read a decision"))?;
+        row.map(DecisionRow::into_decision).transpose()
     }
 
     /// Decisions, newest first, optionally for one subject and/or one

@@ -127,6 +127,11 @@ impl Policy {
         &self.spec
     }
 
+    /// The spec as JSON: what a stored decision keeps, to replay it.
+    pub fn spec_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.spec).expect("a policy serialises")
+    }
+
     /// The mode.
     pub fn mode(&self) -> Mode {
         self.spec.mode
