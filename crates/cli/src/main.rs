@@ -1,6 +1,7 @@
 //! `freshen`: the command line. It parses arguments, loads the config, wires
 //! the layers together, and turns errors into one line and an exit code.
 
+mod cascade;
 mod output;
 mod scan;
 
@@ -182,6 +183,25 @@ enum Command {
         new: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Print the rebuild a change calls for, without running it: the
+    /// affected builds in waves (parents first), each with its executor and
+    /// the reason. Default: every build.
+    Plan {
+        /// A base image that changed: plan what is built on it.
+        #[arg(long, conflicts_with_all = ["image", "event"])]
+        base: Option<String>,
+        /// An image to rebuild, with what is built on it.
+        #[arg(long, conflicts_with = "event")]
+        image: Option<String>,
+        /// A change event (see `freshen events`): its tag is the base.
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Graphviz output.
+        #[arg(long, conflicts_with = "json")]
+        dot: bool,
     },
     /// Policies: decide on images with the config's `policy`.
     Policy {
@@ -547,6 +567,18 @@ async fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Command::Plan {
+            base,
+            image,
+            event,
+            json,
+            dot,
+        } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let (plan, _, _) = cascade::plan(&loaded, &store, base, image, event).await?;
+            output::plan(&plan, json, dot);
+            Ok(0)
+        }
         Command::Diff { old, new, json } => {
             let store = open_store(&cli.global, &loaded).await?;
             let q = Queries::new(store, loaded.defaults.clone());
@@ -649,7 +681,7 @@ async fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn parse_ref(loaded: &Loaded, s: &str) -> Result<Reference> {
+pub(crate) fn parse_ref(loaded: &Loaded, s: &str) -> Result<Reference> {
     Ok(Reference::parse_with(s, &loaded.defaults)?)
 }
 

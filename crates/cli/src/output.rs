@@ -694,6 +694,50 @@ pub fn policy_checks(list: &[freshen_inventory::PolicyCheck], json: bool) {
     );
 }
 
+/// `freshen plan`.
+pub fn plan(p: &freshen_build::Plan, json: bool, dot: bool) {
+    if json {
+        print_json(p);
+        return;
+    }
+    if dot {
+        print!("{}", p.dot());
+        return;
+    }
+    let what = match &p.trigger {
+        freshen_build::Trigger::Base { reference } => format!("{reference} changed"),
+        freshen_build::Trigger::Image { reference } => format!("rebuild {reference}"),
+        freshen_build::Trigger::All => "every build".to_string(),
+    };
+    println!(
+        "plan: {what}: {} image(s) in {} wave(s)",
+        p.len(),
+        p.waves.len()
+    );
+    for (i, wave) in p.waves.iter().enumerate() {
+        println!("wave {}:", i + 1);
+        table(
+            &["  IMAGE", "EXECUTOR", "DEFINED IN", "REASON"],
+            wave.iter()
+                .map(|b| {
+                    vec![
+                        format!("  {}", b.image),
+                        b.executor.clone(),
+                        b.origin.clone(),
+                        b.reason.clone(),
+                    ]
+                })
+                .collect(),
+        );
+    }
+    if !p.not_buildable.is_empty() {
+        println!(
+            "built on it, but no build definition (not rebuilt): {}",
+            p.not_buildable.join(", ")
+        );
+    }
+}
+
 /// `freshen policy replay`.
 pub fn replay(r: &freshen_inventory::Replay, json: bool) {
     if json {

@@ -79,6 +79,15 @@ pub struct Config {
     /// watches that name one (`watches[].policy`).
     #[serde(default)]
     pub policies: BTreeMap<String, freshen_vuln::GroupSpec>,
+    /// Images freshen can rebuild: image, context, Dockerfile, args, executor.
+    #[serde(default)]
+    pub builds: Vec<freshen_build::BuildSpec>,
+    /// Trees of `app/version/Dockerfile` whose every Dockerfile is a build.
+    #[serde(default)]
+    pub discover: Vec<freshen_build::DiscoverSpec>,
+    /// How builder commands (buildah) are run.
+    #[serde(default)]
+    pub builders: freshen_build::BuilderSettings,
 }
 
 /// A loaded, validated configuration.
@@ -367,6 +376,17 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
             "outbox".into(),
             "max_attempts and concurrency must be at least 1".into(),
         ));
+    }
+    for (i, d) in config.discover.iter().enumerate() {
+        if !d.image.contains("{app}") {
+            return Err(invalid(
+                format!("discover[{i}].image"),
+                format!(
+                    "{:?} must use {{app}} (and usually {{version}}), e.g. \"localhost:5000/{{app}}:{{version}}\"",
+                    d.image
+                ),
+            ));
+        }
     }
     let policies = freshen_vuln::PolicySet::new(config.policy.clone(), &config.policies)
         .map_err(|(k, m)| invalid(k, m))?;

@@ -6,10 +6,12 @@
 //! image's layers).
 
 mod dockerfile;
+mod plan;
 
 use std::collections::BTreeMap;
 
 pub use dockerfile::{Dockerfile, Stage, StageBase, substitute};
+pub use plan::{Graph, Node, PlanError, Planned};
 
 /// The OCI annotation naming the base image (`docker.io/library/debian:bookworm`).
 pub const BASE_NAME_ANNOTATION: &str = "org.opencontainers.image.base.name";

@@ -22,6 +22,7 @@ mod inventory;
 mod model;
 mod open;
 mod outbox;
+mod rebuilds;
 mod schedule;
 mod sql;
 mod vulns;
@@ -35,6 +36,7 @@ pub use model::{
     Observation, PlatformChange, PlatformDigest, Recorded, Status,
 };
 
+pub use rebuilds::{RebuildItem, RebuildRun};
 pub use vulns::{AdvisoryInput, Decision, FleetPackage, ImportSummary};
 
 use sql::Db;

@@ -1,0 +1,326 @@
+//! Build definitions: `builds:` in the config, and trees of
+//! `app/version/Dockerfile` found by `discover:`. Loading one reads its
+//! Dockerfile, so the build graph knows every image's bases before
+//! anything is built.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use freshen_lineage::Dockerfile;
+use freshen_reference::{Defaults, Platform, Reference};
+use serde::{Deserialize, Serialize};
+
+use crate::BuildError;
+
+/// How an image is rebuilt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Executor {
+    /// `buildah bud`, then push.
+    #[default]
+    Buildah,
+    /// `docker buildx build --push`.
+    Docker,
+    /// `podman build`, then push.
+    Podman,
+    /// kaniko's executor.
+    Kaniko,
+    /// The image's Jenkins job, waited for.
+    Jenkins,
+    /// Swap the base layers at the manifest level, no build.
+    Rebase,
+}
+
+impl Executor {
+    /// The name used in config and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Executor::Buildah => "buildah",
+            Executor::Docker => "docker",
+            Executor::Podman => "podman",
+            Executor::Kaniko => "kaniko",
+            Executor::Jenkins => "jenkins",
+            Executor::Rebase => "rebase",
+        }
+    }
+}
+
+/// A build as written under `builds:`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSpec {
+    /// The image it produces, with the tag children build `FROM`:
+    /// `localhost:5000/golden/base:bookworm`.
+    pub image: String,
+    /// The build context, relative to the config file.
+    pub context: PathBuf,
+    /// The Dockerfile, relative to the context; default `Dockerfile`.
+    #[serde(default)]
+    pub dockerfile: Option<PathBuf>,
+    /// `--build-arg`s (they also fill `ARG`s used in `FROM`).
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    /// The stage to build (`--target`).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Platforms to build; default: the config's `default_platforms`.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// How it is rebuilt; default `buildah`.
+    #[serde(default)]
+    pub executor: Executor,
+    /// The version scheme; default `{year}.{week}.{build}`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Tags a new version is copied to; `{tag}` is the build's own tag,
+    /// `{version}` the new version. Default `["{tag}"]`.
+    #[serde(default)]
+    pub promote: Vec<String>,
+}
+
+/// A tree laid out as `app/version/Dockerfile`, as written under `discover:`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverSpec {
+    /// The tree's root, relative to the config file.
+    pub root: PathBuf,
+    /// The image each `app/version` builds: `{app}` and `{version}` are
+    /// replaced, e.g. `localhost:5000/library/{app}:{version}`.
+    pub image: String,
+    /// `--build-arg`s for every build of the tree.
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    /// Platforms; default: the config's `default_platforms`.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// How they are rebuilt; default `buildah`.
+    #[serde(default)]
+    pub executor: Executor,
+    /// The version scheme; default `{year}.{week}.{build}`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Tags a new version is copied to (see `builds[].promote`).
+    #[serde(default)]
+    pub promote: Vec<String>,
+}
+
+/// A build definition, checked, with its Dockerfile read.
+#[derive(Clone, Debug, Serialize)]
+pub struct Build {
+    /// The image it produces (normalised).
+    pub image: String,
+    /// The same, parsed.
+    #[serde(skip)]
+    pub reference: Reference,
+    /// The build context directory.
+    pub context: PathBuf,
+    /// The Dockerfile.
+    pub dockerfile: PathBuf,
+    /// `--build-arg`s.
+    pub args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// Platforms to build.
+    pub platforms: Vec<String>,
+    /// How it is rebuilt.
+    pub executor: Executor,
+    /// Every image its stages build from (normalised), builder stages included.
+    pub bases: Vec<String>,
+    /// The image its final stage builds on, if not `scratch`.
+    pub final_base: Option<String>,
+    /// Where it was defined: `builds[2]`, `discover[0] mysql/5.7.18`.
+    pub origin: String,
+    /// How new versions are named.
+    #[serde(skip)]
+    pub scheme: crate::Scheme,
+    /// Tags each new version is copied to (`{tag}`, `{version}` unexpanded).
+    pub promote: Vec<String>,
+}
+
+/// Loads every definition: `builds` in order, then each `discover` tree
+/// (apps and versions in name order). Paths are relative to `base_dir`.
+/// Errors name the definition and the file.
+pub fn load(
+    builds: &[BuildSpec],
+    discover: &[DiscoverSpec],
+    base_dir: &Path,
+    defaults: &Defaults,
+    default_platforms: &[Platform],
+) -> Result<Vec<Build>, BuildError> {
+    let mut out = Vec::new();
+    for (i, spec) in builds.iter().enumerate() {
+        let origin = format!("builds[{i}]");
+        let context = base_dir.join(&spec.context);
+        let dockerfile = context.join(
+            spec.dockerfile
+                .as_deref()
+                .unwrap_or(Path::new("Dockerfile")),
+        );
+        out.push(one(
+            &origin,
+            &spec.image,
+            context,
+            dockerfile,
+            Common {
+                args: spec.args.clone(),
+                target: spec.target.clone(),
+                platforms: &spec.platforms,
+                executor: spec.executor,
+                version: spec.version.as_deref(),
+                promote: &spec.promote,
+            },
+            defaults,
+            default_platforms,
+        )?);
+    }
+    for (i, d) in discover.iter().enumerate() {
+        let root = base_dir.join(&d.root);
+        for (app, version, dir) in crate::discover::tree(&root)
+            .map_err(|e| BuildError::Invalid(format!("discover[{i}].root: {e}")))?
+        {
+            let image = d
+                .image
+                .replace("{app}", &app)
+                .replace("{version}", &version);
+            out.push(one(
+                &format!("discover[{i}] {app}/{version}"),
+                &image,
+                dir.clone(),
+                dir.join("Dockerfile"),
+                Common {
+                    args: d.args.clone(),
+                    target: None,
+                    platforms: &d.platforms,
+                    executor: d.executor,
+                    version: d.version.as_deref(),
+                    promote: &d.promote,
+                },
+                defaults,
+                default_platforms,
+            )?);
+        }
+    }
+    Ok(out)
+}
+
+/// What `builds` and `discover` entries share.
+struct Common<'a> {
+    args: BTreeMap<String, String>,
+    target: Option<String>,
+    platforms: &'a [String],
+    executor: Executor,
+    version: Option<&'a str>,
+    promote: &'a [String],
+}
+
+fn one(
+    origin: &str,
+    image: &str,
+    context: PathBuf,
+    dockerfile: PathBuf,
+    common: Common<'_>,
+    defaults: &Defaults,
+    default_platforms: &[Platform],
+) -> Result<Build, BuildError> {
+    let Common {
+        args,
+        target,
+        platforms,
+        executor,
+        version,
+        promote,
+    } = common;
+    let invalid = |key: &str, m: String| BuildError::Invalid(format!("{origin}.{key}: {m}"));
+    let reference =
+        Reference::parse_with(image, defaults).map_err(|e| invalid("image", e.to_string()))?;
+    if reference.digest().is_some() {
+        return Err(invalid(
+            "image",
+            format!("{image:?} pins a digest: name the tag the build pushes"),
+        ));
+    }
+    if !context.is_dir() {
+        return Err(invalid(
+            "context",
+            format!("{} is not a directory", context.display()),
+        ));
+    }
+    let text = std::fs::read_to_string(&dockerfile).map_err(|e| BuildError::Dockerfile {
+        path: dockerfile.display().to_string(),
+        message: format!("{origin}: cannot read it: {e}"),
+    })?;
+    let parsed = Dockerfile::parse(&text, &args).map_err(|e| BuildError::Dockerfile {
+        path: dockerfile.display().to_string(),
+        message: format!("{origin}: {e}"),
+    })?;
+    let normalise = |s: &str| -> Result<String, BuildError> {
+        Reference::parse_with(s, defaults)
+            .map(|r| r.to_string())
+            .map_err(|e| BuildError::Dockerfile {
+                path: dockerfile.display().to_string(),
+                message: format!("{origin}: FROM {s:?}: {e}"),
+            })
+    };
+    let bases = parsed
+        .external_images()
+        .into_iter()
+        .map(normalise)
+        .collect::<Result<Vec<_>, _>>()?;
+    let final_base = parsed
+        .final_base(target.as_deref())
+        .map_err(|e| BuildError::Dockerfile {
+            path: dockerfile.display().to_string(),
+            message: format!("{origin}: {e}"),
+        })?
+        .map(normalise)
+        .transpose()?;
+    let platforms = if platforms.is_empty() {
+        default_platforms.iter().map(Platform::to_string).collect()
+    } else {
+        platforms
+            .iter()
+            .map(|p| {
+                Platform::parse(p)
+                    .map(|p| p.to_string())
+                    .map_err(|e| invalid("platforms", e.to_string()))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let scheme = crate::Scheme::parse(version.unwrap_or(crate::DEFAULT_SCHEME))
+        .map_err(|e| invalid("version", e.to_string()))?;
+    let promote = if promote.is_empty() {
+        vec!["{tag}".to_string()]
+    } else {
+        promote.to_vec()
+    };
+    for p in &promote {
+        let t = p.replace("{tag}", "t").replace("{version}", "v");
+        if t.is_empty()
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(invalid(
+                "promote",
+                format!(
+                    "{p:?} is not a tag (letters, digits, `.`, `_`, `-`, {{tag}}, {{version}})"
+                ),
+            ));
+        }
+    }
+    Ok(Build {
+        scheme,
+        promote,
+        image: reference.to_string(),
+        reference,
+        context,
+        dockerfile,
+        args,
+        target,
+        platforms,
+        executor,
+        bases,
+        final_base,
+        origin: origin.to_string(),
+    })
+}

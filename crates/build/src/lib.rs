@@ -1,0 +1,48 @@
+//! The "plan" and "execute" stations: what freshen can rebuild (build
+//! definitions from the config and from a repository tree laid out as
+//! `app/version/Dockerfile`), and in which order a change calls for it
+//! (rebuild waves, parents first).
+
+#![deny(missing_docs)]
+
+mod definition;
+mod discover;
+mod executor;
+mod plan;
+mod version;
+
+pub use definition::{Build, BuildSpec, DiscoverSpec, Executor, load};
+pub use executor::{BuildahSettings, BuilderSettings, PushTarget};
+pub use plan::{Plan, PlannedBuild, Trigger, plan};
+pub use version::{Bump, DEFAULT_SCHEME, Part, Scheme};
+
+/// Why a build definition or a plan is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A definition is invalid; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// A Dockerfile can't be read or parsed.
+    #[error("{path}: {message}")]
+    Dockerfile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A builder failed; the message names the image and the step.
+    #[error("{0}")]
+    Executor(String),
+    /// The build graph is not a DAG, or two definitions build one image.
+    #[error(transparent)]
+    Graph(#[from] freshen_lineage::PlanError),
+    /// A registry request failed (listing tags, promoting).
+    #[error(transparent)]
+    Registry(#[from] freshen_registry::RegistryError),
+    /// Progress could not be stored.
+    #[error(transparent)]
+    Store(#[from] freshen_store::StoreError),
+    /// A reference could not be made (a version that is no valid tag).
+    #[error(transparent)]
+    Reference(#[from] freshen_reference::ReferenceError),
+}

@@ -1,0 +1,203 @@
+//! Build definitions read from real files, discovery of an
+//! `app/version/Dockerfile` tree, and plans over them.
+
+use std::path::Path;
+
+use freshen_build::{BuildSpec, DiscoverSpec, Executor, Trigger, load, plan};
+use freshen_reference::{Defaults, Platform};
+
+fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn defaults() -> Defaults {
+    Defaults {
+        registry: "docker.io".into(),
+    }
+}
+
+fn amd64() -> Vec<Platform> {
+    vec![Platform::new("linux", "amd64", None)]
+}
+
+fn spec(image: &str, context: &str) -> BuildSpec {
+    BuildSpec {
+        image: image.into(),
+        context: context.into(),
+        dockerfile: None,
+        args: Default::default(),
+        target: None,
+        platforms: vec![],
+        executor: Executor::Buildah,
+        version: None,
+        promote: vec![],
+    }
+}
+
+#[test]
+fn a_three_level_tree_in_waves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        &d.join("base/Dockerfile"),
+        "FROM debian:bookworm\nRUN true\n",
+    );
+    write(
+        &d.join("mid/Dockerfile"),
+        "ARG REG=localhost:5000\nFROM ${REG}/golden/base:1 AS build\nRUN make\nFROM ${REG}/golden/base:1\nCOPY --from=build /out /\n",
+    );
+    // The users' layout: app/version/Dockerfile.
+    for (app, from) in [
+        ("api", "localhost:5000/golden/mid:1"),
+        ("web", "localhost:5000/golden/mid:1"),
+        ("worker", "golang:1.22"),
+    ] {
+        write(
+            &d.join(format!("apps/{app}/2.0/Dockerfile")),
+            &format!("FROM golang:1.22 AS build\nFROM {from}\n"),
+        );
+    }
+    write(&d.join("apps/.git/x/Dockerfile"), "FROM nothing\n");
+    let builds = load(
+        &[
+            spec("localhost:5000/golden/base:1", "base"),
+            spec("localhost:5000/golden/mid:1", "mid"),
+        ],
+        &[DiscoverSpec {
+            root: "apps".into(),
+            image: "localhost:5000/apps/{app}:{version}".into(),
+            args: Default::default(),
+            platforms: vec![],
+            executor: Executor::Rebase,
+            version: Some("{tag}-{date}.{build}".into()),
+            promote: vec!["{tag}".into(), "latest".into()],
+        }],
+        d,
+        &defaults(),
+        &amd64(),
+    )
+    .unwrap();
+    assert_eq!(builds.len(), 5);
+    assert_eq!(builds[1].bases, ["localhost:5000/golden/base:1"]);
+    assert_eq!(builds[2].origin, "discover[0] api/2.0");
+    assert_eq!(
+        builds[2].bases,
+        [
+            "docker.io/library/golang:1.22",
+            "localhost:5000/golden/mid:1"
+        ]
+    );
+    assert_eq!(
+        builds[2].final_base.as_deref(),
+        Some("localhost:5000/golden/mid:1")
+    );
+
+    let p = plan(
+        &builds,
+        Trigger::Base {
+            reference: "docker.io/library/debian:bookworm".into(),
+        },
+    )
+    .unwrap();
+    let waves: Vec<Vec<&str>> = p
+        .waves
+        .iter()
+        .map(|w| w.iter().map(|b| b.image.as_str()).collect())
+        .collect();
+    assert_eq!(
+        waves,
+        [
+            vec!["localhost:5000/golden/base:1"],
+            vec!["localhost:5000/golden/mid:1"],
+            vec!["localhost:5000/apps/api:2.0", "localhost:5000/apps/web:2.0"],
+        ]
+    );
+    assert_eq!(
+        p.waves[0][0].reason,
+        "FROM docker.io/library/debian:bookworm (changed)"
+    );
+    assert_eq!(
+        p.waves[2][0].reason,
+        "FROM localhost:5000/golden/mid:1 (rebuilt in wave 2)"
+    );
+    assert_eq!(p.waves[2][0].executor, "rebase");
+    assert!(
+        p.dot()
+            .contains("\"localhost:5000/golden/mid:1\" -> \"localhost:5000/apps/api:2.0\"")
+    );
+
+    // A builder stage's image counts: golang moves api, web and worker.
+    let g = plan(
+        &builds,
+        Trigger::Base {
+            reference: "docker.io/library/golang:1.22".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(g.len(), 3);
+    // By name: mid, then its children.
+    let m = plan(
+        &builds,
+        Trigger::Image {
+            reference: "localhost:5000/golden/mid:1".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(m.waves[0][0].reason, "asked for");
+    assert_eq!(m.len(), 3);
+    assert_eq!(plan(&builds, Trigger::All).unwrap().len(), 5);
+    let unknown = plan(
+        &builds,
+        Trigger::Image {
+            reference: "localhost:5000/nope:1".into(),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        unknown
+            .to_string()
+            .contains("no build produces localhost:5000/nope:1")
+    );
+}
+
+#[test]
+fn errors_name_the_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(&d.join("a/Dockerfile"), "FROM localhost:5000/b:1\n");
+    write(&d.join("b/Dockerfile"), "FROM localhost:5000/a:1\n");
+    write(&d.join("bad/Dockerfile"), "RUN true\n");
+    let l = |specs: &[BuildSpec]| load(specs, &[], d, &defaults(), &amd64());
+    let builds = l(&[
+        spec("localhost:5000/a:1", "a"),
+        spec("localhost:5000/b:1", "b"),
+    ])
+    .unwrap();
+    let e = plan(&builds, Trigger::All).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "the builds form a cycle: localhost:5000/a:1 -> localhost:5000/b:1 -> localhost:5000/a:1"
+    );
+    let e = l(&[spec("localhost:5000/a:1", "missing")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("builds[0].context: ") && e.contains("not a directory"),
+        "{e}"
+    );
+    let e = l(&[spec("localhost:5000/x:1", "bad")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bad/Dockerfile: builds[0]: Dockerfile: "), "{e}");
+    let e = l(&[spec("Bad Image", "a")]).unwrap_err().to_string();
+    assert!(e.starts_with("builds[0].image: "), "{e}");
+    let e = l(&[
+        spec("localhost:5000/a:1", "a"),
+        spec("localhost:5000/a:1", "a"),
+    ])
+    .and_then(|b| plan(&b, Trigger::All))
+    .unwrap_err()
+    .to_string();
+    assert_eq!(e, "localhost:5000/a:1 is built by two definitions");
+}

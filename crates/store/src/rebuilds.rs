@@ -1,0 +1,256 @@
+//! Rebuild runs and the progress of each of their images.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::sql::{from_ms, query_err, to_ms, with_pool, with_tx};
+use crate::{Store, StoreError};
+
+/// A rebuild run: a plan being carried out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RebuildRun {
+    /// UUID v7.
+    pub id: String,
+    /// What the plan started from.
+    pub trigger: serde_json::Value,
+    /// Why it ran: the change event, the policy decision, the data snapshot.
+    pub cause: serde_json::Value,
+    /// The plan as made.
+    pub plan: serde_json::Value,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// One image of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildItem {
+    /// The build's image.
+    pub image: String,
+    /// Its wave, from 0.
+    pub wave: i32,
+    /// `pending`, `running`, `done`, `failed` or `skipped`.
+    pub state: String,
+    /// The version tag it was pushed as.
+    pub version: Option<String>,
+    /// The digest pushed.
+    pub digest: Option<String>,
+    /// Why it failed or was skipped.
+    pub detail: Option<String>,
+    /// When its last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: String,
+    trigger: String,
+    cause: String,
+    plan: String,
+    state: String,
+    created_at: i64,
+    finished_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    image: String,
+    wave: i32,
+    state: String,
+    version: Option<String>,
+    digest: Option<String>,
+    detail: Option<String>,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+fn json(s: &str, what: &'static str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+        context: what,
+        detail: e.to_string(),
+    })
+}
+
+impl RunRow {
+    fn into_run(self) -> Result<RebuildRun, StoreError> {
+        Ok(RebuildRun {
+            trigger: json(&self.trigger, "rebuild_runs.trigger")?,
+            cause: json(&self.cause, "rebuild_runs.cause")?,
+            plan: json(&self.plan, "rebuild_runs.plan")?,
+            created_at: from_ms(self.created_at, "rebuild_runs.created_at")?,
+            finished_at: self
+                .finished_at
+                .map(|t| from_ms(t, "rebuild_runs.finished_at"))
+                .transpose()?,
+            id: self.id,
+            state: self.state,
+        })
+    }
+}
+
+impl ItemRow {
+    fn into_item(self) -> Result<RebuildItem, StoreError> {
+        Ok(RebuildItem {
+            started_at: self
+                .started_at
+                .map(|t| from_ms(t, "rebuild_items.started_at"))
+                .transpose()?,
+            finished_at: self
+                .finished_at
+                .map(|t| from_ms(t, "rebuild_items.finished_at"))
+                .transpose()?,
+            image: self.image,
+            wave: self.wave,
+            state: self.state,
+            version: self.version,
+            digest: self.digest,
+            detail: self.detail,
+        })
+    }
+}
+
+macro_rules! run_sql {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, trigger, cause, plan, state, created_at, finished_at FROM rebuild_runs ",
+            $tail
+        )
+    };
+}
+
+impl Store {
+    /// Stores a new run and its images (all `pending`) in one transaction.
+    pub async fn create_rebuild(
+        &self,
+        run: &RebuildRun,
+        items: &[(String, i32)],
+    ) -> Result<(), StoreError> {
+        const CTX: &str = "create a rebuild run";
+        let mut tx = self.db.begin_write(CTX).await?;
+        with_tx!(&mut tx, conn => sqlx::query(
+            "INSERT INTO rebuild_runs (id, trigger, cause, plan, state, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&run.id)
+            .bind(run.trigger.to_string())
+            .bind(run.cause.to_string())
+            .bind(run.plan.to_string())
+            .bind(&run.state)
+            .bind(to_ms(run.created_at))
+            .execute(conn)
+            .await
+            .map(|x| x.rows_affected()))
+        .map_err(query_err(CTX))?;
+        for (image, wave) in items {
+            with_tx!(&mut tx, conn => sqlx::query(
+                "INSERT INTO rebuild_items (run_id, image, wave, state) VALUES ($1, $2, $3, 'pending')")
+                .bind(&run.id)
+                .bind(image)
+                .bind(*wave)
+                .execute(conn)
+                .await
+                .map(|x| x.rows_affected()))
+            .map_err(query_err(CTX))?;
+        }
+        tx.commit(CTX).await
+    }
+
+    /// A run by id.
+    pub async fn rebuild(&self, id: &str) -> Result<Option<RebuildRun>, StoreError> {
+        let row: Option<RunRow> =
+            with_pool!(&self.db, pool => sqlx::query_as(run_sql!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await)
+            .map_err(query_err("read a rebuild run"))?;
+        row.map(RunRow::into_run).transpose()
+    }
+
+    /// Runs, newest first; with `unfinished`, only those still `running`.
+    pub async fn rebuilds(
+        &self,
+        unfinished: bool,
+        limit: i64,
+    ) -> Result<Vec<RebuildRun>, StoreError> {
+        let rows: Vec<RunRow> = with_pool!(&self.db, pool => sqlx::query_as(run_sql!(
+            "WHERE ($1 = FALSE OR state = 'running') ORDER BY created_at DESC, id DESC LIMIT $2"))
+            .bind(unfinished)
+            .bind(crate::sql::clamp_limit(limit))
+            .fetch_all(pool)
+            .await)
+        .map_err(query_err("list rebuild runs"))?;
+        rows.into_iter().map(RunRow::into_run).collect()
+    }
+
+    /// The images of a run, by wave then image.
+    pub async fn rebuild_items(&self, run_id: &str) -> Result<Vec<RebuildItem>, StoreError> {
+        let rows: Vec<ItemRow> = with_pool!(&self.db, pool => sqlx::query_as(
+            "SELECT image, wave, state, version, digest, detail, started_at, finished_at \
+             FROM rebuild_items WHERE run_id = $1 ORDER BY wave, image")
+            .bind(run_id)
+            .fetch_all(pool)
+            .await)
+        .map_err(query_err("read a rebuild run's images"))?;
+        rows.into_iter().map(ItemRow::into_item).collect()
+    }
+
+    /// Records an image's progress. `started` stamps `started_at`, else
+    /// `finished_at` is stamped.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn set_rebuild_item(
+        &self,
+        run_id: &str,
+        image: &str,
+        state: &str,
+        version: Option<&str>,
+        digest: Option<&str>,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let started = state == "running";
+        let n = with_pool!(&self.db, pool => sqlx::query(
+            "UPDATE rebuild_items SET state = $3, version = COALESCE($4, version), digest = COALESCE($5, digest), \
+             detail = $6, started_at = CASE WHEN $7 THEN $8 ELSE started_at END, \
+             finished_at = CASE WHEN $7 THEN NULL ELSE $8 END WHERE run_id = $1 AND image = $2")
+            .bind(run_id)
+            .bind(image)
+            .bind(state)
+            .bind(version)
+            .bind(digest)
+            .bind(detail)
+            .bind(started)
+            .bind(to_ms(at))
+            .execute(pool)
+            .await
+            .map(|x| x.rows_affected()))
+        .map_err(query_err("record rebuild progress"))?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!(
+                "rebuild run {run_id} has no image {image}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Ends a run.
+    pub async fn finish_rebuild(
+        &self,
+        id: &str,
+        state: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        with_pool!(&self.db, pool => sqlx::query(
+            "UPDATE rebuild_runs SET state = $2, finished_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(state)
+            .bind(to_ms(at))
+            .execute(pool)
+            .await
+            .map(|x| x.rows_affected()))
+        .map_err(query_err("finish a rebuild run"))?;
+        Ok(())
+    }
+}
