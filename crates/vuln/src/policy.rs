@@ -502,6 +502,7 @@ mod tests {
             severity: sev,
             score: None,
             summary: None,
+            sources: vec!["osv".into()],
         }
     }
 
