@@ -22,6 +22,7 @@ mod inventory;
 mod model;
 mod open;
 mod outbox;
+mod reports;
 mod schedule;
 mod sql;
 mod vulns;
@@ -35,6 +36,7 @@ pub use model::{
     PlatformDigest, Recorded, Status,
 };
 
+pub use reports::{ReportImport, ReportInput, ReportOutcome, StoredReport};
 pub use vulns::{AdvisoryInput, Decision, FleetPackage, ImportSummary};
 
 use sql::Db;
