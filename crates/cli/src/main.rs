@@ -163,8 +163,8 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
-    /// Vulnerabilities: import OSV data, list an image's findings, or find
-    /// every image a vulnerability affects.
+    /// Vulnerabilities: import OSV data and scanner reports, list an image's
+    /// findings, or find every image a vulnerability affects.
     #[command(args_conflicts_with_subcommands = true)]
     Vulns {
         #[command(subcommand)]
@@ -226,11 +226,18 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum VulnsCommand {
-    /// Import OSV records: .json files, directories of them, or OSV's
-    /// all.zip exports. Incremental: records are replaced only by newer ones.
+    /// Import vulnerability data, recognised by content: OSV records (.json
+    /// files, directories of them, OSV's all.zip exports; incremental:
+    /// records are replaced only by newer ones), and Trivy (`trivy image -f
+    /// json`) and Grype (`grype -o json`) reports, each stored for the image
+    /// it names (a newer report of the same scanner replaces the older one).
     Import {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// The image of the scanner reports given, for reports that don't
+        /// name it (e.g. `trivy rootfs`); wins over what a report says.
+        #[arg(long, value_name = "REF")]
+        image: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -496,8 +503,9 @@ async fn run(cli: Cli) -> Result<u8> {
         } => {
             let store = open_store(&cli.global, &loaded).await?;
             match (command, reference) {
-                (Some(VulnsCommand::Import { paths, json }), _) => {
-                    let done = freshen_inventory::import(&store, &paths).await?;
+                (Some(VulnsCommand::Import { paths, image, json }), _) => {
+                    let q = Queries::new(store, loaded.defaults.clone());
+                    let done = q.import(&paths, image.as_deref()).await?;
                     output::imports(&done, json);
                 }
                 (Some(VulnsCommand::Images { id, json }), _) => {

@@ -501,6 +501,28 @@ pub fn imports(list: &[freshen_inventory::Imported], json: bool) {
         ],
         rows,
     );
+    for i in list {
+        if let Some(r) = &i.report {
+            let version = r
+                .scanner_version
+                .as_deref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default();
+            let later = if r.in_inventory {
+                ""
+            } else {
+                " (not in the inventory yet: its findings show once it is scanned)"
+            };
+            println!(
+                "{}: {}{version} report for {}: {} findings, {}{later}",
+                i.path,
+                r.scanner,
+                r.image_digest,
+                r.findings,
+                r.outcome.as_str()
+            );
+        }
+    }
 }
 
 fn finding_row(prefix: Vec<String>, f: &freshen_vuln::Finding) -> Vec<String> {
@@ -512,6 +534,7 @@ fn finding_row(prefix: Vec<String>, f: &freshen_vuln::Finding) -> Vec<String> {
         f.version.clone(),
         f.fixed.clone().unwrap_or_else(|| "-".into()),
         f.aliases.join(", "),
+        f.sources.join(","),
     ]);
     row
 }
@@ -529,7 +552,7 @@ pub fn image_vulns(r: &Reference, list: &[freshen_inventory::ImageVulns], json: 
     }
     table(
         &[
-            "PLATFORM", "ID", "SEVERITY", "PACKAGE", "VERSION", "FIXED", "ALIASES",
+            "PLATFORM", "ID", "SEVERITY", "PACKAGE", "VERSION", "FIXED", "ALIASES", "SOURCES",
         ],
         rows,
     );
@@ -583,6 +606,7 @@ pub fn affected_images(list: &[freshen_inventory::AffectedImage], json: bool) {
             "VERSION",
             "FIXED",
             "ALIASES",
+            "SOURCES",
         ],
         rows,
     );
@@ -631,7 +655,7 @@ pub fn diff(list: &[freshen_inventory::BaseDiff], json: bool) {
             .collect();
         table(
             &[
-                "", "ID", "SEVERITY", "PACKAGE", "VERSION", "FIXED", "ALIASES",
+                "", "ID", "SEVERITY", "PACKAGE", "VERSION", "FIXED", "ALIASES", "SOURCES",
             ],
             rows,
         );

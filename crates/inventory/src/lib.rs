@@ -5,6 +5,7 @@
 //! of it, for the CLI and the HTTP API alike.
 
 mod query;
+mod reports;
 mod scan;
 mod vulns;
 
@@ -12,10 +13,11 @@ pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,
     Registration,
 };
+pub use reports::{Imported, ImportedReport, import};
 pub use scan::{DockerfileInput, ScanOptions, ScanReport, Scanner};
 pub use vulns::{
-    AffectedImage, BaseDiff, ChildFixes, ImageVulns, Imported, PolicyCheck, Upgrade, counts,
-    import, index, match_packages,
+    AffectedImage, BaseDiff, ChildFixes, ImageVulns, PolicyCheck, Upgrade, counts, index,
+    match_packages,
 };
 
 /// Why an inventory operation failed.
