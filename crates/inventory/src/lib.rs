@@ -13,7 +13,7 @@ pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,
     Registration,
 };
-pub use reports::{Imported, ImportedReport, import};
+pub use reports::{Imported, ImportedReport, import, import_report_bytes};
 pub use scan::{DockerfileInput, ScanOptions, ScanReport, Scanner};
 pub use vulns::{
     AffectedImage, BaseDiff, ChildFixes, ImageVulns, PolicyCheck, Upgrade, counts, index,

@@ -270,6 +270,21 @@ async fn import_report(
     })
 }
 
+/// Stores a scanner report read elsewhere (fetched from Harbor, say) for
+/// the image `image_digest`; `source` names where it came from (no
+/// credentials) in errors and in the store.
+pub async fn import_report_bytes(
+    store: &Store,
+    source: &str,
+    bytes: &[u8],
+    image_digest: &str,
+) -> Result<Imported, InventoryError> {
+    let report = freshen_vuln::parse_report(bytes, source)
+        .map_err(|e| InventoryError::Invalid(e.to_string()))?;
+    let known = store.image(image_digest).await?.is_some();
+    import_report(store, source, report, image_digest.to_string(), known).await
+}
+
 /// The findings of every scanner report stored for an image.
 pub(crate) async fn report_findings(
     store: &Store,

@@ -31,6 +31,7 @@ pub use merge::merge_findings;
 pub use osv::{Affected, Event, OsvPackage, Range, Record, SeverityEntry};
 pub use policy::{Counts, Expr, Ignore, Mode, Op, Policy, PolicySpec, Verdict};
 pub use report::{
-    ACCEPTED, Document, Format, MAX_REPORT_BYTES, Report, detect, load_document, parse_report,
+    ACCEPTED, Document, Format, HARBOR_REPORT_MIME_TYPES, MAX_REPORT_BYTES, Report, detect,
+    load_document, parse_report,
 };
 pub use severity::Severity;

@@ -43,6 +43,9 @@ pub enum Format {
     Trivy,
     /// A Grype JSON report (`matches`, with `source` or `descriptor`).
     Grype,
+    /// A Harbor vulnerability report (`GET …/artifacts/{digest}/additions/vulnerabilities`:
+    /// `{"<report mime type>": {generated_at, scanner, severity, vulnerabilities}}`).
+    Harbor,
 }
 
 impl Format {
@@ -52,12 +55,13 @@ impl Format {
             Format::Osv => "osv",
             Format::Trivy => "trivy",
             Format::Grype => "grype",
+            Format::Harbor => "harbor",
         }
     }
 }
 
 /// What `freshen vulns import` accepts, for error messages.
-pub const ACCEPTED: &str = "expected an OSV record (with `id` and `modified`), a directory or all.zip of them, a Trivy JSON report (`trivy image -f json`: `SchemaVersion` 2 and `Results`) or a Grype JSON report (`grype -o json`: `matches` and `source`)";
+pub const ACCEPTED: &str = "expected an OSV record (with `id` and `modified`), a directory or all.zip of them, a Trivy JSON report (`trivy image -f json`: `SchemaVersion` 2 and `Results`), a Grype JSON report (`grype -o json`: `matches` and `source`) or a Harbor vulnerability report (`{\"application/vnd.security.vulnerability.report; version=1.1\": {...}}`)";
 
 /// One scanner report, read.
 #[derive(Clone, Debug, PartialEq)]
@@ -178,9 +182,27 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
         Some(Format::Grype)
     } else if s.id.is_some() && s.modified.is_some() {
         Some(Format::Osv)
+    } else if is_harbor(bytes) {
+        Some(Format::Harbor)
     } else {
         None
     }
+}
+
+/// Harbor's report mime types (`X-Accept-Vulnerabilities`), most wanted first.
+pub const HARBOR_REPORT_MIME_TYPES: [&str; 2] = [
+    "application/vnd.security.vulnerability.report; version=1.1",
+    "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0",
+];
+
+fn is_harbor(bytes: &[u8]) -> bool {
+    let Ok(map) = serde_json::from_slice::<BTreeMap<String, IgnoredAny>>(bytes) else {
+        return false;
+    };
+    !map.is_empty()
+        && map
+            .keys()
+            .all(|k| k.starts_with("application/vnd.") && k.contains("report"))
 }
 
 /// Parses a Trivy or Grype report (`name` is the file, for errors).
@@ -195,6 +217,7 @@ pub fn parse_report(bytes: &[u8], name: &str) -> Result<Report, VulnError> {
     let mut report = match detect(bytes) {
         Some(Format::Trivy) => trivy(bytes, name)?,
         Some(Format::Grype) => grype(bytes, name)?,
+        Some(Format::Harbor) => harbor(bytes, name)?,
         Some(Format::Osv) => {
             return Err(VulnError::Unrecognised {
                 path: name.to_string(),
@@ -727,6 +750,152 @@ fn major(version: &str) -> u32 {
         .next()
         .and_then(|m| m.parse().ok())
         .unwrap_or(0)
+}
+
+// ---- Harbor ----
+
+#[derive(Deserialize)]
+struct HarborReport {
+    #[serde(default)]
+    generated_at: Option<String>,
+    #[serde(default)]
+    scanner: Option<HarborScanner>,
+    #[serde(default)]
+    artifact: Option<HarborArtifact>,
+    #[serde(default, deserialize_with = "nullable")]
+    vulnerabilities: Vec<HarborVuln>,
+}
+
+#[derive(Deserialize)]
+struct HarborScanner {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HarborArtifact {
+    #[serde(default)]
+    digest: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HarborVuln {
+    id: String,
+    package: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    fix_version: Option<String>,
+    #[serde(default)]
+    severity: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    preferred_cvss: Option<HarborCvss>,
+}
+
+#[derive(Deserialize)]
+struct HarborCvss {
+    #[serde(default)]
+    score_v3: Option<f64>,
+    #[serde(default)]
+    score_v2: Option<f64>,
+}
+
+fn harbor(bytes: &[u8], name: &str) -> Result<Report, VulnError> {
+    let mut by_mime: BTreeMap<String, serde_json::Value> = typed(bytes, name, Format::Harbor)?;
+    let Some((mime, value)) = HARBOR_REPORT_MIME_TYPES
+        .iter()
+        .find_map(|m| by_mime.remove_entry(*m))
+        .or_else(|| by_mime.pop_first())
+    else {
+        return Err(invalid(
+            name,
+            Format::Harbor,
+            String::new(),
+            "no report in it",
+        ));
+    };
+    let r: HarborReport = serde_path_to_error::deserialize(&value).map_err(|e| {
+        invalid(
+            name,
+            Format::Harbor,
+            format!("{mime}.{}", e.path()),
+            &e.into_inner().to_string(),
+        )
+    })?;
+    let mut findings = Vec::new();
+    for (i, v) in r.vulnerabilities.iter().enumerate() {
+        let field = |f: &str| format!("{mime}.vulnerabilities[{i}].{f}");
+        if v.id.trim().is_empty() {
+            return Err(invalid(name, Format::Harbor, field("id"), "empty"));
+        }
+        if v.package.trim().is_empty() {
+            return Err(invalid(name, Format::Harbor, field("package"), "empty"));
+        }
+        let score = v
+            .preferred_cvss
+            .as_ref()
+            .and_then(|c| {
+                c.score_v3
+                    .filter(|s| *s > 0.0)
+                    .or(c.score_v2.filter(|s| *s > 0.0))
+            })
+            .filter(|s| s.is_finite() && *s <= 10.0);
+        let severity = match v.severity.as_deref().map(Severity::from_word) {
+            Some(Some(s)) if s != Severity::Unknown => s,
+            Some(None) => {
+                return Err(invalid(
+                    name,
+                    Format::Harbor,
+                    field("severity"),
+                    &format!(
+                        "unknown severity {:?} (None, Unknown, Low, Medium, High, Critical)",
+                        v.severity.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
+            _ => score.map_or(Severity::Unknown, Severity::from_score),
+        };
+        findings.push(Finding {
+            id: v.id.trim().to_string(),
+            aliases: Vec::new(),
+            matched: vec![v.id.trim().to_string()],
+            package: v.package.clone(),
+            version: v.version.clone(),
+            package_type: "generic".to_string(),
+            fixed: first_fixed(v.fix_version.as_deref()),
+            severity,
+            score,
+            summary: summary(None, v.description.as_deref()),
+            sources: vec![Format::Harbor.as_str().to_string()],
+        });
+    }
+    let mut image_digests = Vec::new();
+    if let Some(d) = r.artifact.as_ref().and_then(|a| a.digest.as_deref()) {
+        push_digest(&mut image_digests, d);
+    }
+    let scanner = r.scanner.unwrap_or(HarborScanner {
+        name: None,
+        version: None,
+    });
+    let version = match (scanner.name, scanner.version) {
+        (Some(n), Some(v)) if !n.is_empty() => Some(format!("{n} {v}")),
+        (_, v) => v,
+    };
+    Ok(Report {
+        format: Format::Harbor,
+        scanner_version: version.filter(|v| !v.is_empty()),
+        digest: String::new(),
+        created: r.generated_at.filter(|s| !s.is_empty()),
+        artifact: None,
+        image_digests,
+        platform: None,
+        os: None,
+        findings: merge_findings(findings),
+    })
 }
 
 // ---- shared ----

@@ -264,3 +264,48 @@ fn reports_over_the_limit_are_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn harbor_report() {
+    let bytes = read("harbor-debian12.json");
+    assert_eq!(detect(&bytes), Some(Format::Harbor));
+    let r = parse_report(&bytes, "harbor-debian12.json").unwrap();
+    assert_eq!(r.format, Format::Harbor);
+    assert_eq!(r.scanner_version.as_deref(), Some("Trivy v0.58.1"));
+    assert_eq!(r.image_digests, [DIGEST]);
+    assert_eq!(r.created.as_deref(), Some("2026-11-30T09:58:12.520349781Z"));
+    let got: Vec<(&str, &str, Severity)> = r
+        .findings
+        .iter()
+        .map(|f| (f.id.as_str(), f.package.as_str(), f.severity))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("CVE-2011-3374", "apt", Severity::Low),
+            ("CVE-2023-5363", "libssl3", Severity::High),
+            ("CVE-2023-5363", "openssl", Severity::High)
+        ]
+    );
+    let ssl = &r.findings[1];
+    assert_eq!(ssl.fixed.as_deref(), Some("3.0.11-1~deb12u2"));
+    assert_eq!(ssl.score, Some(7.5));
+    assert_eq!(ssl.sources, ["harbor"]);
+    // An empty fix_version is no fix.
+    assert_eq!(r.findings[0].fixed, None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = String::from_utf8(bytes).unwrap().replacen(
+        "\"package\": \"libssl3\",",
+        "\"package\": 3,",
+        1,
+    );
+    let p = write(&dir, "harbor.json", &text);
+    let e = err(&p);
+    assert!(
+        e.contains("harbor.json")
+            && e.contains("not a valid harbor report")
+            && e.contains("vulnerabilities[1].package"),
+        "{e}"
+    );
+}
