@@ -643,7 +643,19 @@ async fn import_harbor(
     };
     let mut out = Vec::new();
     for repo in &repos {
+        let mut artifacts = Vec::new();
         for a in client.artifacts(project, repo).await? {
+            // Harbor scans an index's children one by one: each is a
+            // platform manifest, as the inventory knows images.
+            if a.references.is_empty() {
+                artifacts.push(a);
+            } else {
+                for r in &a.references {
+                    artifacts.push(client.artifact(project, repo, &r.child_digest).await?);
+                }
+            }
+        }
+        for a in artifacts {
             let source = format!("{}#{repo}@{}", client.base(), a.digest);
             if a.scanned().is_none() {
                 let status: Vec<String> = a

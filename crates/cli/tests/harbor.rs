@@ -76,6 +76,21 @@ async fn harbor_end_to_end(db: Db) {
             report: None,
         },
     );
+    // A multi-platform tag: an index whose amd64 child is the image.
+    let index = format!("sha256:{}", "cd".repeat(32));
+    harbor.add_index(
+        "golden/multi",
+        &index,
+        &["1"],
+        vec![(
+            "linux/amd64",
+            HarborArtifact {
+                digest: digest.clone(),
+                tags: vec![],
+                report: Some(harbor_report(&digest)),
+            },
+        )],
+    );
     let url = harbor.url();
     let args = [
         "vulns",
@@ -114,7 +129,17 @@ async fn harbor_end_to_end(db: Db) {
     let imported = env.run(&args).await;
     imported.expect(0);
     let list = imported.json();
-    assert_eq!(list.as_array().unwrap().len(), 1, "{imported}");
+    // golden/base's artifact, and golden/multi's index child (the same
+    // image and report: unchanged the second time).
+    assert_eq!(list.as_array().unwrap().len(), 2, "{imported}");
+    assert_eq!(list[1]["report"]["image_digest"], digest.as_str());
+    assert_eq!(list[1]["report"]["outcome"], "unchanged");
+    assert!(
+        harbor.requests().iter().any(|r| r
+            .path
+            .ends_with(&format!("/multi/artifacts/{}", digest.replace(':', "%3A")))),
+        "the index's child was read by digest"
+    );
     assert_eq!(list[0]["kind"], "harbor");
     assert_eq!(list[0]["records"], 3);
     assert_eq!(list[0]["report"]["image_digest"], digest.as_str());

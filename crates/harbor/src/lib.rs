@@ -127,6 +127,34 @@ pub struct Artifact {
     /// Per report mime type, the overview of its latest scan.
     #[serde(default, deserialize_with = "nullable")]
     pub scan_overview: BTreeMap<String, ScanOverview>,
+    /// For an index: its per-platform children, which Harbor scans (and
+    /// reports on) one by one.
+    #[serde(default, deserialize_with = "nullable")]
+    pub references: Vec<ArtifactReference>,
+}
+
+/// A child of an index artifact.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ArtifactReference {
+    /// The child's manifest digest.
+    pub child_digest: String,
+    /// Its platform.
+    #[serde(default)]
+    pub platform: Option<ArtifactPlatform>,
+}
+
+/// The platform of an index's child.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ArtifactPlatform {
+    /// `amd64`.
+    #[serde(default)]
+    pub architecture: String,
+    /// `linux`.
+    #[serde(default)]
+    pub os: String,
+    /// `v8`, if any.
+    #[serde(default)]
+    pub variant: Option<String>,
 }
 
 /// The overview of one scan (`scan_overview[<mime type>]`).
@@ -287,6 +315,32 @@ impl Client {
             &[("with_tag", "true"), ("with_scan_overview", "true")],
         )
         .await
+    }
+
+    /// One artifact (by digest or tag), with tags and scan overview: how an
+    /// index's children are read.
+    pub async fn artifact(
+        &self,
+        project: &str,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Artifact, HarborError> {
+        let path = format!(
+            "api/v2.0/projects/{}/repositories/{}/artifacts/{}",
+            segment(project),
+            repository_segment(project, repository),
+            segment(reference)
+        );
+        let url = self.url(
+            &path,
+            &[("with_tag", "true"), ("with_scan_overview", "true")],
+        )?;
+        let resp = self.get(&url).await?;
+        let bytes = resp.bytes().await.map_err(|e| transport(&url, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| HarborError::Decode {
+            url: url.to_string(),
+            detail: e.to_string(),
+        })
     }
 
     /// The full vulnerability report of an artifact: Harbor's JSON, keyed

@@ -144,3 +144,54 @@ async fn refusals_are_clear_and_keep_the_secret() {
     let e = Client::new("ftp://harbor.example.com", None).unwrap_err();
     assert!(e.to_string().contains("http"), "{e}");
 }
+
+#[tokio::test]
+async fn an_index_lists_its_children_which_read_by_digest() {
+    let h = harbor().await;
+    h.add_index(
+        "golden/multi",
+        &digest(20),
+        &["1"],
+        vec![
+            (
+                "linux/amd64",
+                HarborArtifact {
+                    digest: digest(21),
+                    tags: vec![],
+                    report: Some(report("Medium", 3)),
+                },
+            ),
+            (
+                "linux/arm64",
+                HarborArtifact {
+                    digest: digest(22),
+                    tags: vec![],
+                    report: None,
+                },
+            ),
+        ],
+    );
+    let c = client(&h);
+    let arts = c.artifacts("golden", "golden/multi").await.unwrap();
+    assert_eq!(arts.len(), 1, "children are not listed");
+    let children: Vec<(&str, &str)> = arts[0]
+        .references
+        .iter()
+        .map(|r| {
+            let p = r.platform.as_ref().unwrap();
+            (r.child_digest.as_str(), p.architecture.as_str())
+        })
+        .collect();
+    assert_eq!(
+        children,
+        [
+            (digest(21).as_str(), "amd64"),
+            (digest(22).as_str(), "arm64")
+        ]
+    );
+    let amd64 = c.artifact("golden", "multi", &digest(21)).await.unwrap();
+    let (_, o) = amd64.scanned().unwrap();
+    assert_eq!(o.summary.as_ref().unwrap().summary["Medium"], 3);
+    let arm64 = c.artifact("golden", "multi", &digest(22)).await.unwrap();
+    assert!(arm64.scanned().is_none());
+}

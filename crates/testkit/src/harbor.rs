@@ -71,8 +71,18 @@ pub struct HarborRequest {
 #[derive(Default)]
 struct Data {
     /// project -> repository full name -> artifacts.
-    projects: BTreeMap<String, BTreeMap<String, Vec<HarborArtifact>>>,
+    projects: BTreeMap<String, BTreeMap<String, Vec<Stored>>>,
     requests: Vec<HarborRequest>,
+}
+
+#[derive(Clone)]
+struct Stored {
+    artifact: HarborArtifact,
+    /// Children of an index: (os/arch, digest); they are stored (unlisted)
+    /// in the same repository.
+    references: Vec<(String, String)>,
+    /// A child of an index: not listed, but readable by digest.
+    listed: bool,
 }
 
 struct Shared {
@@ -132,6 +142,55 @@ impl Harbor {
 
     /// Adds an artifact to a repository (`project/name`, created if new).
     pub fn add_artifact(&self, repository: &str, artifact: HarborArtifact) {
+        self.store(
+            repository,
+            Stored {
+                artifact,
+                references: Vec::new(),
+                listed: true,
+            },
+        );
+    }
+
+    /// Adds an index (`digest`, `tags`) whose children are `(os/arch,
+    /// artifact)`: Harbor lists the index with `references` and scans each
+    /// child, readable by its digest.
+    pub fn add_index(
+        &self,
+        repository: &str,
+        digest: &str,
+        tags: &[&str],
+        children: Vec<(&str, HarborArtifact)>,
+    ) {
+        let references = children
+            .iter()
+            .map(|(p, a)| (p.to_string(), a.digest.clone()))
+            .collect();
+        self.store(
+            repository,
+            Stored {
+                artifact: HarborArtifact {
+                    digest: digest.to_string(),
+                    tags: tags.iter().map(|t| t.to_string()).collect(),
+                    report: None,
+                },
+                references,
+                listed: true,
+            },
+        );
+        for (_, artifact) in children {
+            self.store(
+                repository,
+                Stored {
+                    artifact,
+                    references: Vec::new(),
+                    listed: false,
+                },
+            );
+        }
+    }
+
+    fn store(&self, repository: &str, s: Stored) {
         let project = repository
             .split_once('/')
             .expect("a repository name is project/name")
@@ -142,7 +201,7 @@ impl Harbor {
             .or_default()
             .entry(repository.to_string())
             .or_default()
-            .push(artifact);
+            .push(s);
     }
 
     /// Every request received, in order.
@@ -240,7 +299,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                         "project_id": 1,
                         "name": name,
                         "description": "",
-                        "artifact_count": arts.len(),
+                        "artifact_count": arts.iter().filter(|a| a.listed).count(),
                         "pull_count": 0,
                         "creation_time": "2026-11-30T09:00:00.000Z",
                         "update_time": "2026-11-30T09:00:00.000Z"
@@ -264,14 +323,33 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                     let items: Vec<Value> = arts
                         .iter()
                         .enumerate()
+                        .filter(|(_, a)| a.listed)
                         .map(|(i, a)| artifact_json(i, a, &query, accept.as_deref()))
                         .collect();
                     paged(uri.path(), &query, items)
+                }
+                [reference] => {
+                    let reference = percent_decode(reference);
+                    match arts.iter().enumerate().find(|(_, a)| {
+                        a.artifact.digest == reference || a.artifact.tags.contains(&reference)
+                    }) {
+                        Some((i, a)) => json_response(
+                            StatusCode::OK,
+                            &artifact_json(i, a, &query, accept.as_deref()),
+                            &[],
+                        ),
+                        None => error(
+                            StatusCode::NOT_FOUND,
+                            "NOT_FOUND",
+                            &format!("artifact {name}@{reference} not found"),
+                        ),
+                    }
                 }
                 [reference, "additions", "vulnerabilities"] => {
                     let reference = percent_decode(reference);
                     let Some(a) = arts
                         .iter()
+                        .map(|s| &s.artifact)
                         .find(|a| a.digest == reference || a.tags.contains(&reference))
                     else {
                         return error(
@@ -306,15 +384,25 @@ fn accepted_mime(a: &HarborArtifact, accept: Option<&str>) -> Option<String> {
 
 fn artifact_json(
     i: usize,
-    a: &HarborArtifact,
+    stored: &Stored,
     query: &BTreeMap<String, String>,
     accept: Option<&str>,
 ) -> Value {
+    let a = &stored.artifact;
+    let references: Vec<Value> = stored
+        .references
+        .iter()
+        .map(|(platform, digest)| {
+            let (os, arch) = platform.split_once('/').unwrap_or(("linux", platform));
+            json!({"parent_id": i + 1, "child_id": 0, "child_digest": digest,
+                   "platform": {"architecture": arch, "os": os}, "annotations": null, "urls": null})
+        })
+        .collect();
     let mut v = json!({
         "id": i + 1,
         "type": "IMAGE",
-        "media_type": "application/vnd.oci.image.config.v1+json",
-        "manifest_media_type": "application/vnd.oci.image.manifest.v1+json",
+        "media_type": if references.is_empty() { "application/vnd.oci.image.config.v1+json" } else { "application/vnd.oci.image.index.v1+json" },
+        "manifest_media_type": if references.is_empty() { "application/vnd.oci.image.manifest.v1+json" } else { "application/vnd.oci.image.index.v1+json" },
         "project_id": 1,
         "repository_id": 1,
         "digest": a.digest,
@@ -323,7 +411,7 @@ fn artifact_json(
         "pull_time": "0001-01-01T00:00:00.000Z",
         "extra_attrs": {"architecture": "amd64", "os": "linux"},
         "annotations": null,
-        "references": null,
+        "references": if references.is_empty() { Value::Null } else { Value::Array(references) },
     });
     if query.get("with_tag").map(String::as_str) != Some("false") {
         v["tags"] = a
