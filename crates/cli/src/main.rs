@@ -212,13 +212,45 @@ enum OutboxCommand {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Evaluate the policy on images (default: every tag in the inventory);
-    /// each decision is stored with the policy version and data snapshot.
+    /// Evaluate policies on images (default: every tag in the inventory):
+    /// each image's group policy, or the one named by --policy. Each
+    /// decision is stored with the policy version and data snapshot.
     Check {
         references: Vec<String>,
+        /// Use this policy (a name under `policies:`, or `default`) for every image.
+        #[arg(long)]
+        policy: Option<String>,
         /// Exit 1 when the policy says act for any image, 0 when for none.
         #[arg(long)]
         exit_code: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a stored decision again: with the policy version that made it,
+    /// on the vulnerability data of its snapshot, on its day; or with
+    /// --now, with the config's policy and today's data.
+    Replay {
+        /// The decision's id (see `policy decisions`).
+        id: String,
+        /// Use the config's policy of that name and the data stored now.
+        #[arg(long)]
+        now: bool,
+        /// Exit 1 when the replay comes out differently.
+        #[arg(long)]
+        exit_code: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stored decisions, newest first: of `policy check`, and of the
+    /// watcher on each change (with the event they decided on).
+    Decisions {
+        /// Only decisions on this image reference.
+        reference: Option<String>,
+        /// Only decisions on this change event.
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
         #[arg(long)]
         json: bool,
     },
@@ -561,8 +593,49 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Policy {
             command:
+                PolicyCommand::Replay {
+                    id,
+                    now,
+                    exit_code,
+                    json,
+                },
+        } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let q = Queries::new(store, loaded.defaults.clone());
+            let replay = q.replay(&id, now.then_some(&loaded.policies)).await?;
+            output::replay(&replay, json);
+            Ok(if exit_code && !replay.same {
+                EXIT_CHANGED
+            } else {
+                0
+            })
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Decisions {
+                    reference,
+                    event,
+                    limit,
+                    json,
+                },
+        } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let subject = reference.map(|r| parse_ref(&loaded, &r)).transpose()?;
+            let list = store
+                .decisions(
+                    subject.map(|r| r.to_string()).as_deref(),
+                    event.as_deref(),
+                    limit,
+                )
+                .await?;
+            output::decisions(&list, json);
+            Ok(0)
+        }
+        Command::Policy {
+            command:
                 PolicyCommand::Check {
                     references,
+                    policy,
                     exit_code,
                     json,
                 },
@@ -573,7 +646,9 @@ async fn run(cli: Cli) -> Result<u8> {
                 .iter()
                 .map(|r| q.parse(r))
                 .collect::<Result<Vec<_>, _>>()?;
-            let checks = q.policy_check(&loaded.policy, "policy", &refs).await?;
+            let checks = q
+                .policy_check(&loaded.policies, policy.as_deref(), &refs)
+                .await?;
             output::policy_checks(&checks, json);
             Ok(if exit_code && checks.iter().any(|c| c.verdict.act) {
                 EXIT_CHANGED
@@ -783,7 +858,7 @@ async fn check(
             .collect::<Result<_>>()?
     };
     let concurrency = loaded.config.check_concurrency.unwrap_or(32);
-    let checker = Checker::new(client(loaded), store.clone(), concurrency);
+    let checker = checker(loaded, &store, concurrency);
     let results = checker.check_all(&watches, "poll").await?;
     let deliverer = deliverer(loaded, store);
     let outcomes = deliverer.deliver_due().await?;
@@ -791,7 +866,7 @@ async fn check(
     report.print(json);
     Ok(if report.has_errors() {
         EXIT_ERROR
-    } else if exit_code && report.changed() {
+    } else if exit_code && report.fired() {
         EXIT_CHANGED
     } else {
         0
@@ -840,6 +915,18 @@ async fn list_registry(
     Ok(refs)
 }
 
+/// A checker whose changes are judged by the config's policies (which
+/// costs nothing while every policy is `always`).
+fn checker(loaded: &Loaded, store: &Store, concurrency: usize) -> Checker {
+    let client = client(loaded);
+    let judge = freshen_inventory::Judge::new(
+        Scanner::new(client.clone(), store.clone(), loaded.defaults.clone()),
+        Queries::new(store.clone(), loaded.defaults.clone()),
+        std::sync::Arc::new(loaded.policies.clone()),
+    );
+    Checker::new(client, store.clone(), concurrency).with_judge(judge)
+}
+
 fn deliverer(loaded: &Loaded, store: Store) -> Deliverer {
     Deliverer::new(
         store,
@@ -853,9 +940,9 @@ async fn watch(loaded: &Loaded, store: Store) -> Result<u8> {
     if loaded.watches.is_empty() {
         bail!("nothing to watch: the config has no watches");
     }
-    let checker = Checker::new(
-        client(loaded),
-        store.clone(),
+    let checker = checker(
+        loaded,
+        &store,
         loaded.config.check_concurrency.unwrap_or(32),
     );
     let settings = DaemonSettings {

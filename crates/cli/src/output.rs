@@ -114,6 +114,7 @@ pub fn events(events: &[ChangeEvent], json: bool) {
             "REFERENCE",
             "PLATFORMS",
             "SOURCE",
+            "POLICY",
         ],
         events
             .iter()
@@ -128,10 +129,19 @@ pub fn events(events: &[ChangeEvent], json: bool) {
                         .collect::<Vec<_>>()
                         .join(","),
                     e.source.clone(),
+                    match &e.decision {
+                        None => "-".into(),
+                        Some(d) => format!("{}: {}", verdict_word(d.act), d.reason),
+                    },
                 ]
             })
             .collect(),
     );
+}
+
+/// How a policy's decision reads in tables.
+fn verdict_word(act: bool) -> &'static str {
+    if act { "act" } else { "quiet" }
 }
 
 /// `freshen outbox list`.
@@ -211,8 +221,9 @@ impl CheckReport {
         !self.errors.is_empty()
     }
 
-    pub fn changed(&self) -> bool {
-        self.results.iter().any(CheckResult::changed)
+    /// True when a change fired triggers (changed, and no policy kept it quiet).
+    pub fn fired(&self) -> bool {
+        self.results.iter().any(CheckResult::fired)
     }
 
     pub fn print(&self, json: bool) {
@@ -257,6 +268,16 @@ impl CheckReport {
         }
         if !rows.is_empty() {
             table(&["REFERENCE", "PLATFORM", "STATUS", "DIGEST", ""], rows);
+        }
+        for r in &self.results {
+            if let Some(d) = &r.decision {
+                println!(
+                    "{}: policy: {}: {}",
+                    r.reference,
+                    verdict_word(d.act),
+                    d.reason
+                );
+            }
         }
         for d in &self.deliveries {
             let detail = d
@@ -685,10 +706,85 @@ pub fn policy_checks(list: &[freshen_inventory::PolicyCheck], json: bool) {
             vec![
                 c.reference.clone(),
                 c.platform.clone(),
-                if c.verdict.act { "act" } else { "quiet" }.to_string(),
+                c.policy.clone(),
+                verdict_word(c.verdict.act).to_string(),
                 c.verdict.reason.clone(),
             ]
         })
         .collect();
-    table(&["REFERENCE", "PLATFORM", "DECISION", "REASON"], rows);
+    table(
+        &["REFERENCE", "PLATFORM", "POLICY", "DECISION", "REASON"],
+        rows,
+    );
+}
+
+/// `freshen policy replay`.
+pub fn replay(r: &freshen_inventory::Replay, json: bool) {
+    if json {
+        print_json(r);
+        return;
+    }
+    let d = &r.decision;
+    println!(
+        "decision {} on {} by policy {} ({}), {}:",
+        d.id,
+        d.subject,
+        d.policy,
+        d.policy_version,
+        time(d.decided_at)
+    );
+    println!("  stored:   {}: {}", verdict_word(d.act), d.reason);
+    println!("  replayed: {}: {}", verdict_word(r.verdict.act), r.reason);
+    println!(
+        "  with {} (vulnerability data of import {}, {} records; policy {}; day {})",
+        if r.mode == "now" {
+            "the config's policy and today's data"
+        } else {
+            "the data and rules of its snapshot"
+        },
+        r.data["vuln_import"],
+        r.data["records"],
+        r.data["policy_version"].as_str().unwrap_or_default(),
+        r.data["day"].as_str().unwrap_or_default()
+    );
+    println!(
+        "  {}",
+        if r.same {
+            "same outcome"
+        } else {
+            "different outcome"
+        }
+    );
+}
+
+/// `freshen policy decisions`.
+pub fn decisions(list: &[freshen_store::Decision], json: bool) {
+    if json {
+        print_json(&list);
+        return;
+    }
+    let rows = list
+        .iter()
+        .map(|d| {
+            vec![
+                time(d.decided_at),
+                d.subject.clone(),
+                d.policy.clone(),
+                verdict_word(d.act).to_string(),
+                d.event_id.clone().unwrap_or_else(|| "-".into()),
+                d.reason.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "DECIDED (UTC)",
+            "SUBJECT",
+            "POLICY",
+            "DECISION",
+            "EVENT",
+            "REASON",
+        ],
+        rows,
+    );
 }

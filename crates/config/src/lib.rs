@@ -72,8 +72,13 @@ pub struct Config {
     pub server: ServerSettings,
     /// When vulnerabilities call for action: `mode` (`always`,
     /// `security-only`, `thresholds`), `thresholds`, `fixable_only`, `ignore`.
+    /// The default policy: it governs every image no group of `policies` matches.
     #[serde(default)]
     pub policy: freshen_vuln::PolicySpec,
+    /// Named policies for groups of images (`images:` patterns), and for
+    /// watches that name one (`watches[].policy`).
+    #[serde(default)]
+    pub policies: BTreeMap<String, freshen_vuln::GroupSpec>,
 }
 
 /// A loaded, validated configuration.
@@ -86,8 +91,8 @@ pub struct Loaded {
     pub default_platforms: Vec<Platform>,
     pub default_schedule: Schedule,
     pub watches: Vec<Watch>,
-    /// The checked `policy`.
-    pub policy: freshen_vuln::Policy,
+    /// The checked `policy` and `policies`.
+    pub policies: freshen_vuln::PolicySet,
 }
 
 impl Loaded {
@@ -328,6 +333,20 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
                 ));
             }
         }
+        if let Some(p) = &spec.policy
+            && p != freshen_vuln::DEFAULT_POLICY
+            && !config.policies.contains_key(p)
+        {
+            let known: Vec<&str> = config.policies.keys().map(String::as_str).collect();
+            return Err(invalid(
+                format!("watches[{i}].policy"),
+                format!(
+                    "no policy named {p:?} (defined: default{}{})",
+                    if known.is_empty() { "" } else { ", " },
+                    known.join(", ")
+                ),
+            ));
+        }
         if let Some(first) = seen.insert(w.key(), i) {
             return Err(invalid(
                 format!("watches[{i}].ref"),
@@ -349,8 +368,8 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
             "max_attempts and concurrency must be at least 1".into(),
         ));
     }
-    let policy = freshen_vuln::Policy::new(config.policy.clone())
-        .map_err(|m| invalid("policy".into(), m))?;
+    let policies = freshen_vuln::PolicySet::new(config.policy.clone(), &config.policies)
+        .map_err(|(k, m)| invalid(k, m))?;
     Ok(Loaded {
         config,
         base_dir,
@@ -358,7 +377,7 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         default_platforms,
         default_schedule,
         watches,
-        policy,
+        policies,
     })
 }
 
@@ -486,6 +505,37 @@ triggers:
         assert_eq!(expand("cost $5", &env).unwrap(), "cost $5");
         assert!(expand("${A", &env).is_err());
         assert!(expand("${B}", &env).unwrap_err().contains("B is not set"));
+    }
+
+    #[test]
+    fn policies_by_group_and_by_watch() {
+        let l = load_str(
+            r#"
+policy: {mode: thresholds, thresholds: "high > 0"}
+policies:
+  team-a:
+    images: ["localhost:5000/team-a/*"]
+    mode: security-only
+watches:
+  - {ref: debian:bookworm, policy: team-a}
+  - {ref: alpine:3, policy: default}
+"#,
+        )
+        .unwrap();
+        assert_eq!(l.watches[0].policy.as_deref(), Some("team-a"));
+        assert_eq!(
+            l.policies.for_image(&["localhost:5000/team-a/app:1"]).0,
+            "team-a"
+        );
+        assert!(
+            err("watches:\n  - {ref: debian, policy: nope}\n")
+                .contains("watches[0].policy: no policy named \"nope\" (defined: default)")
+        );
+        assert!(
+            err("policies:\n  x:\n    mode: thresholds\n")
+                .contains("policies.x: mode thresholds needs a `thresholds` expression")
+        );
+        assert!(err("policies:\n  x:\n    imgs: [a]\n").contains("policies.x"));
     }
 
     #[test]

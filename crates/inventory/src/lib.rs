@@ -4,15 +4,19 @@
 //! and records packages and lineage; `query` answers the questions users ask
 //! of it, for the CLI and the HTTP API alike.
 
+mod judge;
 mod query;
+mod replay;
 mod reports;
 mod scan;
 mod vulns;
 
+pub use judge::Judge;
 pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,
     Registration,
 };
+pub use replay::Replay;
 pub use reports::{Imported, ImportedReport, import, import_report_bytes};
 pub use scan::{DockerfileInput, ScanOptions, ScanReport, Scanner};
 pub use vulns::{

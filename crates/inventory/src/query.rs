@@ -204,13 +204,38 @@ impl Queries {
         recursive: bool,
     ) -> Result<Vec<ChildView>, InventoryError> {
         let roots = self.known(r).await?;
-        let mut seen: HashSet<String> = roots.iter().map(|t| t.digest.clone()).collect();
+        let roots: Vec<String> = roots.into_iter().map(|t| t.digest).collect();
+        self.walk(
+            r.digest().is_none().then(|| r.to_string()),
+            roots,
+            recursive,
+        )
+        .await
+    }
+
+    /// Every image built on `digests` or, by name, on the tag `tag` (at
+    /// any digest), with their descendants: what a move of that tag away
+    /// from `digests` concerns. The digests need not be in the inventory.
+    pub async fn built_on(
+        &self,
+        tag: &Reference,
+        digests: &[String],
+    ) -> Result<Vec<ChildView>, InventoryError> {
+        self.walk(Some(tag.to_string()), digests.to_vec(), true)
+            .await
+    }
+
+    /// Breadth-first walk down the lineage edges from `roots`.
+    async fn walk(
+        &self,
+        root_ref: Option<String>,
+        roots: Vec<String>,
+        recursive: bool,
+    ) -> Result<Vec<ChildView>, InventoryError> {
+        let mut seen: HashSet<String> = roots.iter().cloned().collect();
         let mut out = Vec::new();
         // Each level: (reference name or None, digests) of the parents.
-        let mut level: Vec<(Option<String>, Vec<String>)> = vec![(
-            r.digest().is_none().then(|| r.to_string()),
-            roots.iter().map(|t| t.digest.clone()).collect(),
-        )];
+        let mut level: Vec<(Option<String>, Vec<String>)> = vec![(root_ref, roots)];
         let mut depth = 0;
         while !level.is_empty() {
             depth += 1;

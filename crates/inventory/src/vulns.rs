@@ -375,15 +375,25 @@ impl Queries {
         Ok(out)
     }
 
-    /// Evaluates `policy` on each platform of each reference (every tag in
-    /// the inventory when `refs` is empty) and stores every decision with
+    /// Evaluates on each platform of each reference (every tag in the
+    /// inventory when `refs` is empty) the policy named `explicit`, or else
+    /// the one of the reference's group, and stores every decision with
     /// the policy's version and the vulnerability data snapshot.
     pub async fn policy_check(
         &self,
-        policy: &freshen_vuln::Policy,
-        policy_name: &str,
+        policies: &freshen_vuln::PolicySet,
+        explicit: Option<&str>,
         refs: &[Reference],
     ) -> Result<Vec<PolicyCheck>, InventoryError> {
+        let chosen = match explicit {
+            Some(n) => Some(policies.get(n).ok_or_else(|| {
+                InventoryError::Invalid(format!(
+                    "no policy named {n:?} (defined: {})",
+                    policies.names().join(", ")
+                ))
+            })?),
+            None => None,
+        };
         let index = index(self.store()).await?;
         let snapshot = serde_json::json!({ "vuln_import": self.store().vuln_snapshot().await?, "records": index.len() });
         let refs: Vec<Reference> = if refs.is_empty() {
@@ -406,6 +416,14 @@ impl Queries {
         let today = now.format("%Y-%m-%d").to_string();
         let mut out = Vec::new();
         for r in &refs {
+            let shown = r.to_string();
+            let (policy_name, policy) = match (explicit, chosen) {
+                (Some(n), Some(p)) => (n, p),
+                _ => policies.for_image(&[shown.as_str()]),
+            };
+            self.store()
+                .remember_policy(policy.version(), &policy.spec_json(), now)
+                .await?;
             for v in self.vulnerabilities_with(&index, r).await? {
                 let verdict = policy.evaluate(&v.findings, &today);
                 let decision = freshen_store::Decision {
@@ -424,6 +442,7 @@ impl Queries {
                 self.store().record_decision(&decision).await?;
                 out.push(PolicyCheck {
                     reference: r.to_string(),
+                    policy: policy_name.to_string(),
                     platform: v.platform,
                     digest: v.digest,
                     decision_id: decision.id,
@@ -440,6 +459,8 @@ impl Queries {
 pub struct PolicyCheck {
     /// The reference checked.
     pub reference: String,
+    /// The policy that decided.
+    pub policy: String,
     /// `os/arch[/variant]`.
     pub platform: String,
     /// The platform manifest's digest.

@@ -43,6 +43,20 @@ fn schema_ref(name: &str) -> Value {
 
 /// The document.
 pub fn document() -> Value {
+    let mut doc = inventory_document();
+    merge(&mut doc["paths"], events_paths());
+    merge(&mut doc["components"]["schemas"], events_schemas());
+    doc
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Some(into), Value::Object(from)) = (into.as_object_mut(), from) {
+        into.extend(from);
+    }
+}
+
+/// The inventory and vulnerability parts.
+fn inventory_document() -> Value {
     let ref_param = json!({ "$ref": "#/components/parameters/ref" });
     let registration_body = json!({
         "required": true,
@@ -100,6 +114,8 @@ pub fn document() -> Value {
         "tags": [
             { "name": "images", "description": "Images, their packages and what is built on them." },
             { "name": "packages", "description": "Who holds a package." },
+            { "name": "vulnerabilities", "description": "Findings and the images a vulnerability affects." },
+            { "name": "events", "description": "Change events of watched tags, and the policy decisions made on them." },
             { "name": "service", "description": "Health, this document, the HTML page." }
         ],
         "paths": {
@@ -497,5 +513,116 @@ pub fn document() -> Value {
                 }
             }
         }
+    })
+}
+
+/// `/events`, `/events/{id}`, `/decisions`.
+fn events_paths() -> Value {
+    json!({
+            "/events": {
+                "get": {
+                    "tags": ["events"],
+                    "operationId": "listEvents",
+                    "summary": "Change events, newest first, with what the policy said of each",
+                    "parameters": [
+                        { "name": "reference", "in": "query", "required": false, "description": "Only this watched tag.", "schema": { "type": "string" } },
+                        { "name": "limit", "in": "query", "required": false, "description": "At most this many (default 50).", "schema": { "type": "integer", "minimum": 1 } }
+                    ],
+                    "responses": {
+                        "200": { "description": "The events.", "content": { "application/json": { "schema": { "type": "array", "items": schema_ref("ChangeEvent") } } } },
+                        "400": r("BadRequest"),
+                        "500": r("InternalError")
+                    }
+                }
+            },
+            "/events/{id}": {
+                "parameters": [{ "name": "id", "in": "path", "required": true, "description": "The event id (UUID v7).", "schema": { "type": "string" } }],
+                "get": {
+                    "tags": ["events"],
+                    "operationId": "getEvent",
+                    "summary": "One change event and the policy decisions made on it",
+                    "responses": {
+                        "200": json_response("The event.", "EventDetail"),
+                        "400": r("BadRequest"),
+                        "404": r("NotFound"),
+                        "500": r("InternalError")
+                    }
+                }
+            },
+            "/decisions": {
+                "get": {
+                    "tags": ["events"],
+                    "operationId": "listDecisions",
+                    "summary": "Stored policy decisions, newest first",
+                    "parameters": [
+                        { "name": "subject", "in": "query", "required": false, "description": "Only decisions on this image reference.", "schema": { "type": "string" } },
+                        { "name": "event", "in": "query", "required": false, "description": "Only decisions on this change event.", "schema": { "type": "string" } },
+                        { "name": "limit", "in": "query", "required": false, "description": "At most this many (default 50).", "schema": { "type": "integer", "minimum": 1 } }
+                    ],
+                    "responses": {
+                        "200": { "description": "The decisions.", "content": { "application/json": { "schema": { "type": "array", "items": schema_ref("Decision") } } } },
+                        "400": r("BadRequest"),
+                        "500": r("InternalError")
+                    }
+                }
+            }
+    })
+}
+
+/// The schemas of the events paths.
+fn events_schemas() -> Value {
+    json!({
+                "ChangeEvent": {
+                    "type": "object",
+                    "required": ["id", "reference", "old_digest", "new_digest", "changes", "source", "observed_at"],
+                    "properties": {
+                        "id": { "type": "string", "description": "UUID v7; receivers dedupe on it." },
+                        "reference": { "type": "string" },
+                        "old_digest": nullable("string", "The tag's previous digest."),
+                        "new_digest": { "type": "string" },
+                        "changes": { "type": "array", "items": {
+                            "type": "object",
+                            "required": ["platform", "old_digest", "new_digest"],
+                            "properties": {
+                                "platform": { "type": "string" },
+                                "old_digest": { "type": "string" },
+                                "new_digest": { "type": "string" }
+                            }
+                        } },
+                        "source": { "type": "string" },
+                        "observed_at": { "type": "string", "format": "date-time" },
+                        "decision": {
+                            "type": "object",
+                            "description": "What the policy said, when one judged the change; absent: it fired.",
+                            "required": ["act", "reason"],
+                            "properties": { "act": { "type": "boolean" }, "reason": { "type": "string" } }
+                        }
+                    }
+                },
+                "Decision": {
+                    "type": "object",
+                    "required": ["id", "subject", "image_digest", "event_id", "policy", "policy_version", "snapshot", "act", "reason", "counts", "decided_at"],
+                    "properties": {
+                        "id": { "type": "string" },
+                        "subject": { "type": "string", "description": "The image reference decided on." },
+                        "image_digest": nullable("string", "Its manifest digest."),
+                        "event_id": nullable("string", "The change event decided on (watcher decisions)."),
+                        "policy": { "type": "string" },
+                        "policy_version": { "type": "string", "description": "A digest of the policy's rules." },
+                        "snapshot": { "type": "object", "description": "The vulnerability data it was made on." },
+                        "act": { "type": "boolean" },
+                        "reason": { "type": "string" },
+                        "counts": { "type": "object", "additionalProperties": { "type": "integer" } },
+                        "decided_at": { "type": "string", "format": "date-time" }
+                    }
+                },
+                "EventDetail": {
+                    "type": "object",
+                    "required": ["event", "decisions"],
+                    "properties": {
+                        "event": schema_ref("ChangeEvent"),
+                        "decisions": { "type": "array", "items": schema_ref("Decision") }
+                    }
+                }
     })
 }

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
-use freshen_inventory::{Queries, Registration};
+use freshen_inventory::{InventoryError, Queries, Registration};
 use freshen_reference::Reference;
 use futures::StreamExt as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -88,6 +88,21 @@ pub(crate) fn table() -> Vec<Route> {
                 ("get", "/images/{ref}/vulnerabilities"),
             ],
             service: get(images).post(images).put(images).delete(images),
+        },
+        Route {
+            path: "/events",
+            operations: &[("get", "/events")],
+            service: get(events),
+        },
+        Route {
+            path: "/events/{id}",
+            operations: &[("get", "/events/{id}")],
+            service: get(event),
+        },
+        Route {
+            path: "/decisions",
+            operations: &[("get", "/decisions")],
+            service: get(decisions),
         },
         Route {
             path: "/vulnerabilities/{*rest}",
@@ -220,6 +235,80 @@ async fn vulnerability_images(State(st): State<AppState>, uri: Uri) -> Result<Re
     let _: NoParams = query(&uri)?;
     let images = st.queries.affected_by(&id).await?;
     Ok(axum::Json(json!({ "id": id, "images": images })).into_response())
+}
+
+/// Query parameters of `GET /events`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventParams {
+    reference: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /events`: change events, newest first, with what the policy said.
+async fn events(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let params: EventParams = query(&uri)?;
+    let reference = non_empty(&params.reference)
+        .map(|r| st.queries.parse(r))
+        .transpose()?
+        .map(|r| r.to_string());
+    let list = st
+        .queries
+        .store()
+        .events(reference.as_deref(), params.limit.unwrap_or(50))
+        .await
+        .map_err(InventoryError::from)?;
+    Ok(axum::Json(list).into_response())
+}
+
+/// `GET /events/{id}`: one event and the policy decisions made on it.
+async fn event(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let _: NoParams = query(&uri)?;
+    let store = st.queries.store();
+    let Some(e) = store.event(&id).await.map_err(InventoryError::from)? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no change event {id:?}"),
+        ));
+    };
+    let decisions = store
+        .decisions(None, Some(&id), 1000)
+        .await
+        .map_err(InventoryError::from)?;
+    Ok(axum::Json(json!({ "event": e, "decisions": decisions })).into_response())
+}
+
+/// Query parameters of `GET /decisions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionParams {
+    subject: Option<String>,
+    event: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /decisions`: stored policy decisions, newest first.
+async fn decisions(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let params: DecisionParams = query(&uri)?;
+    let subject = non_empty(&params.subject)
+        .map(|r| st.queries.parse(r))
+        .transpose()?
+        .map(|r| r.to_string());
+    let list = st
+        .queries
+        .store()
+        .decisions(
+            subject.as_deref(),
+            non_empty(&params.event),
+            params.limit.unwrap_or(50),
+        )
+        .await
+        .map_err(InventoryError::from)?;
+    Ok(axum::Json(list).into_response())
 }
 
 /// Parses the query string; unknown parameters are refused so a typo is not

@@ -1028,7 +1028,7 @@ async fn openapi_html_and_service(db: Db) {
             operations += 1;
         }
     }
-    assert_eq!(operations, 14);
+    assert_eq!(operations, 17);
 
     // The HTML page: a count, forms, everything escaped, strict CSP.
     let r = s.get("/").await;

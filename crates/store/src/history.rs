@@ -6,9 +6,10 @@ use chrono::Utc;
 
 use crate::outbox::insert_delivery;
 use crate::sql::{Tx, clamp_limit, from_ms, query_err, to_ms, with_pool, with_tx};
+use crate::vulns::insert_decision;
 use crate::{
-    ChangeEvent, HistoryEntry, Observation, PlatformChange, PlatformDigest, Recorded, Status,
-    Store, StoreError,
+    ChangeEvent, EventDecision, HistoryEntry, Observation, PlatformChange, PlatformDigest,
+    Recorded, Status, Store, StoreError,
 };
 
 /// Platform name under which the tag's top-level digest is stored.
@@ -45,13 +46,13 @@ const UPSERT_CURRENT: &str = "INSERT INTO current_digests (reference, platform, 
      DO UPDATE SET digest = excluded.digest, history_id = excluded.history_id";
 
 const INSERT_EVENT: &str = "INSERT INTO change_events \
-     (id, reference, old_digest, new_digest, changes, source, observed_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     (id, reference, old_digest, new_digest, changes, source, observed_at, acted, reason) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 macro_rules! event_sql {
     ($tail:literal) => {
         concat!(
-            "SELECT id, reference, old_digest, new_digest, changes, source, observed_at \
+            "SELECT id, reference, old_digest, new_digest, changes, source, observed_at, acted, reason \
              FROM change_events ",
             $tail
         )
@@ -89,6 +90,8 @@ struct EventRow {
     changes: String,
     source: String,
     observed_at: i64,
+    acted: Option<bool>,
+    reason: Option<String>,
 }
 
 impl EventRow {
@@ -105,6 +108,10 @@ impl EventRow {
             new_digest: self.new_digest,
             changes,
             source: self.source,
+            decision: self.acted.map(|act| EventDecision {
+                act,
+                reason: self.reason.unwrap_or_default(),
+            }),
         })
     }
 }
@@ -231,15 +238,29 @@ impl Store {
                 changes,
                 source: obs.source.clone(),
                 observed_at: obs.seen_at,
+                decision: obs.judgement.as_ref().map(|j| EventDecision {
+                    act: j.act,
+                    reason: j.reason.clone(),
+                }),
             };
             insert_event(&mut tx, &event).await?;
+            if let Some(j) = &obs.judgement {
+                for d in &j.decisions {
+                    let d = crate::Decision {
+                        event_id: Some(event.id.clone()),
+                        ..d.clone()
+                    };
+                    insert_decision(&mut tx, &d).await?;
+                }
+            }
+            let fire = obs.judgement.as_ref().is_none_or(|j| j.act);
             let payload = serde_json::to_value(&event).map_err(|e| {
                 StoreError::Invalid(format!("change event is not serialisable: {e}"))
             })?;
             let now = Utc::now();
             let due = obs.seen_at.min(now);
             let mut seen_triggers = HashSet::new();
-            for trigger in &obs.triggers {
+            for trigger in obs.triggers.iter().filter(|_| fire) {
                 // A trigger listed twice must still fire once.
                 if seen_triggers.insert(trigger.as_str()) {
                     insert_delivery(&mut tx, &event.id, trigger, &payload, due, now, CTX).await?;
@@ -424,6 +445,8 @@ async fn insert_event(tx: &mut Tx, event: &ChangeEvent) -> Result<(), StoreError
             .bind(&changes)
             .bind(&event.source)
             .bind(to_ms(event.observed_at))
+            .bind(event.decision.as_ref().map(|d| d.act))
+            .bind(event.decision.as_ref().map(|d| d.reason.as_str()))
             .execute(conn)
             .await
             .map(|r| r.rows_affected())

@@ -32,8 +32,8 @@ use std::sync::Arc;
 pub use error::StoreError;
 pub use inventory::{ChildEdge, ImageRecord, ImageRef, LineageEdge, PackageHolder, PackageRecord};
 pub use model::{
-    Backend, ChangeEvent, Delivery, DeliveryState, HistoryEntry, Observation, PlatformChange,
-    PlatformDigest, Recorded, Status,
+    Backend, ChangeEvent, Delivery, DeliveryState, EventDecision, HistoryEntry, Judgement,
+    Observation, PlatformChange, PlatformDigest, Recorded, Status,
 };
 
 pub use reports::{ReportImport, ReportInput, ReportOutcome, StoredReport};

@@ -24,7 +24,7 @@ pub struct PlatformDigest {
 }
 
 /// One look at a reference: what its tag and watched platforms point at now.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     /// Normalised reference, e.g. `docker.io/library/debian:bookworm`.
     pub reference: String,
@@ -38,6 +38,33 @@ pub struct Observation {
     pub seen_at: DateTime<Utc>,
     /// Triggers to enqueue a delivery for if this observation creates a change event.
     pub triggers: Vec<String>,
+    /// The policy's judgement of the change this observation shows, made
+    /// before recording it. `None`: no policy judged it, and triggers fire.
+    /// With `act: false`, the event is recorded with its reason and fires
+    /// nothing; either way the decisions are stored with the event's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judgement: Option<Judgement>,
+}
+
+/// A policy's judgement of a change: whether to fire, why, and the
+/// decisions (one per image judged) that made it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    /// True when the change should fire the watch's triggers.
+    pub act: bool,
+    /// One line: which images and vulnerabilities decided.
+    pub reason: String,
+    /// Each image's decision (their `event_id` is set when recorded).
+    pub decisions: Vec<crate::Decision>,
+}
+
+/// What the policy said of a change event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventDecision {
+    /// True when the event fired the watch's triggers.
+    pub act: bool,
+    /// Why.
+    pub reason: String,
 }
 
 /// How one digest of an observation compares with what was stored before it.
@@ -97,6 +124,9 @@ pub struct ChangeEvent {
     pub source: String,
     /// When that observation was made.
     pub observed_at: DateTime<Utc>,
+    /// What the policy said, when one judged the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<EventDecision>,
 }
 
 /// One platform's digest move inside a [`ChangeEvent`].

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{PackageRecord, PackageRow};
-use crate::sql::{clamp_limit, from_ms, query_err, to_ms, with_pool, with_tx};
+use crate::sql::{Tx, clamp_limit, from_ms, query_err, to_ms, with_pool, with_tx};
 use crate::{Store, StoreError};
 
 /// One record to import: its id, `modified` time, and JSON text.
@@ -100,6 +100,29 @@ impl DecisionRow {
     }
 }
 
+/// Inserts a decision inside a transaction (with the event it decided on).
+pub(crate) async fn insert_decision(tx: &mut Tx, d: &Decision) -> Result<(), StoreError> {
+    with_tx!(tx, conn => sqlx::query(
+        "INSERT INTO policy_decisions (id, subject, image_digest, event_id, policy, policy_version, \
+         snapshot, act, reason, counts, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+        .bind(&d.id)
+        .bind(&d.subject)
+        .bind(&d.image_digest)
+        .bind(&d.event_id)
+        .bind(&d.policy)
+        .bind(&d.policy_version)
+        .bind(d.snapshot.to_string())
+        .bind(d.act)
+        .bind(&d.reason)
+        .bind(d.counts.to_string())
+        .bind(to_ms(d.decided_at))
+        .execute(conn)
+        .await
+        .map(|x| x.rows_affected()))
+    .map_err(query_err("record a decision"))?;
+    Ok(())
+}
+
 /// A package with the image that holds it and that image's distribution:
 /// what matching needs, for the whole fleet at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,7 +172,19 @@ impl Store {
                     unchanged += 1;
                     continue;
                 }
-                Some(_) => updated += 1,
+                Some(_) => {
+                    updated += 1;
+                    // Keep the version being replaced, for replays.
+                    with_tx!(&mut tx, conn => sqlx::query(
+                        "INSERT INTO advisory_versions (id, modified, record, import_id) \
+                         SELECT id, modified, record, import_id FROM advisories WHERE id = $1 \
+                         ON CONFLICT (id, import_id) DO NOTHING")
+                        .bind(&r.id)
+                        .execute(conn)
+                        .await
+                        .map(|x| x.rows_affected()))
+                    .map_err(query_err(CTX))?;
+                }
                 None => added += 1,
             }
             with_tx!(&mut tx, conn => sqlx::query(
@@ -192,6 +227,77 @@ impl Store {
         .map_err(query_err("read advisories"))
     }
 
+    /// Every record's JSON as it stood after import `import_id` (the data
+    /// of a decision's snapshot): replaced versions are kept for this.
+    pub async fn advisories_as_of(&self, import_id: i64) -> Result<Vec<String>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: String,
+            import_id: i64,
+            record: String,
+        }
+        let rows: Vec<Row> = with_pool!(&self.db, pool => sqlx::query_as(
+            "SELECT id, import_id, record FROM advisories WHERE import_id <= $1 \
+             UNION ALL \
+             SELECT v.id, v.import_id, v.record FROM advisory_versions v \
+             JOIN advisories a ON a.id = v.id WHERE a.import_id > $1 AND v.import_id <= $1")
+            .bind(import_id)
+            .fetch_all(pool)
+            .await)
+        .map_err(query_err("read advisories as of an import"))?;
+        // Per id, the version of the latest import at or before the snapshot.
+        let mut latest: std::collections::BTreeMap<String, (i64, String)> = Default::default();
+        for r in rows {
+            match latest.get(&r.id) {
+                Some((at, _)) if *at >= r.import_id => {}
+                _ => {
+                    latest.insert(r.id, (r.import_id, r.record));
+                }
+            }
+        }
+        Ok(latest.into_values().map(|(_, record)| record).collect())
+    }
+
+    /// Remembers a policy version's rules (once per version).
+    pub async fn remember_policy(
+        &self,
+        version: &str,
+        spec: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        with_pool!(&self.db, pool => sqlx::query(
+            "INSERT INTO policy_versions (version, spec, first_used) VALUES ($1, $2, $3) \
+             ON CONFLICT (version) DO NOTHING")
+            .bind(version)
+            .bind(spec.to_string())
+            .bind(to_ms(at))
+            .execute(pool)
+            .await
+            .map(|x| x.rows_affected()))
+        .map_err(query_err("remember a policy version"))?;
+        Ok(())
+    }
+
+    /// The rules of a policy version, as remembered.
+    pub async fn policy_spec(
+        &self,
+        version: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let text: Option<String> = with_pool!(&self.db, pool => sqlx::query_scalar(
+            "SELECT spec FROM policy_versions WHERE version = $1")
+            .bind(version)
+            .fetch_optional(pool)
+            .await)
+        .map_err(query_err("read a policy version"))?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+                context: "policy_versions.spec",
+                detail: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
     /// The latest import's id: the snapshot of vulnerability data in force.
     pub async fn vuln_snapshot(&self) -> Result<Option<i64>, StoreError> {
         with_pool!(&self.db, pool => sqlx::query_scalar("SELECT MAX(id) FROM vuln_imports")
@@ -231,38 +337,39 @@ impl Store {
 
     /// Stores a policy decision.
     pub async fn record_decision(&self, d: &Decision) -> Result<(), StoreError> {
-        with_pool!(&self.db, pool => sqlx::query(
-            "INSERT INTO policy_decisions (id, subject, image_digest, event_id, policy, policy_version, \
-             snapshot, act, reason, counts, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
-            .bind(&d.id)
-            .bind(&d.subject)
-            .bind(&d.image_digest)
-            .bind(&d.event_id)
-            .bind(&d.policy)
-            .bind(&d.policy_version)
-            .bind(d.snapshot.to_string())
-            .bind(d.act)
-            .bind(&d.reason)
-            .bind(d.counts.to_string())
-            .bind(to_ms(d.decided_at))
-            .execute(pool)
-            .await
-            .map(|x| x.rows_affected()))
-        .map_err(query_err("record a decision"))?;
-        Ok(())
+        const CTX: &str = "record a decision";
+        let mut tx = self.db.begin_write(CTX).await?;
+        insert_decision(&mut tx, d).await?;
+        tx.commit(CTX).await
     }
 
-    /// Decisions, newest first, optionally for one subject.
+    /// One decision by id.
+    pub async fn decision(&self, id: &str) -> Result<Option<Decision>, StoreError> {
+        let row: Option<DecisionRow> = with_pool!(&self.db, pool => sqlx::query_as(
+            "SELECT id, subject, image_digest, event_id, policy, policy_version, snapshot, act, reason, counts, decided_at \
+             FROM policy_decisions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await)
+        .map_err(query_err("read a decision"))?;
+        row.map(DecisionRow::into_decision).transpose()
+    }
+
+    /// Decisions, newest first, optionally for one subject and/or one
+    /// change event.
     pub async fn decisions(
         &self,
         subject: Option<&str>,
+        event_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Decision>, StoreError> {
         let rows: Vec<DecisionRow> = with_pool!(&self.db, pool => sqlx::query_as(
             "SELECT id, subject, image_digest, event_id, policy, policy_version, snapshot, act, reason, counts, decided_at \
-             FROM policy_decisions WHERE ($1 = '' OR subject = $1) ORDER BY decided_at DESC, id DESC LIMIT $2")
+             FROM policy_decisions WHERE ($1 = '' OR subject = $1) AND ($3 = '' OR event_id = $3) \
+             ORDER BY decided_at DESC, id DESC LIMIT $2")
             .bind(subject.unwrap_or(""))
             .bind(clamp_limit(limit))
+            .bind(event_id.unwrap_or(""))
             .fetch_all(pool)
             .await)
         .map_err(query_err("read decisions"))?;

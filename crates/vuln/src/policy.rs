@@ -127,6 +127,11 @@ impl Policy {
         &self.spec
     }
 
+    /// The spec as JSON: what a stored decision keeps, to replay it.
+    pub fn spec_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.spec).expect("a policy serialises")
+    }
+
     /// The mode.
     pub fn mode(&self) -> Mode {
         self.spec.mode
@@ -209,6 +214,188 @@ impl Policy {
             policy_version: self.version.clone(),
         }
     }
+}
+
+impl Policy {
+    /// Evaluates a *change* (a base image moved under a tag) for one image
+    /// built on it. `fixed` are the image's findings that the new base
+    /// fixes. `always` acts; `security-only` acts when any counted finding
+    /// is fixed; `thresholds` applies the expression to the counts of the
+    /// fixed findings, so an update acts only when it fixes enough.
+    pub fn evaluate_change(&self, fixed: &[Finding], today: &str) -> Verdict {
+        let mut v = self.evaluate(fixed, today);
+        let (counted, _) = self.counted(fixed, today);
+        let ids = id_list(&counted);
+        match self.spec.mode {
+            Mode::Always => {}
+            Mode::SecurityOnly if counted.is_empty() => {
+                v.act = false;
+                v.reason = "security-only: the update fixes nothing present".into();
+            }
+            Mode::SecurityOnly => {
+                v.act = true;
+                v.reason = format!("security-only: the update fixes {ids}");
+            }
+            Mode::Thresholds => {
+                let text = self.spec.thresholds.as_deref().unwrap_or_default();
+                let met = if v.act { "met" } else { "not met" };
+                let what = if counted.is_empty() {
+                    "it fixes nothing present".to_string()
+                } else {
+                    format!("it fixes {ids}")
+                };
+                v.reason = format!("thresholds `{text}` {met} by the update: {what}");
+            }
+        }
+        v
+    }
+}
+
+/// `CVE-1 (high), CVE-2 (medium)`, each id once, at most 5 then `…`.
+fn id_list(findings: &[&Finding]) -> String {
+    let mut seen = std::collections::BTreeMap::new();
+    for f in findings {
+        let s = seen.entry(f.id.as_str()).or_insert(f.severity);
+        *s = (*s).max(f.severity);
+    }
+    let mut parts: Vec<String> = seen
+        .iter()
+        .take(5)
+        .map(|(id, s)| format!("{id} ({s})"))
+        .collect();
+    if seen.len() > 5 {
+        parts.push(format!("and {} more", seen.len() - 5));
+    }
+    parts.join(", ")
+}
+
+/// A policy with a name, and the images it governs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// Image references this policy governs, as patterns over the
+    /// normalised reference (`registry/repository:tag`): `*` matches any
+    /// run of characters, `/` included. `localhost:5000/team-a/*`.
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// The policy.
+    #[serde(flatten)]
+    pub policy: PolicySpec,
+}
+
+/// The config's policies: named groups, each governing the images its
+/// patterns match (first match wins, in name order), and a default policy
+/// for the rest.
+#[derive(Clone, Debug)]
+pub struct PolicySet {
+    default: Policy,
+    groups: Vec<(String, Vec<String>, Policy)>,
+}
+
+/// The name under which the default policy (`policy:`) is stored.
+pub const DEFAULT_POLICY: &str = "default";
+
+impl PolicySet {
+    /// Checks every policy; errors name the group.
+    pub fn new(
+        default: PolicySpec,
+        groups: &std::collections::BTreeMap<String, GroupSpec>,
+    ) -> Result<PolicySet, (String, String)> {
+        let default = Policy::new(default).map_err(|e| ("policy".to_string(), e))?;
+        let mut out = Vec::new();
+        for (name, g) in groups {
+            if name == DEFAULT_POLICY {
+                return Err((
+                    format!("policies.{name}"),
+                    "the name `default` is the top-level `policy`: choose another".into(),
+                ));
+            }
+            for (i, p) in g.images.iter().enumerate() {
+                if p.trim().is_empty() {
+                    return Err((
+                        format!("policies.{name}.images[{i}]"),
+                        "empty pattern".into(),
+                    ));
+                }
+            }
+            let p = Policy::new(g.policy.clone()).map_err(|e| (format!("policies.{name}"), e))?;
+            out.push((name.clone(), g.images.clone(), p));
+        }
+        Ok(PolicySet {
+            default,
+            groups: out,
+        })
+    }
+
+    /// Only the default policy.
+    pub fn single(default: Policy) -> PolicySet {
+        PolicySet {
+            default,
+            groups: Vec::new(),
+        }
+    }
+
+    /// A policy by name (`default` is the top-level one).
+    pub fn get(&self, name: &str) -> Option<&Policy> {
+        if name == DEFAULT_POLICY {
+            return Some(&self.default);
+        }
+        self.groups
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, p)| p)
+    }
+
+    /// The names of the policies, `default` first.
+    pub fn names(&self) -> Vec<&str> {
+        std::iter::once(DEFAULT_POLICY)
+            .chain(self.groups.iter().map(|(n, _, _)| n.as_str()))
+            .collect()
+    }
+
+    /// The policy governing an image, known by any of its references: the
+    /// first group with a pattern matching one of them, else the default.
+    pub fn for_image<'a>(&'a self, references: &[&str]) -> (&'a str, &'a Policy) {
+        for (name, patterns, p) in &self.groups {
+            if patterns
+                .iter()
+                .any(|pat| references.iter().any(|r| glob(pat, r)))
+            {
+                return (name, p);
+            }
+        }
+        (DEFAULT_POLICY, &self.default)
+    }
+
+    /// True when every policy acts on every change (`always`): a change
+    /// then needs no judgement at all.
+    pub fn all_always(&self) -> bool {
+        self.default.mode() == Mode::Always
+            && self.groups.iter().all(|(_, _, p)| p.mode() == Mode::Always)
+    }
+}
+
+/// `*` matches any run of characters (`/` included); everything else is literal.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == b'*')
 }
 
 fn summary(counts: &Counts) -> String {
@@ -582,6 +769,100 @@ mod tests {
         assert!(
             p.evaluate(&[finding("A", Severity::Low, Some("2"))], "2026-01-01")
                 .act
+        );
+    }
+
+    #[test]
+    fn a_change_acts_on_what_it_fixes() {
+        let today = "2026-01-01";
+        let sec = Policy::new(PolicySpec {
+            mode: Mode::SecurityOnly,
+            ..PolicySpec::default()
+        })
+        .unwrap();
+        let quiet = sec.evaluate_change(&[], today);
+        assert!(!quiet.act);
+        assert_eq!(
+            quiet.reason,
+            "security-only: the update fixes nothing present"
+        );
+        let fixed = [
+            finding("CVE-1", Severity::High, Some("2")),
+            finding("CVE-1", Severity::High, Some("2")),
+            finding("CVE-2", Severity::Low, Some("2")),
+        ];
+        let v = sec.evaluate_change(&fixed, today);
+        assert!(v.act);
+        assert_eq!(
+            v.reason,
+            "security-only: the update fixes CVE-1 (high), CVE-2 (low)"
+        );
+        let th = Policy::new(PolicySpec {
+            mode: Mode::Thresholds,
+            thresholds: Some("high > 0".into()),
+            ..PolicySpec::default()
+        })
+        .unwrap();
+        assert!(th.evaluate_change(&fixed, today).act);
+        let low = th.evaluate_change(&fixed[2..], today);
+        assert!(!low.act);
+        assert_eq!(
+            low.reason,
+            "thresholds `high > 0` not met by the update: it fixes CVE-2 (low)"
+        );
+        let always = Policy::new(PolicySpec::default()).unwrap();
+        assert!(always.evaluate_change(&[], today).act);
+    }
+
+    #[test]
+    fn groups_match_references_first_wins() {
+        let mut groups = std::collections::BTreeMap::new();
+        groups.insert(
+            "a-team".to_string(),
+            GroupSpec {
+                images: vec!["localhost:5000/team-a/*".into()],
+                policy: PolicySpec {
+                    mode: Mode::SecurityOnly,
+                    ..PolicySpec::default()
+                },
+            },
+        );
+        groups.insert(
+            "b-all".to_string(),
+            GroupSpec {
+                images: vec!["*:latest".into(), "docker.io/*/node:*".into()],
+                policy: PolicySpec::default(),
+            },
+        );
+        let set = PolicySet::new(PolicySpec::default(), &groups).unwrap();
+        assert!(!set.all_always());
+        assert_eq!(
+            set.for_image(&["localhost:5000/team-a/x/app:1"]).0,
+            "a-team"
+        );
+        assert_eq!(
+            set.for_image(&["localhost:5000/team-b/app:latest"]).0,
+            "b-all"
+        );
+        assert_eq!(set.for_image(&["docker.io/library/node:20"]).0, "b-all");
+        assert_eq!(set.for_image(&["localhost:5000/team-b/app:1"]).0, "default");
+        assert_eq!(set.for_image(&[]).0, "default");
+        assert_eq!(set.names(), ["default", "a-team", "b-all"]);
+        assert!(set.get("a-team").is_some() && set.get("nope").is_none());
+        assert!(glob("a*b*c", "aXXbYc") && !glob("a*b*c", "aXXbY") && glob("*", ""));
+
+        groups.insert(
+            "default".to_string(),
+            GroupSpec {
+                images: vec![],
+                policy: PolicySpec::default(),
+            },
+        );
+        assert_eq!(
+            PolicySet::new(PolicySpec::default(), &groups)
+                .unwrap_err()
+                .0,
+            "policies.default"
         );
     }
 }

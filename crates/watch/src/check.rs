@@ -5,9 +5,12 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
+use freshen_inventory::Judge;
 use freshen_reference::{Platform, Reference};
 use freshen_registry::{Client, RegistryError};
-use freshen_store::{Observation, PlatformDigest, Status, Store, StoreError};
+use freshen_store::{
+    EventDecision, Observation, PlatformChange, PlatformDigest, Status, Store, StoreError,
+};
 use futures::StreamExt as _;
 use serde::Serialize;
 
@@ -20,6 +23,13 @@ pub enum CheckError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The policy could not judge a change; nothing was recorded, so the
+    /// next check sees the change again and retries.
+    #[error("judging the change of {reference}: {source}")]
+    Judge {
+        reference: String,
+        source: freshen_inventory::InventoryError,
+    },
 }
 
 /// What one check saw.
@@ -35,6 +45,9 @@ pub struct CheckResult {
     pub platforms: Vec<PlatformResult>,
     /// The change event created, when a watched platform changed.
     pub event_id: Option<String>,
+    /// What the policy said of the change, when one judged it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<EventDecision>,
 }
 
 /// One watched platform in a [`CheckResult`].
@@ -53,6 +66,12 @@ impl CheckResult {
             .iter()
             .any(|p| matches!(p.status, Status::Changed { .. }))
     }
+
+    /// True when a change fired the watch's triggers: it changed, and no
+    /// policy said to stay quiet.
+    pub fn fired(&self) -> bool {
+        self.changed() && self.decision.as_ref().is_none_or(|d| d.act)
+    }
 }
 
 /// Runs checks against a registry client and a store.
@@ -60,6 +79,8 @@ impl CheckResult {
 pub struct Checker {
     client: Client,
     store: Store,
+    /// Judges changes with the policies before they are recorded.
+    judge: Option<Judge>,
     /// Checks in flight at once, across registries (each registry has its own limit too).
     concurrency: usize,
 }
@@ -70,8 +91,17 @@ impl Checker {
         Checker {
             client,
             store,
+            judge: None,
             concurrency: concurrency.max(1),
         }
+    }
+
+    /// Judges each change with `judge` before recording it: a change the
+    /// policy says not to act on is recorded with its reason and fires
+    /// nothing.
+    pub fn with_judge(mut self, judge: Judge) -> Checker {
+        self.judge = Some(judge);
+        self
     }
 
     /// The registry client.
@@ -123,6 +153,25 @@ impl Checker {
         let (digest, manifests) = self
             .observe(&watch.reference, &watch.platforms, current)
             .await?;
+        let judgement = match &self.judge {
+            Some(judge) if judge.needed(watch.policy.as_deref()) => {
+                let moved = moves(current, &manifests);
+                if moved.is_empty() {
+                    None
+                } else {
+                    let j = judge
+                        .judge(&watch.reference, watch.policy.as_deref(), &moved)
+                        .await
+                        .map_err(|source| CheckError::Judge {
+                            reference: watch.reference.to_string(),
+                            source,
+                        })?;
+                    tracing::info!(reference = %watch.reference, act = j.act, reason = %j.reason, "change judged");
+                    Some(j)
+                }
+            }
+            _ => None,
+        };
         let recorded = self
             .store
             .record(&Observation {
@@ -132,6 +181,7 @@ impl Checker {
                 source: source.to_string(),
                 seen_at: Utc::now(),
                 triggers: watch.triggers.clone(),
+                judgement,
             })
             .await?;
         let statuses: HashMap<&str, &Status> = recorded
@@ -155,6 +205,7 @@ impl Checker {
             digest,
             top: recorded.top,
             platforms,
+            decision: recorded.event.as_ref().and_then(|e| e.decision.clone()),
             event_id: recorded.event.map(|e| e.id),
         })
     }
@@ -206,4 +257,19 @@ impl Checker {
                 .collect(),
         ))
     }
+}
+
+/// The watched platforms whose digest moved from what the store knows
+/// (first sights are baselines, not moves).
+fn moves(current: &[PlatformDigest], seen: &[PlatformDigest]) -> Vec<PlatformChange> {
+    seen.iter()
+        .filter_map(|m| {
+            let old = current.iter().find(|c| c.platform == m.platform)?;
+            (old.digest != m.digest).then(|| PlatformChange {
+                platform: m.platform.clone(),
+                old_digest: old.digest.clone(),
+                new_digest: m.digest.clone(),
+            })
+        })
+        .collect()
 }

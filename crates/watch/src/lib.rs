@@ -28,6 +28,11 @@ pub struct WatchSpec {
     /// Triggers to fire when a watched platform changes.
     #[serde(default)]
     pub on_change: Vec<String>,
+    /// The policy that decides whether a change fires (a name under
+    /// `policies:`, or `default`); without it, each image built on the
+    /// watched tag is judged by the policy of its own group.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 /// A validated watch, ready to check.
@@ -37,6 +42,8 @@ pub struct Watch {
     pub platforms: Vec<Platform>,
     pub schedule: Schedule,
     pub triggers: Vec<String>,
+    /// The policy named by the watch, if any.
+    pub policy: Option<String>,
 }
 
 impl Watch {
@@ -75,6 +82,7 @@ impl Watch {
             platforms: dedup(platforms),
             schedule,
             triggers: spec.on_change.clone(),
+            policy: spec.policy.clone(),
         })
     }
 
@@ -85,6 +93,7 @@ impl Watch {
             platforms: dedup(platforms),
             schedule: Schedule::Every(std::time::Duration::from_secs(900)),
             triggers: Vec::new(),
+            policy: None,
         }
     }
 

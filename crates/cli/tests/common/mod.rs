@@ -29,9 +29,16 @@ impl Env {
         self.dir.path()
     }
 
-    /// Writes `freshen.yaml` and returns its path.
+    /// Writes `freshen.yaml` (which freshen also reads by default, from
+    /// its working directory) and returns its path.
     pub fn config(&self, yaml: &str) -> PathBuf {
-        let p = self.dir.path().join("freshen.yaml");
+        self.config_file("freshen.yaml", yaml)
+    }
+
+    /// Writes a config file of another name and returns its path.
+    #[allow(dead_code)]
+    pub fn config_file(&self, name: &str, yaml: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
         std::fs::write(&p, yaml).expect("write config");
         p
     }

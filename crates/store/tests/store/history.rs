@@ -1,6 +1,9 @@
 //! Digest history, change detection and events.
 
-use freshen_store::{DeliveryState, PlatformChange, PlatformDigest, Status, StoreError};
+use freshen_store::{
+    Decision, DeliveryState, EventDecision, Judgement, PlatformChange, PlatformDigest, Status,
+    StoreError,
+};
 
 use crate::common::{Ctx, both, obs, t};
 
@@ -14,6 +17,7 @@ both!(
     event_and_outbox_roll_back_together,
     concurrent_records_make_one_event,
     invalid_observations_are_refused,
+    judged_changes_fire_or_record_why,
 );
 
 async fn baseline_then_unchanged(ctx: Ctx) {
@@ -398,4 +402,99 @@ async fn invalid_observations_are_refused(ctx: Ctx) {
         assert!(matches!(err, StoreError::Invalid(_)), "{err}");
     }
     assert!(s.current_all().await.unwrap().is_empty());
+}
+
+/// A judged change: quiet ones are recorded with their reason and enqueue
+/// nothing; acting ones fire; both keep their decisions, by event id.
+async fn judged_changes_fire_or_record_why(ctx: Ctx) {
+    let s = &ctx.store;
+    let decision = |act: bool| Decision {
+        id: uuid::Uuid::now_v7().to_string(),
+        subject: "r/app:1".into(),
+        image_digest: Some("sha256:app".into()),
+        event_id: None,
+        policy: "default".into(),
+        policy_version: "v1".into(),
+        snapshot: serde_json::json!({"vuln_import": 1}),
+        act,
+        reason: format!("act {act}"),
+        counts: serde_json::json!({}),
+        decided_at: t(1),
+    };
+    s.record(&obs(
+        REF,
+        0,
+        "sha256:i1",
+        &[("linux/amd64", "sha256:a1")],
+        &[],
+    ))
+    .await
+    .unwrap();
+    let mut quiet = obs(
+        REF,
+        10,
+        "sha256:i2",
+        &[("linux/amd64", "sha256:a2")],
+        &["hook"],
+    );
+    quiet.judgement = Some(Judgement {
+        act: false,
+        reason: "security-only: the update fixes nothing present".into(),
+        decisions: vec![decision(false)],
+    });
+    let q = s.record(&quiet).await.unwrap().event.expect("an event");
+    assert_eq!(
+        q.decision,
+        Some(EventDecision {
+            act: false,
+            reason: "security-only: the update fixes nothing present".into()
+        })
+    );
+    assert!(s.deliveries(None, 10).await.unwrap().is_empty());
+    assert_eq!(s.event(&q.id).await.unwrap().unwrap().decision, q.decision);
+    let stored = s.decisions(None, Some(&q.id), 10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].event_id.as_deref(), Some(q.id.as_str()));
+
+    let mut loud = obs(
+        REF,
+        20,
+        "sha256:i3",
+        &[("linux/amd64", "sha256:a3")],
+        &["hook"],
+    );
+    loud.judgement = Some(Judgement {
+        act: true,
+        reason: "security-only: the update fixes CVE-1 (high)".into(),
+        decisions: vec![decision(true)],
+    });
+    let l = s.record(&loud).await.unwrap().event.expect("an event");
+    assert!(l.decision.as_ref().unwrap().act);
+    let d = s.deliveries(None, 10).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].event_id, l.id);
+    assert_eq!(
+        d[0].payload["decision"]["reason"],
+        "security-only: the update fixes CVE-1 (high)"
+    );
+    assert_eq!(
+        s.decisions(Some("r/app:1"), None, 10).await.unwrap().len(),
+        2
+    );
+
+    // No judgement: the event fires, and says nothing of a policy.
+    let plain = s
+        .record(&obs(
+            REF,
+            30,
+            "sha256:i4",
+            &[("linux/amd64", "sha256:a4")],
+            &["hook"],
+        ))
+        .await
+        .unwrap()
+        .event
+        .unwrap();
+    assert_eq!(plain.decision, None);
+    assert_eq!(s.deliveries(None, 10).await.unwrap().len(), 2);
 }

@@ -66,6 +66,35 @@ async fn imports_are_incremental_by_modified(ctx: Ctx) {
         ],
         "the older B did not replace the newer one"
     );
+
+    // As of each import: what was stored then (A's first version, no C).
+    let as_of = |texts: Vec<String>| -> Vec<serde_json::Value> {
+        texts
+            .iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        as_of(s.advisories_as_of(first.import_id).await.unwrap()),
+        [
+            json!({"id": "A", "modified": "2024-01-01T00:00:00Z"}),
+            json!({"id": "B", "modified": "2024-01-01T00:00:00Z"}),
+        ]
+    );
+    assert_eq!(
+        as_of(s.advisories_as_of(second.import_id).await.unwrap()),
+        stored
+    );
+    assert!(s.advisories_as_of(0).await.unwrap().is_empty());
+
+    // Policy versions are remembered once.
+    let spec = json!({"mode": "always"});
+    s.remember_policy("v1", &spec, t(3)).await.unwrap();
+    s.remember_policy("v1", &json!({"mode": "other"}), t(4))
+        .await
+        .unwrap();
+    assert_eq!(s.policy_spec("v1").await.unwrap(), Some(spec));
+    assert_eq!(s.policy_spec("v2").await.unwrap(), None);
 }
 
 async fn fleet_packages_and_decisions(ctx: Ctx) {
@@ -127,10 +156,17 @@ async fn fleet_packages_and_decisions(ctx: Ctx) {
         decided_at: t(5),
     };
     s.record_decision(&d).await.unwrap();
+    assert_eq!(s.decision("0190-a").await.unwrap().as_ref(), Some(&d));
+    assert_eq!(s.decision("nope").await.unwrap(), None);
     assert_eq!(
-        s.decisions(Some("r/app:1"), 10).await.unwrap(),
+        s.decisions(Some("r/app:1"), None, 10).await.unwrap(),
         std::slice::from_ref(&d)
     );
-    assert!(s.decisions(Some("r/other:1"), 10).await.unwrap().is_empty());
-    assert_eq!(s.decisions(None, 10).await.unwrap().len(), 1);
+    assert!(
+        s.decisions(Some("r/other:1"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.decisions(None, None, 10).await.unwrap().len(), 1);
 }

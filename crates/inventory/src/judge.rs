@@ -1,0 +1,296 @@
+//! Judging a base change before it is recorded: which images are built on
+//! the old digest, what the new digest fixes in each of them, and what each
+//! image's policy says of that.
+//!
+//! A vulnerability counts as fixed for an image when the image holds it
+//! through a package the new base also ships, at a version the
+//! vulnerability no longer affects. So the old base need not be readable:
+//! only the new one is scanned (once; its layers are cached by digest).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use freshen_reference::{Platform, Reference};
+use freshen_store::{Decision, Judgement, PlatformChange};
+use freshen_vuln::{Finding, Index, PolicySet};
+
+use crate::vulns::{index, match_packages};
+use crate::{InventoryError, Queries, ScanOptions, Scanner};
+
+/// Judges base changes with the config's policies.
+#[derive(Clone)]
+pub struct Judge {
+    scanner: Scanner,
+    queries: Queries,
+    policies: Arc<PolicySet>,
+}
+
+/// One image built on the old base, as judged.
+struct Subject {
+    digest: String,
+    label: String,
+    references: Vec<String>,
+}
+
+impl Judge {
+    /// A judge reading images with `scanner` and the inventory through `queries`.
+    pub fn new(scanner: Scanner, queries: Queries, policies: Arc<PolicySet>) -> Judge {
+        Judge {
+            scanner,
+            queries,
+            policies,
+        }
+    }
+
+    /// False when a change needs no judgement: the watch's policy (or, when
+    /// it names none, every policy) is `always`. Then nothing is scanned.
+    pub fn needed(&self, explicit: Option<&str>) -> bool {
+        match explicit {
+            Some(name) => self
+                .policies
+                .get(name)
+                .is_some_and(|p| p.mode() != freshen_vuln::Mode::Always),
+            None => !self.policies.all_always(),
+        }
+    }
+
+    /// Judges the moves of a watched tag's platforms. Each image built on
+    /// an old digest (or, by name, on the tag, and not yet on the new
+    /// digest) is judged by the watch's policy, or else its own group's;
+    /// when no image is known to be built on the tag at all, the old image
+    /// itself is. The change acts when any image's decision does.
+    pub async fn judge(
+        &self,
+        tag: &Reference,
+        explicit: Option<&str>,
+        changes: &[PlatformChange],
+    ) -> Result<Judgement, InventoryError> {
+        let store = self.queries.store();
+        let index = index(store).await?;
+        let snapshot = serde_json::json!({
+            "vuln_import": store.vuln_snapshot().await?,
+            "records": index.len(),
+        });
+        let now = chrono::Utc::now();
+        let today = now.format("%Y-%m-%d").to_string();
+        let mut decisions = Vec::new();
+        let mut labels = Vec::new();
+        for ch in changes {
+            let fixes = self.fixes_of(tag, ch, &index).await?;
+            for subject in self.subjects(tag, ch).await? {
+                let fixed = fixes
+                    .fixed_in(&self.queries, &index, &subject.digest)
+                    .await?;
+                let refs: Vec<&str> = subject.references.iter().map(String::as_str).collect();
+                let (name, policy) = match explicit {
+                    Some(n) => (
+                        n,
+                        self.policies.get(n).ok_or_else(|| {
+                            InventoryError::Invalid(format!("no policy named {n:?}"))
+                        })?,
+                    ),
+                    None => self.policies.for_image(&refs),
+                };
+                let verdict = policy.evaluate_change(&fixed, &today);
+                store
+                    .remember_policy(policy.version(), &policy.spec_json(), now)
+                    .await?;
+                labels.push((subject.label.clone(), verdict.act, verdict.reason.clone()));
+                decisions.push(Decision {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    subject: subject.label,
+                    image_digest: Some(subject.digest),
+                    event_id: None,
+                    policy: name.to_string(),
+                    policy_version: verdict.policy_version,
+                    snapshot: snapshot.clone(),
+                    act: verdict.act,
+                    reason: change_reason(ch, &verdict.reason),
+                    counts: serde_json::to_value(&verdict.counts).expect("counts serialise"),
+                    decided_at: now,
+                });
+            }
+        }
+        let acting: Vec<_> = labels.iter().filter(|(_, act, _)| *act).collect();
+        let shown = |l: &[&(String, bool, String)]| {
+            let mut parts: Vec<String> = l
+                .iter()
+                .take(3)
+                .map(|(who, _, why)| format!("{who}: {why}"))
+                .collect();
+            if l.len() > 3 {
+                parts.push(format!("and {} more", l.len() - 3));
+            }
+            parts.join("; ")
+        };
+        let (act, reason) = if labels.is_empty() {
+            (
+                false,
+                format!("every image built on {tag} is on the new digest already: nothing to do"),
+            )
+        } else if acting.is_empty() {
+            let all: Vec<_> = labels.iter().collect();
+            (
+                false,
+                format!(
+                    "no image built on the old digest calls for action ({} judged): {}",
+                    labels.len(),
+                    shown(&all)
+                ),
+            )
+        } else {
+            (
+                true,
+                format!(
+                    "{} of {} image(s) built on the old digest call for action: {}",
+                    acting.len(),
+                    labels.len(),
+                    shown(&acting)
+                ),
+            )
+        };
+        Ok(Judgement {
+            act,
+            reason,
+            decisions,
+        })
+    }
+
+    /// The images a move concerns: those built on the old digest (or on
+    /// the tag by name, but not on the new digest). When no image at all
+    /// is known to be built on the tag, the old image itself.
+    async fn subjects(
+        &self,
+        tag: &Reference,
+        ch: &PlatformChange,
+    ) -> Result<Vec<Subject>, InventoryError> {
+        let built = self
+            .queries
+            .built_on(tag, std::slice::from_ref(&ch.old_digest))
+            .await?;
+        if built.is_empty() {
+            // Nothing of ours is known to be built on the tag: the image
+            // watched is the one that runs.
+            let old = tag.with_digest(&ch.old_digest)?;
+            self.ensure_scanned(&old, &ch.platform).await?;
+            return Ok(vec![Subject {
+                digest: ch.old_digest.clone(),
+                label: format!("{tag} (old digest)"),
+                references: vec![tag.to_string()],
+            }]);
+        }
+        let out = built
+            .into_iter()
+            .filter(|c| c.platform == ch.platform || c.platform.is_empty())
+            .filter(|c| !(c.depth == 1 && c.base_digest.as_deref() == Some(&ch.new_digest)))
+            .map(|c| Subject {
+                label: c.references.first().cloned().unwrap_or(c.digest.clone()),
+                digest: c.digest,
+                references: c.references,
+            })
+            .collect();
+        Ok(out)
+    }
+
+    /// The new image (scanned if need be): what it ships and still has.
+    async fn fixes_of(
+        &self,
+        tag: &Reference,
+        ch: &PlatformChange,
+        index: &Index,
+    ) -> Result<Fixes, InventoryError> {
+        let new = tag.with_digest(&ch.new_digest)?;
+        self.ensure_scanned(&new, &ch.platform).await?;
+        Fixes::of(&self.queries, index, &ch.new_digest).await
+    }
+
+    /// Scans `pinned` unless the inventory already has that digest.
+    async fn ensure_scanned(
+        &self,
+        pinned: &Reference,
+        platform: &str,
+    ) -> Result<(), InventoryError> {
+        let digest = pinned.digest().unwrap_or_default();
+        if self.queries.store().image(digest).await?.is_some() {
+            return Ok(());
+        }
+        let platforms = Platform::parse(platform)
+            .map(|p| vec![p])
+            .unwrap_or_default();
+        self.scanner
+            .scan(
+                pinned,
+                &ScanOptions {
+                    platforms,
+                    ..ScanOptions::default()
+                },
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// A change decision's reason: the move, then the policy's words.
+pub(crate) fn change_reason(ch: &PlatformChange, reason: &str) -> String {
+    format!("{} -> {}: {reason}", ch.old_digest, ch.new_digest)
+}
+
+/// What the new base ships, and what of it is still vulnerable.
+pub(crate) struct Fixes {
+    /// `(package type, name)` of every package it ships.
+    shipped: HashSet<(String, String)>,
+    /// `(vulnerability id, package)` it still has.
+    findings: HashSet<(String, String)>,
+}
+
+impl Fixes {
+    /// Of the new base `digest`, which must be in the inventory.
+    pub(crate) async fn of(
+        queries: &Queries,
+        index: &Index,
+        digest: &str,
+    ) -> Result<Fixes, InventoryError> {
+        let store = queries.store();
+        let img = store
+            .image(digest)
+            .await?
+            .ok_or_else(|| InventoryError::UnknownImage(digest.to_string()))?;
+        let packages = store.packages_of(digest).await?;
+        let findings = match_packages(index, img.os_ecosystem.as_deref(), &packages)
+            .into_iter()
+            .map(|f| (f.id, f.package))
+            .collect();
+        Ok(Fixes {
+            shipped: packages
+                .into_iter()
+                .map(|p| (p.ecosystem, p.name))
+                .collect(),
+            findings,
+        })
+    }
+
+    /// The findings of an image that the new base fixes: held through a
+    /// package the new base ships, which there no longer has them.
+    pub(crate) async fn fixed_in(
+        &self,
+        queries: &Queries,
+        index: &Index,
+        digest: &str,
+    ) -> Result<Vec<Finding>, InventoryError> {
+        let store = queries.store();
+        let Some(img) = store.image(digest).await? else {
+            return Ok(Vec::new());
+        };
+        let packages = store.packages_of(digest).await?;
+        Ok(
+            match_packages(index, img.os_ecosystem.as_deref(), &packages)
+                .into_iter()
+                .filter(|f| {
+                    self.shipped
+                        .contains(&(f.package_type.clone(), f.package.clone()))
+                        && !self.findings.contains(&(f.id.clone(), f.package.clone()))
+                })
+                .collect(),
+        )
+    }
+}
