@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{Buildah, Env, fixtures};
-use freshen_testkit::{Db, Registry, both_stores};
+use freshen_testkit::{Db, Pusher, Registry, both_stores};
 use serde_json::Value;
 
 /// The image digest the report fixtures name (replaced by the built one's).
@@ -321,3 +321,97 @@ async fn reports_end_to_end(db: Db) {
 }
 
 both_stores!(reports_end_to_end);
+
+/// A report of a multi-platform tag names the index digest (Trivy's
+/// `RepoDigests` of a remote image do): the platform it scanned picks the
+/// child, through the tag it names.
+async fn multiarch_reports(db: Db) {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let env = Env::new(db).await;
+    let push = Pusher::new(&host, None);
+    let (index, children) = push
+        .push_multiarch(
+            "multi/app",
+            "1",
+            &["linux/amd64", "linux/arm64"],
+            "reports",
+            false,
+        )
+        .await;
+    let image = format!("{host}/multi/app:1");
+    env.run(&["scan", &image]).await.expect(0);
+
+    let mut trivy: Value = serde_json::from_slice(
+        &std::fs::read(vuln_fixtures().join("reports/trivy-debian12.json")).unwrap(),
+    )
+    .unwrap();
+    trivy["ArtifactName"] = image.clone().into();
+    trivy["Metadata"]["RepoDigests"] = serde_json::json!([format!("{host}/multi/app@{index}")]);
+    trivy["Metadata"]["ImageConfig"]["architecture"] = "arm64".into();
+    let path = env.path().join("trivy-multi.json");
+    std::fs::write(&path, serde_json::to_vec(&trivy).unwrap()).unwrap();
+    let imp = env
+        .run(&["vulns", "import", path.to_str().unwrap(), "--json"])
+        .await;
+    imp.expect(0);
+    assert_eq!(
+        imp.json()[0]["report"]["image_digest"],
+        children[1].as_str(),
+        "{imp}"
+    );
+    assert_eq!(imp.json()[0]["report"]["in_inventory"], true);
+    let v = env.run(&["vulns", &image, "--json"]).await;
+    v.expect(0);
+    let v = v.json();
+    let by_platform: BTreeMap<&str, usize> = v["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["platform"].as_str().unwrap(),
+                p["findings"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_platform,
+        BTreeMap::from([("linux/amd64", 0), ("linux/arm64", 3)]),
+        "{v}"
+    );
+
+    // --image with a tag of two platforms and a report that doesn't say
+    // which it scanned: the error says to name a digest.
+    let rootfs = report(&env, "trivy-rootfs.json", &host, &children[0]);
+    let ambiguous = env
+        .run(&[
+            "vulns",
+            "import",
+            rootfs.to_str().unwrap(),
+            "--image",
+            &image,
+        ])
+        .await;
+    ambiguous.expect(2);
+    assert!(
+        ambiguous.stderr.contains("linux/amd64, linux/arm64")
+            && ambiguous.stderr.contains("by digest"),
+        "{ambiguous}"
+    );
+    let pinned = format!("{host}/multi/app@{}", children[0]);
+    let ok = env
+        .run(&[
+            "vulns",
+            "import",
+            rootfs.to_str().unwrap(),
+            "--image",
+            &pinned,
+            "--json",
+        ])
+        .await;
+    ok.expect(0);
+    assert_eq!(ok.json()[0]["report"]["image_digest"], children[0].as_str());
+}
+
+both_stores!(multiarch_reports);
