@@ -29,6 +29,9 @@ pub const ACCEPT_VULNERABILITIES: &str = "application/vnd.security.vulnerability
 /// Harbor's largest page size.
 pub const MAX_PAGE_SIZE: u32 = 100;
 
+/// The largest answer read (a report of a big image is tens of MiB).
+pub const MAX_BODY_BYTES: usize = 128 << 20;
+
 /// A robot account (or user) and its secret. `Debug` hides the secret.
 #[derive(Clone)]
 pub struct Credentials {
@@ -336,7 +339,7 @@ impl Client {
             &[("with_tag", "true"), ("with_scan_overview", "true")],
         )?;
         let resp = self.get(&url).await?;
-        let bytes = resp.bytes().await.map_err(|e| transport(&url, e))?;
+        let bytes = body(resp, &url).await?;
         serde_json::from_slice(&bytes).map_err(|e| HarborError::Decode {
             url: url.to_string(),
             detail: e.to_string(),
@@ -359,10 +362,7 @@ impl Client {
         );
         let url = self.url(&path, &[])?;
         let resp = self.get(&url).await?;
-        resp.bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| transport(&url, e))
+        body(resp, &url).await
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, HarborError> {
@@ -440,7 +440,7 @@ impl Client {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .any(|v| v.split(',').any(|l| l.contains("rel=\"next\"")));
-            let bytes = resp.bytes().await.map_err(|e| transport(&url, e))?;
+            let bytes = body(resp, &url).await?;
             let items: Vec<T> =
                 serde_json::from_slice(&bytes).map_err(|e| HarborError::Decode {
                     url: url.to_string(),
@@ -465,6 +465,28 @@ impl Client {
             }
         }
     }
+}
+
+/// The body, at most [`MAX_BODY_BYTES`] of it (a longer one is an error).
+async fn body(mut resp: reqwest::Response, url: &Url) -> Result<Vec<u8>, HarborError> {
+    let too_big = || HarborError::Decode {
+        url: url.to_string(),
+        detail: format!("an answer larger than {MAX_BODY_BYTES} bytes"),
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_big());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(url, e))? {
+        if out.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_big());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 /// One path segment, percent-encoded.
