@@ -164,8 +164,8 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
-    /// Vulnerabilities: import OSV data, list an image's findings, or find
-    /// every image a vulnerability affects.
+    /// Vulnerabilities: import OSV data and scanner reports, list an image's
+    /// findings, or find every image a vulnerability affects.
     #[command(args_conflicts_with_subcommands = true)]
     Vulns {
         #[command(subcommand)]
@@ -278,11 +278,32 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum VulnsCommand {
-    /// Import OSV records: .json files, directories of them, or OSV's
-    /// all.zip exports. Incremental: records are replaced only by newer ones.
+    /// Import vulnerability data, recognised by content: OSV records (.json
+    /// files, directories of them, OSV's all.zip exports; incremental:
+    /// records are replaced only by newer ones), and Trivy (`trivy image -f
+    /// json`) and Grype (`grype -o json`) reports, each stored for the image
+    /// it names (a newer report of the same scanner replaces the older one).
+    ///
+    /// With --harbor URL --project P: the scan report of every scanned
+    /// artifact of the project (or of --repository) in that Harbor, each
+    /// stored for its digest (scanner `harbor`). Credentials (a robot
+    /// account) come from FRESHEN_HARBOR_USER and FRESHEN_HARBOR_PASSWORD.
     Import {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "harbor")]
         paths: Vec<PathBuf>,
+        /// The image of the scanner reports given, for reports that don't
+        /// name it (e.g. `trivy rootfs`); wins over what a report says.
+        #[arg(long, value_name = "REF")]
+        image: Option<String>,
+        /// A Harbor to read scan reports from (https://harbor.example.com).
+        #[arg(long, value_name = "URL", requires = "project")]
+        harbor: Option<String>,
+        /// With --harbor: the project whose artifacts to read.
+        #[arg(long, requires = "harbor")]
+        project: Option<String>,
+        /// With --harbor: only this repository (`project/name` or `name`).
+        #[arg(long, requires = "harbor")]
+        repository: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -548,8 +569,24 @@ async fn run(cli: Cli) -> Result<u8> {
         } => {
             let store = open_store(&cli.global, &loaded).await?;
             match (command, reference) {
-                (Some(VulnsCommand::Import { paths, json }), _) => {
-                    let done = freshen_inventory::import(&store, &paths).await?;
+                (
+                    Some(VulnsCommand::Import {
+                        paths,
+                        image,
+                        harbor,
+                        project,
+                        repository,
+                        json,
+                    }),
+                    _,
+                ) => {
+                    let q = Queries::new(store, loaded.defaults.clone());
+                    let mut done = q.import(&paths, image.as_deref()).await?;
+                    if let (Some(url), Some(project)) = (harbor, project) {
+                        done.extend(
+                            import_harbor(q.store(), &url, &project, repository.as_deref()).await?,
+                        );
+                    }
                     output::imports(&done, json);
                 }
                 (Some(VulnsCommand::Images { id, json }), _) => {
@@ -679,6 +716,78 @@ async fn run(cli: Cli) -> Result<u8> {
             }
         }
     }
+}
+
+/// The scan report of every scanned artifact of a Harbor project (or one
+/// repository of it), each stored for its digest. Artifacts not scanned
+/// (successfully) are named on stderr and skipped.
+async fn import_harbor(
+    store: &Store,
+    url: &str,
+    project: &str,
+    repository: Option<&str>,
+) -> Result<Vec<freshen_inventory::Imported>> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let credentials = match (env("FRESHEN_HARBOR_USER"), env("FRESHEN_HARBOR_PASSWORD")) {
+        (Some(username), Some(password)) => {
+            Some(freshen_harbor::Credentials { username, password })
+        }
+        (None, None) => None,
+        _ => bail!(
+            "set both FRESHEN_HARBOR_USER and FRESHEN_HARBOR_PASSWORD (a Harbor robot account), or neither"
+        ),
+    };
+    let client = freshen_harbor::Client::new(url, credentials)?;
+    let repos = match repository {
+        Some(r) if r.starts_with(&format!("{project}/")) => vec![r.to_string()],
+        Some(r) => vec![format!("{project}/{r}")],
+        None => client
+            .repositories(project)
+            .await?
+            .into_iter()
+            .map(|r| r.name)
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for repo in &repos {
+        let mut artifacts = Vec::new();
+        for a in client.artifacts(project, repo).await? {
+            // Harbor scans an index's children one by one: each is a
+            // platform manifest, as the inventory knows images.
+            if a.references.is_empty() {
+                artifacts.push(a);
+            } else {
+                for r in &a.references {
+                    artifacts.push(client.artifact(project, repo, &r.child_digest).await?);
+                }
+            }
+        }
+        for a in artifacts {
+            let source = format!("{}#{repo}@{}", client.base(), a.digest);
+            if a.scanned().is_none() {
+                let status: Vec<String> = a
+                    .scan_overview
+                    .values()
+                    .filter_map(|o| o.scan_status.clone())
+                    .collect();
+                eprintln!(
+                    "freshen: {repo}@{}: no successful scan in Harbor ({}): skipped",
+                    a.digest,
+                    if status.is_empty() {
+                        "not scanned".to_string()
+                    } else {
+                        status.join(", ")
+                    }
+                );
+                continue;
+            }
+            let bytes = client.vulnerabilities(project, repo, &a.digest).await?;
+            out.push(
+                freshen_inventory::import_report_bytes(store, &source, &bytes, &a.digest).await?,
+            );
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn parse_ref(loaded: &Loaded, s: &str) -> Result<Reference> {

@@ -522,6 +522,28 @@ pub fn imports(list: &[freshen_inventory::Imported], json: bool) {
         ],
         rows,
     );
+    for i in list {
+        if let Some(r) = &i.report {
+            let version = r
+                .scanner_version
+                .as_deref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default();
+            let later = if r.in_inventory {
+                ""
+            } else {
+                " (not in the inventory yet: its findings show once it is scanned)"
+            };
+            println!(
+                "{}: {}{version} report for {}: {} findings, {}{later}",
+                i.path,
+                r.scanner,
+                r.image_digest,
+                r.findings,
+                r.outcome.as_str()
+            );
+        }
+    }
 }
 
 fn finding_row(prefix: Vec<String>, f: &freshen_vuln::Finding) -> Vec<String> {
@@ -533,6 +555,7 @@ fn finding_row(prefix: Vec<String>, f: &freshen_vuln::Finding) -> Vec<String> {
         f.version.clone(),
         f.fixed.clone().unwrap_or_else(|| "-".into()),
         f.aliases.join(", "),
+        f.sources.join(","),
     ]);
     row
 }
@@ -550,7 +573,7 @@ pub fn image_vulns(r: &Reference, list: &[freshen_inventory::ImageVulns], json: 
     }
     table(
         &[
-            "PLATFORM", "ID", "SEVERITY", "PACKAGE", "VERSION", "FIXED", "ALIASES",
+            "PLATFORM", "ID", "SEVERITY", "PACKAGE", "VERSION", "FIXED", "ALIASES", "SOURCES",
         ],
         rows,
     );
@@ -604,6 +627,7 @@ pub fn affected_images(list: &[freshen_inventory::AffectedImage], json: bool) {
             "VERSION",
             "FIXED",
             "ALIASES",
+            "SOURCES",
         ],
         rows,
     );
@@ -652,7 +676,7 @@ pub fn diff(list: &[freshen_inventory::BaseDiff], json: bool) {
             .collect();
         table(
             &[
-                "", "ID", "SEVERITY", "PACKAGE", "VERSION", "FIXED", "ALIASES",
+                "", "ID", "SEVERITY", "PACKAGE", "VERSION", "FIXED", "ALIASES", "SOURCES",
             ],
             rows,
         );

@@ -7,6 +7,7 @@
 mod judge;
 mod query;
 mod replay;
+mod reports;
 mod scan;
 mod vulns;
 
@@ -16,10 +17,11 @@ pub use query::{
     Registration,
 };
 pub use replay::Replay;
+pub use reports::{Imported, ImportedReport, import, import_report_bytes};
 pub use scan::{DockerfileInput, ScanOptions, ScanReport, Scanner};
 pub use vulns::{
-    AffectedImage, BaseDiff, ChildFixes, ImageVulns, Imported, PolicyCheck, Upgrade, counts,
-    import, index, match_packages,
+    AffectedImage, BaseDiff, ChildFixes, ImageVulns, PolicyCheck, Upgrade, counts, index,
+    match_packages,
 };
 
 /// Why an inventory operation failed.

@@ -1,12 +1,12 @@
-//! The inventory's vulnerabilities: importing OSV data into the store, and
-//! matching what images hold against it (one image, or the whole fleet).
+//! The inventory's vulnerabilities: matching what images hold against the
+//! stored OSV data (one image, or the whole fleet), merged with the scanner
+//! reports stored for each image (imports are in `reports.rs`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use freshen_reference::Reference;
-use freshen_store::{AdvisoryInput, ImportSummary, PackageRecord, Store};
-use freshen_vuln::{Finding, Index, Installed, Record};
+use freshen_store::{PackageRecord, Store};
+use freshen_vuln::{Finding, Index, Installed, Record, merge_findings};
 use serde::Serialize;
 
 use crate::{InventoryError, Queries};
@@ -37,52 +37,6 @@ pub struct AffectedImage {
     pub references: Vec<String>,
     /// The finding, per affected package.
     pub findings: Vec<Finding>,
-}
-
-/// The result of importing one path.
-#[derive(Debug, Clone, Serialize)]
-pub struct Imported {
-    /// The path given.
-    pub path: String,
-    /// What it held: `osv`.
-    pub kind: String,
-    /// What the store took.
-    #[serde(flatten)]
-    pub summary: ImportSummary,
-}
-
-/// Imports OSV records from files, directories or `all.zip` exports, each
-/// path as one import (incremental: only records newer than the stored ones
-/// are written). A bad file fails its path, naming it, and nothing of that
-/// path is stored.
-pub async fn import(store: &Store, paths: &[PathBuf]) -> Result<Vec<Imported>, InventoryError> {
-    let mut out = Vec::new();
-    for path in paths {
-        let p = path.clone();
-        let loaded = tokio::task::spawn_blocking(move || freshen_vuln::load_path(&p))
-            .await
-            .map_err(|e| InventoryError::Invalid(format!("import task failed: {e}")))?
-            .map_err(|e| InventoryError::Invalid(e.to_string()))?;
-        let inputs: Vec<AdvisoryInput> = loaded
-            .records
-            .iter()
-            .map(|r| AdvisoryInput {
-                id: r.id.clone(),
-                modified: r.modified.clone(),
-                record: serde_json::to_string(r).expect("a record serialises"),
-            })
-            .collect();
-        let shown = path.display().to_string();
-        let summary = store
-            .import_advisories(&shown, "osv", &inputs, chrono::Utc::now())
-            .await?;
-        out.push(Imported {
-            path: shown,
-            kind: "osv".into(),
-            summary,
-        });
-    }
-    Ok(out)
 }
 
 /// The stored records as a matching index.
@@ -150,8 +104,9 @@ impl Queries {
             let Some(img) = self.store().image(&t.digest).await? else {
                 continue;
             };
-            let packages = self.store().packages_of(&img.digest).await?;
-            let findings = match_packages(index, img.os_ecosystem.as_deref(), &packages);
+            let findings = self
+                .findings_of(index, &img.digest, img.os_ecosystem.as_deref())
+                .await?;
             out.push(ImageVulns {
                 counts: counts(&findings),
                 platform: img.platform,
@@ -163,8 +118,24 @@ impl Queries {
         Ok(out)
     }
 
+    /// An image's findings: its packages matched against the OSV index,
+    /// merged with the findings of the scanner reports stored for it (one
+    /// finding per vulnerability and package, with its sources).
+    pub async fn findings_of(
+        &self,
+        index: &Index,
+        digest: &str,
+        os: Option<&str>,
+    ) -> Result<Vec<Finding>, InventoryError> {
+        let packages = self.store().packages_of(digest).await?;
+        let osv = match_packages(index, os, &packages);
+        let reported = crate::reports::report_findings(self.store(), digest).await?;
+        Ok(merge_findings(osv.into_iter().chain(reported)))
+    }
+
     /// Every image, fleet-wide, affected by a vulnerability (by its id or
-    /// any alias: a CVE finds the images its DSA matched).
+    /// any alias: a CVE finds the images its DSA matched), from OSV matches
+    /// and stored scanner reports.
     pub async fn affected_by(&self, id: &str) -> Result<Vec<AffectedImage>, InventoryError> {
         let index = index(self.store()).await?;
         let fleet = self.store().fleet_packages().await?;
@@ -186,8 +157,36 @@ impl Queries {
                     .push(f);
             }
         }
+        for report in self.store().all_reports().await? {
+            let hits: Vec<Finding> = crate::reports::parse_stored(&report)?
+                .into_iter()
+                .filter(|f| f.id == id || f.aliases.iter().any(|a| a == id))
+                .collect();
+            if hits.is_empty() {
+                continue;
+            }
+            let entry = match by_image.entry(report.image_digest.clone()) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let platform = self
+                        .store()
+                        .image(&report.image_digest)
+                        .await?
+                        .map(|i| i.platform)
+                        .unwrap_or_default();
+                    e.insert(AffectedImage {
+                        digest: report.image_digest.clone(),
+                        platform,
+                        references: Vec::new(),
+                        findings: Vec::new(),
+                    })
+                }
+            };
+            entry.findings.extend(hits);
+        }
         let mut out = Vec::with_capacity(by_image.len());
         for (digest, mut a) in by_image {
+            a.findings = merge_findings(std::mem::take(&mut a.findings));
             a.references = self
                 .store()
                 .refs_of(&digest)
@@ -342,13 +341,13 @@ impl Queries {
                 let Some(img) = self.store().image(&c.digest).await? else {
                     continue;
                 };
-                let pkgs = self.store().packages_of(&c.digest).await?;
-                let held: std::collections::BTreeSet<String> =
-                    match_packages(&index, img.os_ecosystem.as_deref(), &pkgs)
-                        .into_iter()
-                        .map(|f| f.id)
-                        .filter(|id| fixed_ids.contains(id.as_str()))
-                        .collect();
+                let held: std::collections::BTreeSet<String> = self
+                    .findings_of(&index, &c.digest, img.os_ecosystem.as_deref())
+                    .await?
+                    .into_iter()
+                    .map(|f| f.id)
+                    .filter(|id| fixed_ids.contains(id.as_str()))
+                    .collect();
                 child_fixes.push(ChildFixes {
                     digest: c.digest.clone(),
                     references: c.references.clone(),

@@ -214,7 +214,7 @@ fn inventory_document() -> Value {
                     "tags": ["vulnerabilities"],
                     "operationId": "imageVulnerabilities",
                     "summary": "The vulnerabilities of each platform of an image",
-                    "description": "Its packages matched against the imported OSV records: distribution records only for the image's release and on source packages; aliases merged into one finding named by its CVE.",
+                    "description": "Its packages matched against the imported OSV records (distribution records only for the image's release and on source packages), merged with the findings of the Trivy and Grype reports imported for the image: one finding per vulnerability (aliases merged, named by its CVE) and package, with its sources and the highest severity.",
                     "responses": {
                         "200": json_response("Findings by platform.", "ImageVulnerabilities"),
                         "400": r("BadRequest"),
@@ -415,18 +415,19 @@ fn inventory_document() -> Value {
                 },
                 "Finding": {
                     "type": "object",
-                    "required": ["id", "aliases", "matched", "package", "version", "package_type", "severity"],
+                    "required": ["id", "aliases", "matched", "package", "version", "package_type", "severity", "sources"],
                     "properties": {
                         "id": string("The vulnerability: its CVE when one is among the merged ids."),
                         "aliases": { "type": "array", "items": { "type": "string" } },
-                        "matched": { "type": "array", "items": { "type": "string" }, "description": "The record ids that matched." },
+                        "matched": { "type": "array", "items": { "type": "string" }, "description": "The record ids (or scanner-reported ids) that matched." },
                         "package": { "type": "string" },
                         "version": { "type": "string" },
                         "package_type": { "type": "string" },
                         "fixed": { "type": ["string", "null"], "description": "The lowest version that fixes it." },
                         "severity": { "type": "string", "enum": ["unknown", "negligible", "low", "medium", "high", "critical"] },
                         "score": { "type": ["number", "null"], "description": "CVSS base score." },
-                        "summary": { "type": ["string", "null"] }
+                        "summary": { "type": ["string", "null"] },
+                        "sources": { "type": "array", "items": { "type": "string", "enum": ["osv", "trivy", "grype", "harbor"] }, "description": "Where it came from: OSV records matched against the image's packages, and the scanner reports imported for the image (`freshen vulns import`). One finding per vulnerability and package, whatever its sources." }
                     }
                 },
                 "ImageVulnerabilities": {

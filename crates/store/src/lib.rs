@@ -23,6 +23,7 @@ mod model;
 mod open;
 mod outbox;
 mod rebuilds;
+mod reports;
 mod schedule;
 mod sql;
 mod vulns;
@@ -37,6 +38,7 @@ pub use model::{
 };
 
 pub use rebuilds::{RebuildItem, RebuildRun};
+pub use reports::{ReportImport, ReportInput, ReportOutcome, StoredReport};
 pub use vulns::{AdvisoryInput, Decision, FleetPackage, ImportSummary};
 
 use sql::Db;

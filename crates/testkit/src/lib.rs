@@ -12,6 +12,9 @@
 //! - [`Jenkins`]: a loopback server implementing the Jenkins remote access
 //!   API calls freshen makes (crumb issuer, `buildWithParameters`, queue).
 //! - [`WebhookReceiver`]: records POSTs and checks `X-Freshen-Signature`.
+//! - [`Harbor`]: a loopback server answering the Harbor v2.0 API calls
+//!   freshen makes (repositories, artifacts with scan overviews, reports),
+//!   paged and behind basic auth, as Harbor documents them.
 //! - [`postgres_url`], [`sqlite_url`], [`Db`] and [`both_stores!`]: fresh
 //!   databases for store tests.
 //!
@@ -21,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod db;
+mod harbor;
 mod jenkins;
 mod proxy;
 mod pusher;
@@ -30,6 +34,7 @@ mod util;
 mod webhook;
 
 pub use db::{Db, POSTGRES_BASE_URL, postgres_url, sqlite_url};
+pub use harbor::{Harbor, HarborArtifact, HarborOptions, HarborRequest};
 pub use jenkins::{BuildRequest, JENKINS_VERSION, Jenkins, JenkinsOptions};
 pub use proxy::{Fault, FaultProxy, ProxiedRequest};
 pub use pusher::{

@@ -36,4 +36,24 @@ pub enum VulnError {
         /// Which limit.
         detail: String,
     },
+    /// A scanner report is malformed: the field and what is wrong with it.
+    #[error("{path}: not a valid {format} report: {}{detail}", if field.is_empty() { String::new() } else { format!("{field}: ") })]
+    Report {
+        /// The file.
+        path: String,
+        /// `trivy` or `grype`.
+        format: &'static str,
+        /// Where in the document (`Results[0].Vulnerabilities[2].PkgName`).
+        field: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A document is none of the formats freshen reads.
+    #[error("{path}: {detail}")]
+    Unrecognised {
+        /// The file.
+        path: String,
+        /// What it seems to be, and what is accepted.
+        detail: String,
+    },
 }

@@ -48,6 +48,11 @@ pub struct Finding {
     pub score: Option<f64>,
     /// One line, from the first record that has one.
     pub summary: Option<String>,
+    /// Where it came from, sorted: `osv` (the imported records matched
+    /// against the inventory), `trivy`, `grype`, `harbor` (scanner reports
+    /// stored for the image). Empty in JSON written before sources existed.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 /// A point of a range, in version order: `introduced: "0"` is below all.
@@ -238,6 +243,7 @@ impl Index {
                         severity,
                         score,
                         summary: None,
+                        sources: vec!["osv".to_string()],
                     },
                     BTreeSet::new(),
                 )

@@ -127,8 +127,17 @@ fn load_zip(path: &Path, out: &mut Loaded) -> Result<(), VulnError> {
 }
 
 fn parse(bytes: &[u8], name: &str) -> Result<Record, VulnError> {
-    Record::parse(bytes).map_err(|detail| VulnError::Record {
-        path: name.to_string(),
-        detail,
+    Record::parse(bytes).map_err(|detail| {
+        let detail = match crate::report::detect(bytes) {
+            Some(f @ (crate::Format::Trivy | crate::Format::Grype | crate::Format::Harbor)) => format!(
+                "a {} report: import a report by naming its file, not inside a directory or archive of OSV records",
+                f.as_str()
+            ),
+            _ => detail,
+        };
+        VulnError::Record {
+            path: name.to_string(),
+            detail,
+        }
     })
 }

@@ -689,6 +689,7 @@ mod tests {
             severity: sev,
             score: None,
             summary: None,
+            sources: vec!["osv".into()],
         }
     }
 

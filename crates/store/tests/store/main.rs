@@ -9,5 +9,6 @@ mod inventory;
 mod open;
 mod outbox;
 mod processes;
+mod reports;
 mod schedule;
 mod vulns;
