@@ -4,7 +4,7 @@
 //! ```text
 //! match_bench gen --universe U.tsv --out DIR [--seed 1] [--records 50000]
 //!                 [--images 100] [--per-image 10000]
-//! match_bench run --data DIR
+//! match_bench run --data DIR [--digest]
 //! ```
 //!
 //! `gen` makes, deterministically from the seed and a universe of real
@@ -19,6 +19,8 @@
 //! `Index::matches` for every package (as `inventory::vulns::match_packages`
 //! does), and a floor: the same lookups in a plain `HashMap` with no version
 //! comparison and no finding built. It prints one `key value` line each.
+//! `--digest` adds an untimed second pass that hashes every finding (its
+//! JSON), to check that a change to matching changed no result.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -48,7 +50,10 @@ fn main() {
             images: num("--images", 100),
             per_image: num("--per-image", 10_000),
         }),
-        Some("run") => run(Path::new(&opt("--data").expect("--data DIR"))),
+        Some("run") => run(
+            Path::new(&opt("--data").expect("--data DIR")),
+            args.iter().any(|a| a == "--digest"),
+        ),
         _ => {
             eprintln!(
                 "usage: match_bench gen --universe U.tsv --out DIR [--seed N] [--records N] [--images N] [--per-image N]\n       match_bench run --data DIR"
@@ -543,7 +548,18 @@ struct Pkg {
     os: String,
 }
 
-fn run(dir: &Path) {
+fn installed(p: &Pkg) -> Installed<'_> {
+    Installed {
+        package_type: "deb",
+        name: &p.name,
+        version: &p.version,
+        source_name: Some(&p.source),
+        source_version: Some(&p.source_version),
+        os_ecosystem: Some(&p.os),
+    }
+}
+
+fn run(dir: &Path, digest: bool) {
     let texts: Vec<String> = std::fs::read_to_string(dir.join("records.jsonl"))
         .expect("read records.jsonl")
         .lines()
@@ -584,16 +600,7 @@ fn run(dir: &Path) {
     let mut findings = 0usize;
     let mut affected_pkgs = 0usize;
     for p in &packages {
-        let n = index
-            .matches(&Installed {
-                package_type: "deb",
-                name: &p.name,
-                version: &p.version,
-                source_name: Some(&p.source),
-                source_version: Some(&p.source_version),
-                os_ecosystem: Some(&p.os),
-            })
-            .len();
+        let n = index.matches(&installed(p)).len();
         findings += n;
         affected_pkgs += usize::from(n > 0);
     }
@@ -625,6 +632,17 @@ fn run(dir: &Path) {
         std::hint::black_box(&p.source_version);
     }
     let floor = t.elapsed().as_secs_f64();
+
+    if digest {
+        use std::hash::{DefaultHasher, Hasher};
+        let mut h = DefaultHasher::new();
+        for p in &packages {
+            for f in index.matches(&installed(p)) {
+                h.write(&serde_json::to_vec(&f).expect("json"));
+            }
+        }
+        println!("findings_digest {:016x}", h.finish());
+    }
 
     let distinct: HashSet<(&str, &str)> = packages
         .iter()
