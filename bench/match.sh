@@ -34,7 +34,9 @@
 # PER_IMAGE=10000 SUITE=(this machine's codename) UNIVERSE= (a ready
 # `name\tversion\tsource\tsource_version` file instead of the apt lists)
 # PEER=auto|0|1 TIME_LIMIT=1800 (seconds, whole script) KEEP=1 (keep the
-# temp dir) BUILD=0 (use the built example as it is).
+# temp dir) BUILD=0 (use the built example as it is) BASELINE= (another
+# build of match_bench, e.g. from an earlier commit: it runs in every round
+# too, and must find the same findings, for a before/after in one run).
 #
 # No network (apart from `apt-get install python3-apt` when it is missing).
 # Writes only into a temp dir and cargo's target dir.
@@ -48,6 +50,7 @@ PER_IMAGE=${PER_IMAGE:-10000}
 SUITE=${SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")}
 UNIVERSE=${UNIVERSE:-}
 PEER=${PEER:-auto}
+BASELINE=${BASELINE:-}
 TIME_LIMIT=${TIME_LIMIT:-1800}
 KEEP=${KEEP:-0}
 BUILD=${BUILD:-1}
@@ -112,6 +115,7 @@ if [ "$BUILD" = 1 ]; then
     die "the build failed"
 fi
 [ -x "$BENCH" ] || die "$BENCH not built (BUILD=1)"
+[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || die "BASELINE=$BASELINE is not an executable"
 PEER_OK=0
 if [ "$PEER" != 0 ]; then
   if ! /usr/bin/python3 -c 'import apt_pkg' 2>/dev/null; then
@@ -168,6 +172,15 @@ for rep in $(seq "$RUNS"); do
   echo "freshen $rep $(val parse_s "$f") $(val build_s "$f") $(val match_s "$f") $(val floor_s "$f") $(val findings "$f") $(val affected_packages "$f") $l0 $(load)" >>"$RESULTS"
   printf '  freshen #%-2s parse %6.2f  build %6.2f  match %6.2f  floor %6.3f  findings %s  (load %s)\n' "$rep" \
     "$(val parse_s "$f")" "$(val build_s "$f")" "$(val match_s "$f")" "$(val floor_s "$f")" "$(val findings "$f")" "$l0"
+  if [ -n "$BASELINE" ]; then
+    l0=$(load)
+    timeout 900 "$BASELINE" run --data "$DATA" >"$WORK/base-$rep" || die "BASELINE run failed"
+    b=$WORK/base-$rep
+    echo "base $rep $(val parse_s "$b") $(val build_s "$b") $(val match_s "$b") $(val floor_s "$b") $(val findings "$b") $(val affected_packages "$b") $l0 $(load)" >>"$RESULTS"
+    printf '  base    #%-2s parse %6.2f  build %6.2f  match %6.2f  floor %6.3f  findings %s  (load %s)\n' "$rep" \
+      "$(val parse_s "$b")" "$(val build_s "$b")" "$(val match_s "$b")" "$(val floor_s "$b")" "$(val findings "$b")" "$l0"
+    [ "$(val findings "$b")" = "$(val findings "$f")" ] || die "freshen and BASELINE disagree: findings $(val findings "$f") vs $(val findings "$b")"
+  fi
   if [ "$PEER_OK" = 1 ]; then
     l0=$(load)
     timeout 1800 /usr/bin/python3 "$ROOT/bench/match_peer.py" "$DATA" >"$WORK/peer-$rep" || die "match_peer.py failed"
@@ -197,6 +210,10 @@ say "   medians of $RUNS rounds, seconds; load average (1 min) at the rounds' st
 printf '  %-46s %9s %9s %9s %13s\n' "" "parse" "build" "match" "packages/s"
 printf '  %-46s %9.3f %9.3f %9.3f %13s\n' "freshen-vuln (Record::parse, Index::new, matches)" "$(med freshen 3)" "$(med freshen 4)" "$(med freshen 5)" \
   "$(calc '%.0f' "$PACKAGES / $(med freshen 5)")"
+if [ -n "$BASELINE" ]; then
+  printf '  %-46s %9.3f %9.3f %9.3f %13s\n' "BASELINE build of match_bench" "$(med base 3)" "$(med base 4)" "$(med base 5)" \
+    "$(calc '%.0f' "$PACKAGES / $(med base 5)")"
+fi
 printf '  %-46s %9s %9s %9.3f %13s\n' "floor: HashMap get, no comparison" "" "" "$(med freshen 6)" "$(calc '%.0f' "$PACKAGES / $(med freshen 6)")"
 if [ "$PEER_OK" = 1 ]; then
   printf '  %-46s %9.3f %9.3f %9.3f %13s\n' "peer: Python + apt_pkg.version_compare" "$(med peer 3)" "$(med peer 4)" "$(med peer 5)" \
@@ -204,6 +221,7 @@ if [ "$PEER_OK" = 1 ]; then
 fi
 say "  ratios (median of the per-round ratios):"
 say "    freshen match / floor:   $(calc '%.1f' "$(paired freshen 5 freshen 6)")x"
+[ -n "$BASELINE" ] && say "    BASELINE / freshen, match: $(calc '%.2f' "$(paired base 5 freshen 5)")x"
 if [ "$PEER_OK" = 1 ]; then
   say "    peer / freshen, parse:   $(calc '%.2f' "$(paired peer 3 freshen 3)")x"
   say "    peer / freshen, build:   $(calc '%.2f' "$(paired peer 4 freshen 4)")x"
