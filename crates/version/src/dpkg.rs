@@ -68,42 +68,66 @@ impl Dpkg {
 
 /// The weight of one byte in a non-digit run: `~` before the end of the
 /// string, the end before letters, letters before everything else.
-fn order(c: Option<&u8>) -> i32 {
+#[inline]
+fn order(c: Option<u8>) -> i32 {
     match c {
         None => 0,
         Some(c) if c.is_ascii_digit() => 0,
-        Some(c) if c.is_ascii_alphabetic() => i32::from(*c),
+        Some(c) if c.is_ascii_alphabetic() => i32::from(c),
         Some(b'~') => -1,
-        Some(c) => i32::from(*c) + 256,
+        Some(c) => i32::from(c) + 256,
     }
 }
 
 /// dpkg's `verrevcmp`: alternate non-digit runs (by [`order`]) and digit
-/// runs (numerically, of any length, leading zeros ignored).
-pub(crate) fn verrevcmp(mut a: &[u8], mut b: &[u8]) -> Ordering {
-    let nondigit = |s: &[u8]| s.first().is_some_and(|c| !c.is_ascii_digit());
-    while !a.is_empty() || !b.is_empty() {
-        while nondigit(a) || nondigit(b) {
-            let (ac, bc) = (order(a.first()), order(b.first()));
+/// runs (numerically, of any length, leading zeros ignored). Walks both
+/// strings once, by index, as dpkg's C does.
+pub(crate) fn verrevcmp(a: &[u8], b: &[u8]) -> Ordering {
+    let nondigit = |c: Option<&u8>| c.is_some_and(|c| !c.is_ascii_digit());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        while nondigit(a.get(i)) || nondigit(b.get(j)) {
+            // The same non-digit on both sides weighs the same.
+            if let (Some(x), Some(y)) = (a.get(i), b.get(j))
+                && x == y
+            {
+                i += 1;
+                j += 1;
+                continue;
+            }
+            let (ac, bc) = (order(a.get(i).copied()), order(b.get(j).copied()));
             if ac != bc {
                 return ac.cmp(&bc);
             }
-            a = a.get(1..).unwrap_or_default();
-            b = b.get(1..).unwrap_or_default();
+            // Both are non-digits here (the end and a digit weigh the same,
+            // a non-digit never weighs 0), so neither runs past its end.
+            i += 1;
+            j += 1;
         }
-        let strip = |s: &[u8]| -> usize { s.iter().take_while(|&&c| c == b'0').count() };
-        a = &a[strip(a)..];
-        b = &b[strip(b)..];
-        let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
-        let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        while a.get(i) == Some(&b'0') {
+            i += 1;
+        }
+        while b.get(j) == Some(&b'0') {
+            j += 1;
+        }
+        let (si, sj) = (i, j);
+        while a.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        while b.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
         // Without leading zeros the longer digit run is the larger number;
-        // equal lengths compare digit by digit.
-        let ord = da.cmp(&db).then_with(|| a[..da].cmp(&b[..db]));
-        if ord != Ordering::Equal {
-            return ord;
+        // equal lengths compare digit by digit (a loop: runs are short, and
+        // a slice `cmp` calls `memcmp`).
+        if i - si != j - sj {
+            return (i - si).cmp(&(j - sj));
         }
-        a = &a[da..];
-        b = &b[db..];
+        for (x, y) in a[si..i].iter().zip(&b[sj..j]) {
+            if x != y {
+                return x.cmp(y);
+            }
+        }
     }
     Ordering::Equal
 }

@@ -1,6 +1,9 @@
 //! Matching installed packages against OSV records.
 
-use std::collections::{BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Range;
+use std::sync::OnceLock;
 
 use freshen_version::{Scheme, Version};
 use serde::{Deserialize, Serialize};
@@ -73,7 +76,7 @@ enum Kind {
 #[derive(Clone, Debug)]
 struct ParsedRange {
     /// Sorted by version; `Zero` first.
-    events: Vec<(Point, Kind, String)>,
+    events: Vec<(Point, Kind)>,
 }
 
 #[derive(Clone, Debug)]
@@ -83,6 +86,8 @@ struct Entry {
     ranges: Vec<ParsedRange>,
     /// `affected[].versions`, parsed (ones that don't parse can't match).
     versions: Vec<Version>,
+    /// `Severity::of` the record for this entry, worked out at its first hit.
+    severity: OnceLock<(Severity, Option<f64>)>,
 }
 
 /// OSV records prepared for matching: one hash lookup per package, then
@@ -91,10 +96,13 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Index {
     records: Vec<Record>,
-    by_package: HashMap<(String, String), Vec<Entry>>,
+    /// Ecosystem, then (normalised) name: looked up without allocating.
+    by_package: HashMap<String, HashMap<String, Vec<Entry>>>,
     /// Alias group of every id, and each group's ids.
     group_of: HashMap<String, usize>,
     groups: Vec<BTreeSet<String>>,
+    /// Alias group of each record, by its place in `records`.
+    record_group: Vec<usize>,
     /// Range versions that didn't parse in their ecosystem's scheme (those ranges are skipped).
     unparsed: usize,
 }
@@ -148,7 +156,9 @@ impl Index {
                     .collect();
                 index
                     .by_package
-                    .entry((p.ecosystem.clone(), normalise_name(scheme, &p.name)))
+                    .entry(p.ecosystem.clone())
+                    .or_default()
+                    .entry(normalise_name(scheme, &p.name).into_owned())
                     .or_default()
                     .push(Entry {
                         record: ri,
@@ -159,9 +169,11 @@ impl Index {
                             .iter()
                             .filter_map(|v| Version::parse(scheme, v).ok())
                             .collect(),
+                        severity: OnceLock::new(),
                     });
             }
         }
+        index.record_group = records.iter().map(|r| index.group_of[&r.id]).collect();
         index.records = records;
         index
     }
@@ -193,12 +205,18 @@ impl Index {
     /// The vulnerabilities affecting one installed package, one finding per
     /// vulnerability (aliases merged), sorted by id.
     pub fn matches(&self, pkg: &Installed<'_>) -> Vec<Finding> {
-        let mut hits: Vec<(usize, usize, Option<String>)> = Vec::new();
-        for (ecosystem, name, version) in lookup_keys(pkg) {
-            let scheme = Scheme::for_ecosystem(&ecosystem);
+        // The first hit of each record counts (a record can file one
+        // package twice, or under two keys): (alias group, hit order,
+        // entry, fixed).
+        let mut hits: Vec<(usize, usize, &Entry, Option<&Version>)> = Vec::new();
+        let keys = lookup_keys(pkg);
+        let mut seen: HashSet<usize> = HashSet::new();
+        for &(ecosystem, name, version) in &keys {
+            let scheme = Scheme::for_ecosystem(ecosystem);
             let Some(entries) = self
                 .by_package
-                .get(&(ecosystem.clone(), normalise_name(scheme, &name)))
+                .get(ecosystem)
+                .and_then(|names| names.get(normalise_name(scheme, name).as_ref()))
             else {
                 continue;
             };
@@ -206,10 +224,19 @@ impl Index {
                 continue;
             };
             for e in entries {
-                if let Some(fixed) = affects(e, &installed)
-                    && !hits.iter().any(|(r, _, _)| *r == e.record)
-                {
-                    hits.push((e.record, e.affected, fixed));
+                let Some(fixed) = affects(e, &installed) else {
+                    continue;
+                };
+                // A key's entries are in record order, so a record's
+                // entries under one key are next to each other; only a
+                // second key needs the set.
+                let again = if keys.len() == 1 {
+                    hits.last().is_some_and(|(_, _, h, _)| h.record == e.record)
+                } else {
+                    !seen.insert(e.record)
+                };
+                if !again {
+                    hits.push((self.record_group[e.record], hits.len(), e, fixed));
                 }
             }
         }
@@ -219,75 +246,100 @@ impl Index {
     fn merge(
         &self,
         pkg: &Installed<'_>,
-        hits: Vec<(usize, usize, Option<String>)>,
+        mut hits: Vec<(usize, usize, &Entry, Option<&Version>)>,
     ) -> Vec<Finding> {
         // Hits of one vulnerability (by alias group) become one finding. Its
         // aliases are the names the matched records give, not the whole
-        // group (which spans other distributions' records too).
-        let mut by_group: HashMap<usize, (Finding, BTreeSet<String>)> = HashMap::new();
-        let scheme = Scheme::for_package_type(pkg.package_type);
-        for (ri, ai, fixed) in hits {
-            let r = &self.records[ri];
-            let (severity, score) = Severity::of(r, Some(&r.affected[ai]));
-            let g = self.group_of[&r.id];
-            let (f, names) = by_group.entry(g).or_insert_with(|| {
-                (
-                    Finding {
-                        id: String::new(),
-                        aliases: Vec::new(),
-                        matched: Vec::new(),
-                        package: pkg.name.to_string(),
-                        version: pkg.version.to_string(),
-                        package_type: pkg.package_type.to_string(),
-                        fixed: None,
-                        severity,
-                        score,
-                        summary: None,
-                        sources: vec!["osv".to_string()],
-                    },
-                    BTreeSet::new(),
-                )
-            });
-            names.extend(r.ids().map(str::to_string));
-            f.matched.push(r.id.clone());
-            f.severity = f.severity.max(severity);
-            f.score = match (f.score, score) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            if f.summary.is_none() {
-                f.summary = r.summary.clone();
+        // group (which spans other distributions' records too). Each
+        // group's hits go together, in hit order; findings are built once,
+        // in id order.
+        hits.sort_unstable_by_key(|h| (h.0, h.1));
+        let mut names: Vec<&str> = Vec::new();
+        // (id, its hits, its names)
+        let mut groups: Vec<(&str, Range<usize>, Range<usize>)> = Vec::new();
+        let mut start = 0;
+        for chunk in hits.chunk_by(|a, b| a.0 == b.0) {
+            let n0 = names.len();
+            for &(_, _, e, _) in chunk {
+                names.extend(self.records[e.record].ids());
             }
-            if let Some(fx) = fixed {
-                let lower = match &f.fixed {
-                    None => true,
-                    Some(cur) => {
-                        freshen_version::compare(scheme, &fx, cur).is_ok_and(|o| o.is_lt())
-                    }
-                };
-                if lower {
-                    f.fixed = Some(fx);
+            names[n0..].sort_unstable();
+            let mut kept = n0;
+            for k in n0..names.len() {
+                if k == n0 || names[k] != names[kept - 1] {
+                    names[kept] = names[k];
+                    kept += 1;
                 }
             }
+            names.truncate(kept);
+            // The CVE names it best: scanners and people use it.
+            let id = names[n0..]
+                .iter()
+                .copied()
+                .find(|i| i.starts_with("CVE-"))
+                .or_else(|| {
+                    self.groups[chunk[0].0]
+                        .iter()
+                        .map(String::as_str)
+                        .find(|i| i.starts_with("CVE-"))
+                })
+                .unwrap_or(&self.records[chunk[0].2.record].id);
+            groups.push((id, start..start + chunk.len(), n0..names.len()));
+            start += chunk.len();
         }
-        let by_group: HashMap<usize, Finding> = by_group
-            .into_iter()
-            .map(|(g, (mut f, names))| {
-                // The CVE names it best: scanners and people use it.
-                let cve = names
+        groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let scheme = Scheme::for_package_type(pkg.package_type);
+        let mut out: Vec<Finding> = Vec::with_capacity(groups.len());
+        let mut matched: Vec<&str> = Vec::new();
+        for (id, hit_range, name_range) in groups {
+            matched.clear();
+            let mut severity = Severity::Unknown;
+            let mut score: Option<f64> = None;
+            let mut summary: Option<&str> = None;
+            let mut fixed: Option<&Version> = None;
+            for &(_, _, e, fx) in &hits[hit_range] {
+                let r = &self.records[e.record];
+                let (s, sc) = *e
+                    .severity
+                    .get_or_init(|| Severity::of(r, Some(&r.affected[e.affected])));
+                severity = severity.max(s);
+                score = match (score, sc) {
+                    (Some(x), Some(y)) => Some(x.max(y)),
+                    (x, y) => x.or(y),
+                };
+                if summary.is_none() {
+                    summary = r.summary.as_deref();
+                }
+                matched.push(&r.id);
+                if let Some(fx) = fx {
+                    let lower = match fixed {
+                        None => true,
+                        Some(cur) => is_lower(scheme, fx, cur),
+                    };
+                    if lower {
+                        fixed = Some(fx);
+                    }
+                }
+            }
+            matched.sort_unstable();
+            out.push(Finding {
+                id: id.to_string(),
+                aliases: names[name_range]
                     .iter()
-                    .find(|i| i.starts_with("CVE-"))
-                    .or_else(|| self.groups[g].iter().find(|i| i.starts_with("CVE-")));
-                f.id = cve.cloned().unwrap_or_else(|| f.matched[0].clone());
-                f.aliases = names.into_iter().filter(|i| *i != f.id).collect();
-                (g, f)
-            })
-            .collect();
-        let mut out: Vec<Finding> = by_group.into_values().collect();
-        for f in &mut out {
-            f.matched.sort();
+                    .filter(|i| **i != id)
+                    .map(|i| i.to_string())
+                    .collect(),
+                matched: matched.iter().map(|i| i.to_string()).collect(),
+                package: pkg.name.to_string(),
+                version: pkg.version.to_string(),
+                package_type: pkg.package_type.to_string(),
+                fixed: fixed.map(|v| v.as_str().to_string()),
+                severity,
+                score,
+                summary: summary.map(str::to_string),
+                sources: vec!["osv".to_string()],
+            });
         }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 
@@ -339,8 +391,8 @@ impl Index {
 /// The (OSV ecosystem, name, version) keys under which records for a
 /// package are filed. Distribution packages are scoped to the image's
 /// release and looked up by source package; language packages by name.
-fn lookup_keys<'a>(pkg: &Installed<'a>) -> Vec<(String, String, &'a str)> {
-    let mut keys = Vec::new();
+fn lookup_keys<'a>(pkg: &Installed<'a>) -> Vec<(&'a str, &'a str, &'a str)> {
+    let mut keys = Vec::with_capacity(2);
     let source = pkg.source_name.filter(|s| !s.is_empty());
     let source_version = pkg.source_version.filter(|s| !s.is_empty());
     match pkg.package_type {
@@ -350,13 +402,13 @@ fn lookup_keys<'a>(pkg: &Installed<'a>) -> Vec<(String, String, &'a str)> {
             };
             let version = source_version.unwrap_or(pkg.version);
             match source {
-                Some(s) => keys.push((os.to_string(), s.to_string(), version)),
-                None => keys.push((os.to_string(), pkg.name.to_string(), pkg.version)),
+                Some(s) => keys.push((os, s, version)),
+                None => keys.push((os, pkg.name, pkg.version)),
             }
             // rpm databases (Red Hat, Alma, Rocky) file advisories under
             // binary names too.
             if pkg.package_type == "rpm" && source.is_some_and(|s| s != pkg.name) {
-                keys.push((os.to_string(), pkg.name.to_string(), pkg.version));
+                keys.push((os, pkg.name, pkg.version));
             }
         }
         other => {
@@ -371,16 +423,16 @@ fn lookup_keys<'a>(pkg: &Installed<'a>) -> Vec<(String, String, &'a str)> {
                 "composer" => "Packagist",
                 _ => return keys,
             };
-            keys.push((ecosystem.to_string(), pkg.name.to_string(), pkg.version));
+            keys.push((ecosystem, pkg.name, pkg.version));
         }
     }
     keys
 }
 
 /// PyPI names compare case-insensitively with `-`, `_` and `.` alike (PEP 503).
-fn normalise_name(scheme: Scheme, name: &str) -> String {
+fn normalise_name(scheme: Scheme, name: &str) -> Cow<'_, str> {
     if scheme != Scheme::Pep440 {
-        return name.to_string();
+        return Cow::Borrowed(name);
     }
     let mut out = String::with_capacity(name.len());
     let mut sep = false;
@@ -395,7 +447,7 @@ fn normalise_name(scheme: Scheme, name: &str) -> String {
             out.push(c.to_ascii_lowercase());
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 fn parse_range(scheme: Scheme, range: &crate::osv::Range) -> Option<ParsedRange> {
@@ -419,7 +471,7 @@ fn parse_range(scheme: Scheme, range: &crate::osv::Range) -> Option<ParsedRange>
         } else {
             Point::At(Version::parse(scheme, v).ok()?)
         };
-        events.push((point, kind, v.clone()));
+        events.push((point, kind));
     }
     // The OSV evaluation: walk events in version order.
     events.sort_by(|a, b| match (&a.0, &b.0) {
@@ -431,9 +483,20 @@ fn parse_range(scheme: Scheme, range: &crate::osv::Range) -> Option<ParsedRange>
     Some(ParsedRange { events })
 }
 
+/// `a < b` in the package type's scheme, as [`freshen_version::compare`]
+/// of their texts says; versions already parsed in that scheme compare as
+/// they are.
+fn is_lower(scheme: Scheme, a: &Version, b: &Version) -> bool {
+    if a.scheme() == scheme && b.scheme() == scheme {
+        a < b
+    } else {
+        freshen_version::compare(scheme, a.as_str(), b.as_str()).is_ok_and(|o| o.is_lt())
+    }
+}
+
 /// `Some(fixed)` when `v` is affected by the entry (`fixed` is the version
 /// that ends the range it falls in, if any); `None` when it isn't.
-fn affects(e: &Entry, v: &Version) -> Option<Option<String>> {
+fn affects<'e>(e: &'e Entry, v: &Version) -> Option<Option<&'e Version>> {
     if e.versions.iter().any(|x| x == v) {
         return Some(fixed_after(e, v));
     }
@@ -445,13 +508,13 @@ fn affects(e: &Entry, v: &Version) -> Option<Option<String>> {
     None
 }
 
-fn fixed_after(e: &Entry, v: &Version) -> Option<String> {
+fn fixed_after<'e>(e: &'e Entry, v: &Version) -> Option<&'e Version> {
     e.ranges.iter().find_map(|r| next_fixed(r, v))
 }
 
 fn in_range(r: &ParsedRange, v: &Version) -> bool {
     let mut affected = false;
-    for (p, kind, _) in &r.events {
+    for (p, kind) in &r.events {
         let cmp = match p {
             Point::Zero => std::cmp::Ordering::Less,
             Point::At(x) => x.cmp(v),
@@ -468,9 +531,9 @@ fn in_range(r: &ParsedRange, v: &Version) -> bool {
     affected
 }
 
-fn next_fixed(r: &ParsedRange, v: &Version) -> Option<String> {
-    r.events.iter().find_map(|(p, kind, raw)| match (p, kind) {
-        (Point::At(x), Kind::Fixed) if x > v => Some(raw.clone()),
+fn next_fixed<'r>(r: &'r ParsedRange, v: &Version) -> Option<&'r Version> {
+    r.events.iter().find_map(|(p, kind)| match (p, kind) {
+        (Point::At(x), Kind::Fixed) if x > v => Some(x),
         _ => None,
     })
 }
