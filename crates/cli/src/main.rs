@@ -3,6 +3,7 @@
 
 mod cascade;
 mod output;
+mod promote;
 mod scan;
 
 use std::path::PathBuf;
@@ -207,6 +208,18 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Copy an image's manifest, as its exact bytes (same digest), to other
+    /// tags (`1.4-rc`, `latest`) or to other repositories and registries,
+    /// without pulling its layers.
+    Promote {
+        /// The image to promote (a tag or digest).
+        reference: String,
+        /// A tag of the same repository, or a full reference elsewhere. Repeatable.
+        #[arg(long = "to", value_name = "TAG", required = true)]
+        to: Vec<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Trigger deliveries: list them, or put a failed one back in the queue.
     Outbox {
@@ -687,6 +700,18 @@ async fn run(cli: Cli) -> Result<u8> {
             } else {
                 0
             })
+        }
+        Command::Promote {
+            reference,
+            to,
+            json,
+        } => {
+            let source = parse_ref(&loaded, &reference)?;
+            let targets = to
+                .iter()
+                .map(|t| promote::target(&source, t, &loaded.defaults))
+                .collect::<Result<Vec<_>>>()?;
+            promote::run(&client(&loaded), &source, &targets, json).await
         }
         Command::Outbox { command } => {
             let store = open_store(&cli.global, &loaded).await?;

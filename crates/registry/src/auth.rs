@@ -183,6 +183,11 @@ pub(crate) fn pull_scope(repository: &str) -> String {
     format!("repository:{repository}:pull")
 }
 
+/// The scope a write to `repository` needs.
+pub(crate) fn push_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull,push")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

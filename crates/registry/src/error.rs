@@ -21,6 +21,14 @@ pub enum RegistryError {
         image: String,
         detail: String,
     },
+    #[error(
+        "{host}: {access} access to {image} was refused; the credentials in use do not grant it (a read-only account or token?)"
+    )]
+    Denied {
+        host: String,
+        image: String,
+        access: String,
+    },
     #[error("{host}: rate limited for {image}; the registry asks to wait {retry_after:?}")]
     RateLimited {
         host: String,

@@ -8,12 +8,17 @@
 //! - Retries with backoff on 5xx and transport errors, `Retry-After` on 429,
 //!   a concurrency limit per registry, mirrors tried before the registry.
 //! - Every body that is hashed is checked against its digest.
+//! - Writes go to the registry itself, never a mirror: manifests pushed as
+//!   their exact bytes, blobs mounted across repositories (or streamed
+//!   when a mount is refused, or between registries), and `copy` of a tag
+//!   or index to other tags and repositories without pulling layers.
 //!
 //! Knows [`freshen_reference`] and nothing else of freshen.
 
 mod auth;
 mod error;
 mod manifest;
+mod push;
 mod settings;
 mod transport;
 
@@ -32,6 +37,7 @@ pub use manifest::{
     Manifest, ManifestHead, OCI_INDEX, OCI_MANIFEST, PlatformField, PlatformManifest, Resolved,
     RootFs, RuntimeConfig, is_attestation, is_index_type,
 };
+pub use push::CopyReport;
 pub use settings::{ClientOptions, RegistrySettings, RetryPolicy};
 
 use transport::{Target, Transport, describe_reqwest};
@@ -92,16 +98,26 @@ impl Client {
     /// registry claims and the one the reference pins.
     pub async fn get_manifest(&self, r: &Reference) -> Result<Manifest, RegistryError> {
         let image = r.to_string();
-        let t = target(r, &image);
         let resp = self
             .transport
             .send(
-                &t,
+                &target(r, &image),
                 Method::GET,
                 &format!("manifests/{}", r.manifest_reference()),
                 Some(MANIFEST_ACCEPT),
             )
             .await?;
+        self.read_manifest(r, resp).await
+    }
+
+    /// A manifest answer's exact bytes, checked against the digest the
+    /// registry claims and the one the reference pins.
+    async fn read_manifest(
+        &self,
+        r: &Reference,
+        resp: reqwest::Response,
+    ) -> Result<Manifest, RegistryError> {
+        let image = r.to_string();
         let claimed = resp
             .headers()
             .get("docker-content-digest")

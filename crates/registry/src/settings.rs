@@ -128,6 +128,10 @@ pub struct ClientOptions {
     pub docker_config: bool,
     /// Largest manifest accepted, in bytes (the distribution spec suggests 4 MiB).
     pub max_manifest_bytes: usize,
+    /// Largest blob streamed from one repository or registry into another
+    /// when it cannot be mounted, in bytes (default 10 GiB). Nothing is
+    /// held in memory: the limit only guards against a runaway source.
+    pub max_blob_copy_bytes: u64,
 }
 
 impl Default for ClientOptions {
@@ -138,6 +142,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(30),
             docker_config: true,
             max_manifest_bytes: 4 * 1024 * 1024,
+            max_blob_copy_bytes: 10 * 1024 * 1024 * 1024,
         }
     }
 }

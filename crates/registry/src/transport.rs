@@ -8,12 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use freshen_reference::{DOCKER_HUB, DOCKER_HUB_HOST};
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::auth::{
-    Challenge, Credential, Token, TokenResponse, docker_config_credential, pull_scope,
+    Challenge, Credential, Token, TokenResponse, docker_config_credential, pull_scope, push_scope,
 };
 use crate::error::RegistryError;
 use crate::settings::{ClientOptions, RegistrySettings, RetryPolicy};
@@ -66,6 +68,78 @@ pub(crate) struct Target<'a> {
     pub image: &'a str,
 }
 
+/// What a request needs a bearer token to allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Access<'a> {
+    /// Read the target repository.
+    #[default]
+    Pull,
+    /// Read and write the target repository.
+    Push,
+    /// Read and write the target repository, and read another one of the
+    /// same registry (a cross-repository mount).
+    PushFrom(&'a str),
+}
+
+impl Access<'_> {
+    /// For error messages: what was refused.
+    fn describe(&self) -> String {
+        match self {
+            Access::Pull => "pull".into(),
+            Access::Push => "push".into(),
+            Access::PushFrom(from) => format!("push (mounting from {from})"),
+        }
+    }
+}
+
+/// A request body.
+pub(crate) struct Payload {
+    pub content_type: String,
+    pub data: Data,
+}
+
+/// A body's bytes: in memory, sent again on retry, or a stream sent once.
+pub(crate) enum Data {
+    Bytes(bytes::Bytes),
+    Once {
+        body: Mutex<Option<reqwest::Body>>,
+        len: u64,
+    },
+}
+
+/// One request, apart from where it goes.
+#[derive(Default)]
+pub(crate) struct Req<'a> {
+    pub method: Method,
+    pub accept: Option<&'a str>,
+    pub access: Access<'a>,
+    pub body: Option<Payload>,
+}
+
+/// Where a request to the registry itself goes.
+pub(crate) enum Loc<'a> {
+    /// `/v2/<repository>/<rest>`; `rest` may carry a query.
+    Repo(&'a str),
+    /// A path from the root: `/v2/...`.
+    Absolute(&'a str),
+    /// A `Location` the registry sent: absolute, or relative to the endpoint.
+    Location(&'a str),
+}
+
+/// Resolves an upload `Location` against the endpoint base (`http://host:port`).
+fn resolve_location(base: &str, location: &str) -> Option<String> {
+    let base = url::Url::parse(&format!("{base}/")).ok()?;
+    Some(base.join(location).ok()?.to_string())
+}
+
+/// Whether `url` has the scheme, host and port of `base`.
+fn same_origin(url: &str, base: &str) -> bool {
+    match (url::Url::parse(url), url::Url::parse(base)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
 impl Transport {
     pub fn new(options: ClientOptions) -> Transport {
         Transport {
@@ -103,13 +177,16 @@ impl Transport {
         accept: Option<&str>,
     ) -> Result<reqwest::Response, RegistryError> {
         let host = self.host(target.registry)?;
+        let req = Req {
+            method,
+            accept,
+            ..Req::default()
+        };
         let mut last_err = None;
         for endpoint in &host.endpoints {
             let path = format!("/v2/{}{}/{}", endpoint.prefix, target.repository, rest);
-            match self
-                .send_to(&host, endpoint, target, method.clone(), &path, accept)
-                .await
-            {
+            let url = format!("{}{}", endpoint.base, path);
+            match self.send_to(&host, endpoint, target, &req, &url).await {
                 Ok(r) => return Ok(r),
                 Err(e) if endpoint.is_mirror => {
                     tracing::warn!(mirror = %endpoint.base, error = %e, "mirror failed; trying the next endpoint");
@@ -132,13 +209,41 @@ impl Transport {
         path: &str,
         accept: Option<&str>,
     ) -> Result<reqwest::Response, RegistryError> {
+        let req = Req {
+            accept,
+            ..Req::default()
+        };
+        self.upstream(target, req, Loc::Absolute(path)).await
+    }
+
+    /// Sends `req` to the registry itself, never a mirror: every write goes
+    /// here, and so do the reads that must see the registry's own state.
+    pub async fn upstream(
+        &self,
+        target: &Target<'_>,
+        req: Req<'_>,
+        loc: Loc<'_>,
+    ) -> Result<reqwest::Response, RegistryError> {
         let host = self.host(target.registry)?;
         let endpoint = host
             .endpoints
             .last()
             .expect("the registry itself is always an endpoint");
-        self.send_to(&host, endpoint, target, Method::GET, path, accept)
-            .await
+        let url = match loc {
+            Loc::Repo(rest) => format!(
+                "{}/v2/{}{}/{}",
+                endpoint.base, endpoint.prefix, target.repository, rest
+            ),
+            Loc::Absolute(path) => format!("{}{}", endpoint.base, path),
+            Loc::Location(l) => {
+                resolve_location(&endpoint.base, l).ok_or_else(|| RegistryError::BadContent {
+                    image: target.image.to_string(),
+                    what: "upload location".into(),
+                    detail: "the registry sent a Location that is not a URL".into(),
+                })?
+            }
+        };
+        self.send_to(&host, endpoint, target, &req, &url).await
     }
 
     async fn send_to(
@@ -146,12 +251,18 @@ impl Transport {
         host: &Host,
         endpoint: &Endpoint,
         target: &Target<'_>,
-        method: Method,
-        path: &str,
-        accept: Option<&str>,
+        req: &Req<'_>,
+        url: &str,
     ) -> Result<reqwest::Response, RegistryError> {
         let retry = &self.options.retry;
-        let url = format!("{}{}", endpoint.base, path);
+        // Only the URL's path goes to logs and errors: an upload location's
+        // query is the registry's own state.
+        let path = url::Url::parse(url)
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
+        // Credentials only go to the endpoint itself, not to an upload
+        // location on another host (object storage, say).
+        let same_origin = same_origin(url, &endpoint.base);
         let scope_repo = format!("{}{}", endpoint.prefix, target.repository);
         let mut attempts = 0u32;
         let mut reauthenticated = false;
@@ -164,20 +275,44 @@ impl Transport {
                     retry_after: left,
                 });
             }
-            let auth = self
-                .authorization(host, endpoint, target, &scope_repo)
-                .await?;
-            let mut req = host.http.request(method.clone(), &url);
-            if let Some(a) = accept {
-                req = req.header(ACCEPT, a);
+            let auth = if same_origin {
+                self.authorization(host, endpoint, target, &scope_repo, req.access)
+                    .await?
+            } else {
+                None
+            };
+            let mut builder = host.http.request(req.method.clone(), url);
+            if let Some(a) = req.accept {
+                builder = builder.header(ACCEPT, a);
             }
             if let Some(a) = &auth {
-                req = req.header(AUTHORIZATION, a);
+                builder = builder.header(AUTHORIZATION, a);
+            }
+            // A streamed body can be sent once: a request that would need it
+            // again fails instead of retrying.
+            let mut can_resend = true;
+            if let Some(body) = &req.body {
+                builder = builder.header(CONTENT_TYPE, body.content_type.as_str());
+                match &body.data {
+                    Data::Bytes(b) => builder = builder.body(b.clone()),
+                    Data::Once { body, len } => {
+                        can_resend = false;
+                        let Some(b) = body.lock().expect("body lock").take() else {
+                            return Err(RegistryError::Transport {
+                                host: host.name.clone(),
+                                image: target.image.to_string(),
+                                detail: "a streamed upload cannot be sent twice".into(),
+                                attempts,
+                            });
+                        };
+                        builder = builder.header(CONTENT_LENGTH, *len).body(b);
+                    }
+                }
             }
             let result = {
                 let _permit = host.limit.acquire().await.expect("semaphore open");
                 self.requests.fetch_add(1, Ordering::Relaxed);
-                req.send().await
+                builder.send().await
             };
             let resp = match result {
                 Ok(r) => r,
@@ -185,8 +320,8 @@ impl Transport {
                     let detail = describe_reqwest(&e);
                     // A mirror that cannot be reached is skipped at once: the
                     // registry itself is the fallback, not more waiting.
-                    if attempts < retry.max_attempts && !endpoint.is_mirror {
-                        tracing::debug!(%url, %detail, attempts, "request failed; retrying");
+                    if attempts < retry.max_attempts && !endpoint.is_mirror && can_resend {
+                        tracing::debug!(%path, %detail, attempts, "request failed; retrying");
                         tokio::time::sleep(backoff(retry, attempts)).await;
                         continue;
                     }
@@ -204,7 +339,7 @@ impl Transport {
                 return Ok(resp);
             }
             match status {
-                StatusCode::UNAUTHORIZED if !reauthenticated => {
+                StatusCode::UNAUTHORIZED if !reauthenticated && can_resend && same_origin => {
                     reauthenticated = true;
                     attempts -= 1; // the auth round trip is not a failed attempt
                     let challenge = resp
@@ -226,30 +361,36 @@ impl Transport {
                 }
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                     let has_credential = endpoint_credential(endpoint).await?.is_some();
-                    return Err(if has_credential {
-                        RegistryError::AuthFailed {
+                    return Err(match req.access {
+                        Access::Push | Access::PushFrom(_) if has_credential => {
+                            RegistryError::Denied {
+                                host: host.name.clone(),
+                                image: target.image.to_string(),
+                                access: req.access.describe(),
+                            }
+                        }
+                        _ if has_credential => RegistryError::AuthFailed {
                             host: host.name.clone(),
                             image: target.image.to_string(),
                             detail: format!("HTTP {}", status.as_u16()),
-                        }
-                    } else {
-                        RegistryError::AuthRequired {
+                        },
+                        _ => RegistryError::AuthRequired {
                             host: host.name.clone(),
                             image: target.image.to_string(),
-                        }
+                        },
                     });
                 }
                 StatusCode::NOT_FOUND => {
                     return Err(RegistryError::NotFound {
                         host: host.name.clone(),
                         image: target.image.to_string(),
-                        what: path.to_string(),
+                        what: path,
                     });
                 }
                 StatusCode::TOO_MANY_REQUESTS => {
                     let wait =
                         retry_after(resp.headers()).unwrap_or_else(|| backoff(retry, attempts));
-                    if wait > retry.max_backoff || attempts >= retry.max_attempts {
+                    if wait > retry.max_backoff || attempts >= retry.max_attempts || !can_resend {
                         endpoint.pause_until(Instant::now() + wait);
                         return Err(RegistryError::RateLimited {
                             host: host.name.clone(),
@@ -262,11 +403,12 @@ impl Transport {
                     continue;
                 }
                 s if (s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT)
-                    && attempts < retry.max_attempts =>
+                    && attempts < retry.max_attempts
+                    && can_resend =>
                 {
                     let wait =
                         retry_after(resp.headers()).unwrap_or_else(|| backoff(retry, attempts));
-                    tracing::debug!(%url, status = s.as_u16(), attempts, "server error; retrying");
+                    tracing::debug!(%path, status = s.as_u16(), attempts, "server error; retrying");
                     tokio::time::sleep(wait.min(retry.max_backoff)).await;
                     continue;
                 }
@@ -292,6 +434,7 @@ impl Transport {
         endpoint: &Endpoint,
         target: &Target<'_>,
         scope_repo: &str,
+        access: Access<'_>,
     ) -> Result<Option<String>, RegistryError> {
         let challenge = endpoint.auth.lock().expect("auth lock").challenge.clone();
         match challenge {
@@ -312,12 +455,23 @@ impl Transport {
                 scope,
             }) => {
                 // The challenge's scope is for the request that drew it; ours
-                // may be another repository.
-                let scope = match scope {
-                    Some(s) if s.starts_with(&format!("repository:{scope_repo}:")) => s,
+                // may be another repository, or need more than pull. Writes
+                // ask for what they need; the key is every scope, space-separated.
+                let scope = match (access, scope) {
+                    (Access::Push, _) => push_scope(scope_repo),
+                    (Access::PushFrom(from), _) => format!(
+                        "{} {}",
+                        push_scope(scope_repo),
+                        pull_scope(&format!("{}{from}", endpoint.prefix))
+                    ),
+                    (Access::Pull, Some(s))
+                        if s.starts_with(&format!("repository:{scope_repo}:")) =>
+                    {
+                        s
+                    }
                     // Registry-wide requests (the catalog) take the scope they are asked for.
-                    Some(s) if target.repository.is_empty() => s,
-                    _ => pull_scope(scope_repo),
+                    (Access::Pull, Some(s)) if target.repository.is_empty() => s,
+                    (Access::Pull, _) => pull_scope(scope_repo),
                 };
                 if let Some(t) = endpoint.auth.lock().expect("auth lock").tokens.get(&scope)
                     && t.expires > Instant::now()
@@ -349,14 +503,19 @@ impl Transport {
         scope: &str,
     ) -> Result<Token, RegistryError> {
         let cred = endpoint_credential(endpoint).await?;
-        let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
+        // The token spec's GET takes one `scope` parameter per scope; the
+        // OAuth2 POST form one space-delimited `scope`.
+        let mut query: Vec<(&str, &str)> = scope.split(' ').map(|s| ("scope", s)).collect();
         if let Some(s) = service {
             query.push(("service", s));
         }
         let req = match &cred {
             // OAuth2 refresh-token grant, as the docker CLI does with identity tokens.
             Some(Credential::IdentityToken(t)) => {
-                let mut form = query.clone();
+                let mut form: Vec<(&str, &str)> = vec![("scope", scope)];
+                if let Some(s) = service {
+                    form.push(("service", s));
+                }
                 form.extend([
                     ("grant_type", "refresh_token"),
                     ("refresh_token", t.as_str()),
@@ -639,6 +798,26 @@ pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_locations_resolve_against_the_endpoint() {
+        let base = "http://127.0.0.1:5000";
+        assert_eq!(
+            resolve_location(base, "/v2/a/blobs/uploads/u1?_state=x").as_deref(),
+            Some("http://127.0.0.1:5000/v2/a/blobs/uploads/u1?_state=x")
+        );
+        assert_eq!(
+            resolve_location(base, "https://blobs.example/up/u1?sig=1").as_deref(),
+            Some("https://blobs.example/up/u1?sig=1")
+        );
+        assert_eq!(
+            resolve_location("https://r.example", "v2/a/blobs/uploads/u2").as_deref(),
+            Some("https://r.example/v2/a/blobs/uploads/u2")
+        );
+        assert!(same_origin("http://127.0.0.1:5000/v2/x", base));
+        assert!(!same_origin("http://127.0.0.1:5001/v2/x", base));
+        assert!(!same_origin("https://blobs.example/up/u1", base));
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

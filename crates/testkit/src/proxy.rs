@@ -58,6 +58,7 @@ struct ProxyState {
     faults: Mutex<VecDeque<Fault>>,
     log: Mutex<Vec<ProxiedRequest>>,
     tag_page_size: Mutex<Option<usize>>,
+    refuse_mounts: std::sync::atomic::AtomicBool,
 }
 
 /// A loopback HTTP reverse proxy in front of `upstream` (`host:port`,
@@ -99,6 +100,7 @@ impl FaultProxy {
             faults: Mutex::new(VecDeque::new()),
             log: Mutex::new(Vec::new()),
             tag_page_size: Mutex::new(None),
+            refuse_mounts: std::sync::atomic::AtomicBool::new(false),
         });
         let app = Router::new().fallback(handle).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -145,6 +147,17 @@ impl FaultProxy {
     /// more remain. `None` passes tag lists through.
     pub fn set_tag_page_size(&self, default_n: Option<usize>) {
         *self.state.tag_page_size.lock().expect("lock") = default_n;
+    }
+
+    /// With `true`, cross-repository mounts are declined as a registry may
+    /// decline them: `POST /v2/<name>/blobs/uploads/?mount=...&from=...` is
+    /// forwarded without its query, so the upstream starts an ordinary
+    /// upload and answers `202` with a `Location` instead of `201`. (The
+    /// log keeps the query the client sent.)
+    pub fn set_refuse_mounts(&self, refuse: bool) {
+        self.state
+            .refuse_mounts
+            .store(refuse, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every request so far as `(method, path, arrival)`; the path has no
@@ -276,7 +289,16 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
                 (Some(default_n), Some(repo)) => {
                     paginated_tags(&st, &parts.headers, &repo, parts.uri.query(), default_n).await
                 }
-                _ => forward(&st, &parts, body).await,
+                _ => {
+                    let mount = parts.method == Method::POST
+                        && parts.uri.path().ends_with("/blobs/uploads/")
+                        && parts.uri.query().is_some_and(|q| q.contains("mount="));
+                    if mount && st.refuse_mounts.load(std::sync::atomic::Ordering::SeqCst) {
+                        forward_to(&st, &parts, parts.uri.path(), body).await
+                    } else {
+                        forward(&st, &parts, body).await
+                    }
+                }
             }
         }
     };
@@ -312,6 +334,15 @@ async fn forward(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
+    forward_to(st, parts, path_and_query, body).await
+}
+
+async fn forward_to(
+    st: &ProxyState,
+    parts: &axum::http::request::Parts,
+    path_and_query: &str,
+    body: axum::body::Bytes,
+) -> Response {
     let url = format!("http://{}{}", st.upstream, path_and_query);
     let mut headers = HeaderMap::new();
     copy_headers(&parts.headers, &mut headers, true);

@@ -9,7 +9,10 @@
 //!   is answered `401` with
 //!   `WWW-Authenticate: Bearer realm="http://<proxy>/token",service="<service>",scope="repository:<name>:pull"`
 //!   (no `scope` for `/v2/` itself, `registry:catalog:*` for `/v2/_catalog`,
-//!   `pull,push` for writes, `delete` for `DELETE`), an
+//!   `pull,push` for writes, `delete` for `DELETE`; a cross-repository
+//!   mount, `POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<other>`,
+//!   also needs `repository:<other>:pull`, and its challenge names both
+//!   scopes, space-separated, as Distribution does), an
 //!   `error="invalid_token"` / `error="insufficient_scope"` parameter when a
 //!   token was sent but is unknown, expired, or for another scope, and an
 //!   OCI `UNAUTHORIZED` error body naming the access needed.
@@ -25,7 +28,10 @@
 //!   `refresh_token` for `access_type=offline`).
 //!
 //! Tokens are random and opaque, bound to the access they were issued for,
-//! and expire after `expires_in` seconds.
+//! and expire after `expires_in` seconds. Anonymous clients and the
+//! read-only account ([`TokenAuthOptions::read_only`]) are granted `pull`
+//! only, whatever they ask: their writes are refused with `401`
+//! `insufficient_scope`, as a registry refuses them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,6 +59,9 @@ pub struct TokenAuthOptions {
     /// Refuse anonymous token requests (`401`). When `false` (the default),
     /// anonymous clients get tokens, for `pull` only.
     pub require_login: bool,
+    /// A second account, `(user, password)`, that is granted `pull` only
+    /// (a read-only robot account): its pushes are refused.
+    pub read_only: Option<(String, String)>,
     /// Lifetime of issued tokens, in seconds (default 300). The spec asks
     /// servers for at least 60; tests use 1-2 to see expiry happen.
     pub expires_in: u64,
@@ -67,6 +76,7 @@ impl Default for TokenAuthOptions {
             service: "freshen-test".into(),
             credentials: None,
             require_login: false,
+            read_only: None,
             expires_in: 300,
             upstream_auth: None,
         }
@@ -79,6 +89,7 @@ impl std::fmt::Debug for TokenAuthOptions {
             .field("service", &self.service)
             .field("credentials", &self.credentials.as_ref().map(|(u, _)| u))
             .field("require_login", &self.require_login)
+            .field("read_only", &self.read_only.as_ref().map(|(u, _)| u))
             .field("expires_in", &self.expires_in)
             .field(
                 "upstream_auth",
@@ -408,9 +419,9 @@ async fn handle(State(st): State<Arc<TokenState>>, req: Request) -> Response {
                 .expect("building a response"),
         }
     } else if path == "/v2" || path.starts_with("/v2/") {
-        let need = required_access(&parts.method, &path);
-        scope = need.as_ref().map(Access::to_scope);
-        match check_token(&st, &parts.headers, need.as_ref()) {
+        let need = required(&parts.method, &path, parts.uri.query());
+        scope = (!need.is_empty()).then(|| scopes_string(&need));
+        match check_token(&st, &parts.headers, &need) {
             Ok(()) => match axum::body::to_bytes(body, usize::MAX).await {
                 Ok(b) => forward(&st, &parts, b).await,
                 Err(e) => Response::builder()
@@ -420,7 +431,7 @@ async fn handle(State(st): State<Arc<TokenState>>, req: Request) -> Response {
             },
             Err(error) => {
                 st.challenges.fetch_add(1, Ordering::SeqCst);
-                challenge(&st, need.as_ref(), error)
+                challenge(&st, &need, error)
             }
         }
     } else {
@@ -443,7 +454,44 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// The access a `/v2/...` request needs; `None` for the base `/v2/`.
+/// Every access a `/v2/...` request needs (none for the base `/v2/`): its
+/// own, and for a cross-repository mount (`POST .../blobs/uploads/` with
+/// `mount` and `from`) `pull` on the `from` repository, as Distribution asks.
+fn required(method: &Method, path: &str, query: Option<&str>) -> Vec<Access> {
+    let Some(own) = required_access(method, path) else {
+        return Vec::new();
+    };
+    let mut need = vec![own];
+    if *method == Method::POST && path.trim_end_matches('/').ends_with("/blobs/uploads") {
+        let pairs: Vec<(String, String)> =
+            url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let has = |k: &str| pairs.iter().any(|(n, v)| n == k && !v.is_empty());
+        if has("mount")
+            && let Some((_, from)) = pairs.iter().find(|(n, _)| n == "from")
+            && !from.is_empty()
+        {
+            need.push(Access {
+                kind: "repository".into(),
+                name: from.clone(),
+                actions: vec!["pull".into()],
+            });
+        }
+    }
+    need
+}
+
+/// Scopes as one space-separated string.
+fn scopes_string(access: &[Access]) -> String {
+    access
+        .iter()
+        .map(Access::to_scope)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The access a `/v2/...` request itself needs; `None` for the base `/v2/`.
 fn required_access(method: &Method, path: &str) -> Option<Access> {
     let rest = path
         .strip_prefix("/v2")
@@ -496,46 +544,50 @@ enum TokenError {
     InsufficientScope,
 }
 
-fn check_token(
-    st: &TokenState,
-    headers: &HeaderMap,
-    need: Option<&Access>,
-) -> Result<(), TokenError> {
+fn check_token(st: &TokenState, headers: &HeaderMap, need: &[Access]) -> Result<(), TokenError> {
     let token = bearer_token(headers).ok_or(TokenError::Missing)?;
     let tokens = st.tokens.lock().expect("lock");
     let issued = tokens.get(&token).ok_or(TokenError::Invalid)?;
     if issued.expires <= Instant::now() {
         return Err(TokenError::Invalid);
     }
-    match need {
-        // The base endpoint only checks that the client holds a valid token.
-        None => Ok(()),
-        Some(need) if issued.access.iter().any(|a| a.allows(need)) => Ok(()),
-        Some(_) => Err(TokenError::InsufficientScope),
+    // The base endpoint (nothing needed) only checks that the client holds a valid token.
+    if need
+        .iter()
+        .all(|n| issued.access.iter().any(|a| a.allows(n)))
+    {
+        Ok(())
+    } else {
+        Err(TokenError::InsufficientScope)
     }
 }
 
-fn challenge(st: &TokenState, need: Option<&Access>, error: TokenError) -> Response {
+fn challenge(st: &TokenState, need: &[Access], error: TokenError) -> Response {
     let mut value = format!(
         "Bearer realm=\"{}\",service=\"{}\"",
         st.realm, st.opts.service
     );
-    if let Some(need) = need {
-        value.push_str(&format!(",scope=\"{}\"", need.to_scope()));
+    if !need.is_empty() {
+        value.push_str(&format!(",scope=\"{}\"", scopes_string(need)));
     }
     match error {
         TokenError::Missing => {}
         TokenError::Invalid => value.push_str(",error=\"invalid_token\""),
         TokenError::InsufficientScope => value.push_str(",error=\"insufficient_scope\""),
     }
-    let detail = need.map_or(serde_json::Value::Null, |n| {
+    let detail = if need.is_empty() {
+        serde_json::Value::Null
+    } else {
         serde_json::Value::Array(
-            n.actions
-                .iter()
-                .map(|a| serde_json::json!({ "Type": n.kind, "Name": n.name, "Action": a }))
+            need.iter()
+                .flat_map(|n| {
+                    n.actions
+                        .iter()
+                        .map(|a| serde_json::json!({ "Type": n.kind, "Name": n.name, "Action": a }))
+                })
                 .collect(),
         )
-    });
+    };
     let mut r = json_response(
         StatusCode::UNAUTHORIZED,
         serde_json::json!({ "errors": [ {
@@ -562,10 +614,13 @@ fn authenticate(
     presented: Option<(String, String)>,
 ) -> Result<Option<String>, ()> {
     match presented {
-        Some((u, p)) => match &st.opts.credentials {
-            Some((cu, cp)) if *cu == u && *cp == p => Ok(Some(u)),
-            _ => Err(()),
-        },
+        Some((u, p)) => {
+            let known = [&st.opts.credentials, &st.opts.read_only]
+                .into_iter()
+                .flatten()
+                .any(|(cu, cp)| *cu == u && *cp == p);
+            if known { Ok(Some(u)) } else { Err(()) }
+        }
         None if st.opts.require_login => Err(()),
         None => Ok(None),
     }
@@ -580,8 +635,13 @@ fn requested_scopes<'a>(values: impl Iterator<Item = &'a str>) -> Vec<Access> {
         .collect()
 }
 
+/// Whether `user` is the read-only account (granted what anonymous clients are).
+fn is_read_only(st: &TokenState, user: &str) -> bool {
+    st.opts.read_only.as_ref().is_some_and(|(u, _)| u == user)
+}
+
 /// What a client gets of what it asked: everything when logged in, `pull`
-/// only when anonymous.
+/// only when anonymous (or read-only: pass `None`).
 fn grant(requested: Vec<Access>, user: Option<&str>) -> Vec<Access> {
     requested
         .into_iter()
@@ -654,7 +714,7 @@ fn token_get(
             ),
         );
     }
-    let granted = grant(requested, user.as_deref());
+    let granted = grant(requested, user.as_deref().filter(|u| !is_read_only(st, u)));
     let (token, expires_in, issued_at) = issue(st, granted);
     let mut body = serde_json::json!({
         "token": token,
@@ -782,7 +842,10 @@ fn token_post(
         }
         None => unreachable!("checked above"),
     };
-    let granted = grant(requested, Some(&user));
+    let granted = grant(
+        requested,
+        Some(user.as_str()).filter(|u| !is_read_only(st, u)),
+    );
     let scope = granted
         .iter()
         .map(Access::to_scope)
@@ -925,6 +988,20 @@ mod tests {
         let cat = required_access(&Method::GET, "/v2/_catalog").unwrap();
         assert!(Access::parse("registry:catalog:*").unwrap().allows(&cat));
         assert_eq!(Access::parse("nocolon"), None);
+        let mount = required(
+            &Method::POST,
+            "/v2/a/b/blobs/uploads/",
+            Some("mount=sha256%3Aab&from=c/d"),
+        );
+        assert_eq!(
+            scopes_string(&mount),
+            "repository:a/b:pull,push repository:c/d:pull"
+        );
+        assert_eq!(
+            required(&Method::POST, "/v2/a/b/blobs/uploads/", None).len(),
+            1,
+            "a plain upload needs only its own repository"
+        );
         assert_eq!(
             requested_scopes(["repository:a:pull repository:b:pull", ""].into_iter()).len(),
             2
