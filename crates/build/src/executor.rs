@@ -47,8 +47,10 @@ pub struct PushTarget<'a> {
     pub reference: &'a str,
     /// Registries to reach over plain HTTP (the target's and bases').
     pub insecure: &'a BTreeSet<String>,
-    /// A docker-style auth file with the config's credentials, if any.
-    pub authfile: Option<&'a Path>,
+    /// Credentials from the config, `(registry, username, password)`:
+    /// written with the docker config's own entries into an auth file only
+    /// the build can read, never put on a command line.
+    pub credentials: &'a [(String, String, String)],
 }
 
 impl BuildahSettings {
@@ -85,6 +87,8 @@ impl BuildahSettings {
         }
         std::fs::write(scratch.path().join("registries.conf"), conf)
             .map_err(|e| BuildError::Executor(format!("{}: registries.conf: {e}", b.image)))?;
+        let authfile = write_authfile(scratch.path(), to.credentials)
+            .map_err(|e| BuildError::Executor(format!("{}: auth file: {e}", b.image)))?;
         let local = format!("localhost/freshen-build/{}", uuid_like());
         let several = b.platforms.len() > 1;
         let mut bud = self.command(scratch.path());
@@ -108,9 +112,7 @@ impl BuildahSettings {
         if let Some(t) = &b.target {
             bud.arg("--target").arg(t);
         }
-        if let Some(a) = to.authfile {
-            bud.arg("--authfile").arg(a);
-        }
+        bud.arg("--authfile").arg(&authfile);
         bud.arg(&b.context);
         run(bud, &b.image, "buildah bud").await?;
         let digestfile = scratch.path().join("digest");
@@ -121,9 +123,7 @@ impl BuildahSettings {
             push.arg("push");
         }
         push.arg("--digestfile").arg(&digestfile);
-        if let Some(a) = to.authfile {
-            push.arg("--authfile").arg(a);
-        }
+        push.arg("--authfile").arg(&authfile);
         push.arg(&local).arg(format!("docker://{}", to.reference));
         let pushed = run(push, &b.image, "buildah push").await;
         // The local image is only a means to push: drop it either way.
@@ -140,6 +140,44 @@ impl BuildahSettings {
         })?;
         Ok(digest.trim().to_string())
     }
+}
+
+/// The docker config's `auths` (and helpers), plus the config's own
+/// credentials, as an auth file readable by its owner only. Without a
+/// docker config, an empty one: buildah fails on a `DOCKER_CONFIG` that
+/// names a missing file.
+fn write_authfile(
+    dir: &Path,
+    credentials: &[(String, String, String)],
+) -> std::io::Result<PathBuf> {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let docker = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))
+        .map(|d| d.join("config.json"));
+    let mut doc: serde_json::Value = docker
+        .filter(|p| p.is_file())
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    if !doc["auths"].is_object() {
+        doc["auths"] = serde_json::json!({});
+    }
+    for (host, user, pass) in credentials {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        doc["auths"][host] = serde_json::json!({ "auth": token });
+    }
+    let path = dir.join("auth.json");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(doc.to_string().as_bytes())?;
+    Ok(path)
 }
 
 async fn run(mut c: Command, image: &str, what: &str) -> Result<(), BuildError> {

@@ -9,11 +9,13 @@ mod definition;
 mod discover;
 mod executor;
 mod plan;
+mod run;
 mod version;
 
 pub use definition::{Build, BuildSpec, DiscoverSpec, Executor, load};
 pub use executor::{BuildahSettings, BuilderSettings, PushTarget};
 pub use plan::{Plan, PlannedBuild, Trigger, plan};
+pub use run::{Progress, RunReport, Runner};
 pub use version::{Bump, DEFAULT_SCHEME, Part, Scheme};
 
 /// Why a build definition or a plan is wrong.

@@ -78,3 +78,63 @@ pub async fn plan(
     }
     Ok((plan, builds, cause))
 }
+
+/// What `freshen rebuild` was asked.
+pub struct RebuildArgs {
+    pub base: Option<String>,
+    pub image: Option<String>,
+    pub event: Option<String>,
+    pub all: bool,
+    pub resume: Option<String>,
+    pub parallel: usize,
+}
+
+/// Plans and runs a rebuild, or resumes one.
+pub async fn rebuild(
+    loaded: &Loaded,
+    store: &Store,
+    args: RebuildArgs,
+    client: freshen_registry::Client,
+) -> Result<freshen_build::RunReport> {
+    let scanner =
+        freshen_inventory::Scanner::new(client.clone(), store.clone(), loaded.defaults.clone());
+    let runner = freshen_build::Runner::new(
+        client,
+        store.clone(),
+        scanner,
+        loaded.config.builders.clone(),
+        args.parallel,
+    )
+    .on_progress(std::sync::Arc::new(crate::output::rebuild_progress));
+    if let Some(id) = args.resume {
+        let builds = freshen_build::load(
+            &loaded.config.builds,
+            &loaded.config.discover,
+            &loaded.base_dir,
+            &loaded.defaults,
+            &loaded.default_platforms,
+        )?;
+        let id = if id.is_empty() {
+            store
+                .rebuilds(true, 1)
+                .await?
+                .into_iter()
+                .next()
+                .map(|r| r.id)
+                .context("no unfinished rebuild run to resume (see `freshen rebuilds`)")?
+        } else {
+            id
+        };
+        return Ok(runner.resume(&id, &builds).await?);
+    }
+    if args.base.is_none() && args.image.is_none() && args.event.is_none() && !args.all {
+        anyhow::bail!(
+            "say what to rebuild: --base REF, --image REF, --event ID, --all, or --resume (`freshen plan` shows it first)"
+        );
+    }
+    let (plan, builds, cause) = plan(loaded, store, args.base, args.image, args.event).await?;
+    if plan.is_empty() {
+        eprintln!("nothing to rebuild");
+    }
+    Ok(runner.start(&plan, &builds, cause).await?)
+}

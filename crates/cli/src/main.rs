@@ -204,6 +204,41 @@ enum Command {
         #[arg(long, conflicts_with = "json")]
         dot: bool,
     },
+    /// Rebuild what a change calls for, wave by wave: each image built and
+    /// pushed under a new version, promoted to its tags, scanned into the
+    /// inventory. Progress is stored: `--resume` finishes a run that died.
+    Rebuild {
+        /// A base image that changed: rebuild what is built on it.
+        #[arg(long, conflicts_with_all = ["image", "event", "all", "resume"])]
+        base: Option<String>,
+        /// An image to rebuild, with what is built on it.
+        #[arg(long, conflicts_with_all = ["event", "all", "resume"])]
+        image: Option<String>,
+        /// A change event: rebuild what its tag's change calls for (nothing
+        /// if its policy said quiet).
+        #[arg(long, conflicts_with_all = ["all", "resume"])]
+        event: Option<String>,
+        /// Every build, parents first.
+        #[arg(long, conflicts_with = "resume")]
+        all: bool,
+        /// Finish a run that died: this one, or the latest unfinished.
+        #[arg(long, num_args = 0..=1, default_missing_value = "")]
+        resume: Option<String>,
+        /// Builds of one wave in flight at once.
+        #[arg(long, default_value_t = 2)]
+        parallel: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild runs: the latest ones, or one run's images.
+    Rebuilds {
+        /// A run's id.
+        run: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Policies: decide on images with the config's `policy`.
     Policy {
         #[command(subcommand)]
@@ -627,6 +662,51 @@ async fn run(cli: Cli) -> Result<u8> {
             let store = open_store(&cli.global, &loaded).await?;
             let (plan, _, _) = cascade::plan(&loaded, &store, base, image, event).await?;
             output::plan(&plan, json, dot);
+            Ok(0)
+        }
+        Command::Rebuild {
+            base,
+            image,
+            event,
+            all,
+            resume,
+            parallel,
+            json,
+        } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            let report = cascade::rebuild(
+                &loaded,
+                &store,
+                cascade::RebuildArgs {
+                    base,
+                    image,
+                    event,
+                    all,
+                    resume,
+                    parallel,
+                },
+                client(&loaded),
+            )
+            .await?;
+            output::rebuild(&report, json);
+            Ok(if report.run.state == "done" {
+                0
+            } else {
+                EXIT_ERROR
+            })
+        }
+        Command::Rebuilds { run, limit, json } => {
+            let store = open_store(&cli.global, &loaded).await?;
+            match run {
+                Some(id) => {
+                    let r = store.rebuild(&id).await?.with_context(|| {
+                        format!("no rebuild run {id:?} (see `freshen rebuilds`)")
+                    })?;
+                    let items = store.rebuild_items(&id).await?;
+                    output::rebuild(&freshen_build::RunReport { run: r, items }, json);
+                }
+                None => output::rebuild_runs(&store.rebuilds(false, limit).await?, json),
+            }
             Ok(0)
         }
         Command::Diff { old, new, json } => {

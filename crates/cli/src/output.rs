@@ -762,6 +762,74 @@ pub fn plan(p: &freshen_build::Plan, json: bool, dot: bool) {
     }
 }
 
+/// One line per step of a rebuild, on stderr.
+pub fn rebuild_progress(p: freshen_build::Progress) {
+    match p {
+        freshen_build::Progress::Wave { index, images } => {
+            eprintln!("wave {}: {images} image(s)", index + 1)
+        }
+        freshen_build::Progress::Started { image, version } => {
+            eprintln!("  {image}: building {version}")
+        }
+        freshen_build::Progress::Finished { item } => eprintln!(
+            "  {}: {}{}",
+            item.image,
+            item.state,
+            item.detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .or_else(|| item.digest.as_deref().map(|d| format!(" ({d})")))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// `freshen rebuild`, `freshen rebuilds RUN`.
+pub fn rebuild(r: &freshen_build::RunReport, json: bool) {
+    if json {
+        print_json(r);
+        return;
+    }
+    println!("rebuild {}: {}", r.run.id, r.run.state);
+    table(
+        &["WAVE", "IMAGE", "STATE", "VERSION", "DIGEST", "DETAIL"],
+        r.items
+            .iter()
+            .map(|i| {
+                vec![
+                    (i.wave + 1).to_string(),
+                    i.image.clone(),
+                    i.state.clone(),
+                    i.version.clone().unwrap_or_default(),
+                    i.digest.clone().unwrap_or_default(),
+                    i.detail.clone().unwrap_or_default(),
+                ]
+            })
+            .collect(),
+    );
+}
+
+/// `freshen rebuilds`.
+pub fn rebuild_runs(runs: &[freshen_store::RebuildRun], json: bool) {
+    if json {
+        print_json(&runs);
+        return;
+    }
+    table(
+        &["RUN", "CREATED (UTC)", "STATE", "TRIGGER"],
+        runs.iter()
+            .map(|r| {
+                vec![
+                    r.id.clone(),
+                    time(r.created_at),
+                    r.state.clone(),
+                    r.trigger.to_string(),
+                ]
+            })
+            .collect(),
+    );
+}
+
 /// `freshen policy replay`.
 pub fn replay(r: &freshen_inventory::Replay, json: bool) {
     if json {

@@ -1,0 +1,365 @@
+//! Carrying out a plan: wave after wave, a wave's images in parallel (up to
+//! a bound), each built and pushed under a new version, promoted to its
+//! tags, and scanned into the inventory. Progress is stored per image, so a
+//! run that was killed resumes without redoing finished images; a failure
+//! skips the images built on the failed one and nothing else.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::Utc;
+use freshen_inventory::{DockerfileInput, ScanOptions, Scanner};
+use freshen_reference::{Platform, Reference};
+use freshen_registry::Client;
+use freshen_store::{RebuildItem, RebuildRun, Store};
+use futures::StreamExt as _;
+use serde::Serialize;
+
+use crate::{Build, BuildError, BuilderSettings, Executor, Plan, PushTarget};
+
+/// What a runner reports as it goes (for a progress display).
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Progress {
+    /// A wave starts.
+    Wave {
+        /// From 0.
+        index: usize,
+        /// Images to do in it.
+        images: usize,
+    },
+    /// An image starts.
+    Started {
+        /// The build's image.
+        image: String,
+        /// The version it will be pushed as.
+        version: String,
+    },
+    /// An image ended.
+    Finished {
+        /// The item as stored.
+        item: RebuildItem,
+    },
+}
+
+/// Carries out plans.
+pub struct Runner {
+    client: Client,
+    store: Store,
+    scanner: Scanner,
+    builders: BuilderSettings,
+    parallel: usize,
+    on_progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
+}
+
+/// The outcome of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// The run as stored.
+    pub run: RebuildRun,
+    /// Its images.
+    pub items: Vec<RebuildItem>,
+}
+
+impl Runner {
+    /// A runner; `parallel` bounds the builds of one wave in flight at once.
+    pub fn new(
+        client: Client,
+        store: Store,
+        scanner: Scanner,
+        builders: BuilderSettings,
+        parallel: usize,
+    ) -> Runner {
+        Runner {
+            client,
+            store,
+            scanner,
+            builders,
+            parallel: parallel.max(1),
+            on_progress: None,
+        }
+    }
+
+    /// Calls `f` as the run goes.
+    pub fn on_progress(mut self, f: Arc<dyn Fn(Progress) + Send + Sync>) -> Runner {
+        self.on_progress = Some(f);
+        self
+    }
+
+    fn report(&self, p: Progress) {
+        if let Some(f) = &self.on_progress {
+            f(p);
+        }
+    }
+
+    /// Stores `plan` as a new run, with `cause`, and carries it out.
+    pub async fn start(
+        &self,
+        plan: &Plan,
+        builds: &[Build],
+        cause: serde_json::Value,
+    ) -> Result<RunReport, BuildError> {
+        let run = RebuildRun {
+            id: uuid::Uuid::now_v7().to_string(),
+            trigger: serde_json::to_value(&plan.trigger).expect("a trigger serialises"),
+            cause,
+            plan: serde_json::to_value(plan).expect("a plan serialises"),
+            state: "running".into(),
+            created_at: Utc::now(),
+            finished_at: None,
+        };
+        let items: Vec<(String, i32)> = plan
+            .waves
+            .iter()
+            .enumerate()
+            .flat_map(|(w, wave)| wave.iter().map(move |b| (b.image.clone(), w as i32)))
+            .collect();
+        self.store.create_rebuild(&run, &items).await?;
+        self.resume(&run.id, builds).await
+    }
+
+    /// Carries out what is left of a stored run: images not `done` are
+    /// (re)done; one that was `running` when the run died starts over,
+    /// under a new version (versions never repeat).
+    pub async fn resume(&self, run_id: &str, builds: &[Build]) -> Result<RunReport, BuildError> {
+        let run = self
+            .store
+            .rebuild(run_id)
+            .await?
+            .ok_or_else(|| BuildError::Invalid(format!("no rebuild run {run_id:?}")))?;
+        let plan: Plan = serde_json::from_value(run.plan.clone()).map_err(|e| {
+            BuildError::Invalid(format!(
+                "rebuild run {run_id}: its stored plan can't be read: {e}"
+            ))
+        })?;
+        let by_image: BTreeMap<&str, &Build> =
+            builds.iter().map(|b| (b.image.as_str(), b)).collect();
+        let mut state: BTreeMap<String, RebuildItem> = self
+            .store
+            .rebuild_items(run_id)
+            .await?
+            .into_iter()
+            .map(|i| (i.image.clone(), i))
+            .collect();
+        for (w, wave) in plan.waves.iter().enumerate() {
+            let todo: Vec<_> = wave
+                .iter()
+                .filter(|b| state.get(&b.image).is_none_or(|i| i.state != "done"))
+                .collect();
+            self.report(Progress::Wave {
+                index: w,
+                images: todo.len(),
+            });
+            // Images built on one that failed or was skipped are skipped.
+            let broken: BTreeSet<String> = state
+                .values()
+                .filter(|i| i.state == "failed" || i.state == "skipped")
+                .map(|i| i.image.clone())
+                .collect();
+            let results = futures::stream::iter(todo)
+                .map(|planned| {
+                    let broken = &broken;
+                    let by_image = &by_image;
+                    async move {
+                        let image = planned.image.clone();
+                        if let Some(bad) = planned.because.iter().find(|b| broken.contains(*b)) {
+                            let detail = format!("skipped: its base {bad} was not rebuilt");
+                            self.store
+                                .set_rebuild_item(
+                                    run_id,
+                                    &image,
+                                    "skipped",
+                                    None,
+                                    None,
+                                    Some(&detail),
+                                    Utc::now(),
+                                )
+                                .await?;
+                            return Ok::<_, BuildError>(image);
+                        }
+                        let outcome = match by_image.get(image.as_str()) {
+                            Some(b) => self.one(run_id, b).await,
+                            None => Err(BuildError::Invalid(format!(
+                                "{image} is no longer defined under builds or discover"
+                            ))),
+                        };
+                        match outcome {
+                            Ok((version, digest)) => {
+                                self.store
+                                    .set_rebuild_item(
+                                        run_id,
+                                        &image,
+                                        "done",
+                                        Some(&version),
+                                        Some(&digest),
+                                        None,
+                                        Utc::now(),
+                                    )
+                                    .await?
+                            }
+                            Err(e) => {
+                                tracing::warn!(%image, error = %e, "rebuild failed");
+                                self.store
+                                    .set_rebuild_item(
+                                        run_id,
+                                        &image,
+                                        "failed",
+                                        None,
+                                        None,
+                                        Some(&e.to_string()),
+                                        Utc::now(),
+                                    )
+                                    .await?
+                            }
+                        }
+                        Ok(image)
+                    }
+                })
+                .buffer_unordered(self.parallel)
+                .collect::<Vec<_>>()
+                .await;
+            let mut fresh: BTreeMap<String, RebuildItem> = self
+                .store
+                .rebuild_items(run_id)
+                .await?
+                .into_iter()
+                .map(|i| (i.image.clone(), i))
+                .collect();
+            for r in results {
+                let image = r?;
+                if let Some(item) = fresh.get(&image) {
+                    self.report(Progress::Finished { item: item.clone() });
+                }
+            }
+            std::mem::swap(&mut state, &mut fresh);
+        }
+        let ok = state.values().all(|i| i.state == "done");
+        self.store
+            .finish_rebuild(run_id, if ok { "done" } else { "failed" }, Utc::now())
+            .await?;
+        Ok(RunReport {
+            run: self
+                .store
+                .rebuild(run_id)
+                .await?
+                .expect("the run was just read"),
+            items: state.into_values().collect(),
+        })
+    }
+
+    /// Builds one image: next version, build and push, promote, scan.
+    async fn one(&self, run_id: &str, b: &Build) -> Result<(String, String), BuildError> {
+        // A repository not pushed to yet has no tags.
+        let tags = match self.client.list_tags(&b.reference, 1000).await {
+            Ok(t) => t,
+            Err(freshen_registry::RegistryError::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let own = b.reference.tag().unwrap_or("latest").to_string();
+        let version = b.scheme.next(&tags, &own, Utc::now())?;
+        let versioned = b.reference.with_tag(&version)?;
+        self.store
+            .set_rebuild_item(
+                run_id,
+                &b.image,
+                "running",
+                Some(&version),
+                None,
+                None,
+                Utc::now(),
+            )
+            .await?;
+        self.report(Progress::Started {
+            image: b.image.clone(),
+            version: version.clone(),
+        });
+        let digest = match b.executor {
+            Executor::Buildah => {
+                let (insecure, credentials) = self.hosts(b);
+                self.builders
+                    .buildah
+                    .build_push(
+                        b,
+                        &PushTarget {
+                            reference: &versioned.to_string(),
+                            insecure: &insecure,
+                            credentials: &credentials,
+                        },
+                    )
+                    .await?
+            }
+            other => {
+                return Err(BuildError::Executor(format!(
+                    "{}: the {} executor is not available in this version of freshen",
+                    b.image,
+                    other.as_str()
+                )));
+            }
+        };
+        let pinned = versioned.with_digest(&digest)?;
+        for t in &b.promote {
+            let tag = t.replace("{tag}", &own).replace("{version}", &version);
+            let to = b.reference.with_tag(&tag)?;
+            self.client.copy(&pinned, &to).await?;
+        }
+        let dockerfile =
+            std::fs::read_to_string(&b.dockerfile).map_err(|e| BuildError::Dockerfile {
+                path: b.dockerfile.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let platforms = b
+            .platforms
+            .iter()
+            .filter_map(|p| Platform::parse(p).ok())
+            .collect();
+        self.scanner
+            .scan(
+                &b.reference.with_digest(&digest)?,
+                &ScanOptions {
+                    platforms,
+                    dockerfile: Some(DockerfileInput {
+                        path: b.dockerfile.display().to_string(),
+                        text: dockerfile,
+                        build_args: b.args.clone(),
+                        target: b.target.clone(),
+                    }),
+                },
+            )
+            .await
+            .map_err(|e| {
+                BuildError::Executor(format!(
+                    "{}: pushed as {version}, but scanning it failed: {e}",
+                    b.image
+                ))
+            })?;
+        Ok((version, digest))
+    }
+
+    /// Of the registries this build talks to (the target's and its
+    /// bases'): those spoken to over plain HTTP (configured insecure, or
+    /// loopback, as docker does), and the config's credentials for them.
+    #[allow(clippy::type_complexity)]
+    fn hosts(&self, b: &Build) -> (BTreeSet<String>, Vec<(String, String, String)>) {
+        let hosts: BTreeSet<String> = std::iter::once(b.reference.registry().to_string())
+            .chain(
+                b.bases
+                    .iter()
+                    .filter_map(|r| Reference::parse(r).ok().map(|r| r.registry().to_string())),
+            )
+            .collect();
+        let mut insecure = BTreeSet::new();
+        let mut credentials = Vec::new();
+        for h in hosts {
+            let Ok(s) = self.client.settings(&h) else {
+                continue;
+            };
+            if s.plain_http() {
+                insecure.insert(h.clone());
+            }
+            if let (Some(u), Some(p)) = (&s.username, &s.password) {
+                credentials.push((h, u.clone(), p.clone()));
+            }
+        }
+        (insecure, credentials)
+    }
+}
