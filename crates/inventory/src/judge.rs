@@ -7,14 +7,14 @@
 //! vulnerability no longer affects. So the old base need not be readable:
 //! only the new one is scanned (once; its layers are cached by digest).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use freshen_reference::{Platform, Reference};
 use freshen_store::{Decision, Judgement, PlatformChange};
 use freshen_vuln::{Finding, Index, PolicySet};
 
-use crate::vulns::{index, match_packages};
+use crate::vulns::index;
 use crate::{InventoryError, Queries, ScanOptions, Scanner};
 
 /// Judges base changes with the config's policies.
@@ -237,14 +237,15 @@ pub(crate) fn change_reason(ch: &PlatformChange, reason: &str) -> String {
 
 /// What the new base ships, and what of it is still vulnerable.
 pub(crate) struct Fixes {
-    /// `(package type, name)` of every package it ships.
-    shipped: HashSet<(String, String)>,
+    /// Version of every package it ships, by `(package type, name)`.
+    shipped: HashMap<(String, String), String>,
     /// `(vulnerability id, package)` it still has.
     findings: HashSet<(String, String)>,
 }
 
 impl Fixes {
-    /// Of the new base `digest`, which must be in the inventory.
+    /// Of the new base `digest`, which must be in the inventory: its
+    /// packages, and its findings (OSV matches and stored scanner reports).
     pub(crate) async fn of(
         queries: &Queries,
         index: &Index,
@@ -255,22 +256,28 @@ impl Fixes {
             .image(digest)
             .await?
             .ok_or_else(|| InventoryError::UnknownImage(digest.to_string()))?;
-        let packages = store.packages_of(digest).await?;
-        let findings = match_packages(index, img.os_ecosystem.as_deref(), &packages)
+        let findings = queries
+            .findings_of(index, digest, img.os_ecosystem.as_deref())
+            .await?
             .into_iter()
             .map(|f| (f.id, f.package))
             .collect();
         Ok(Fixes {
-            shipped: packages
+            shipped: store
+                .packages_of(digest)
+                .await?
                 .into_iter()
-                .map(|p| (p.ecosystem, p.name))
+                .map(|p| ((p.ecosystem, p.name), p.version))
                 .collect(),
             findings,
         })
     }
 
     /// The findings of an image that the new base fixes: held through a
-    /// package the new base ships, which there no longer has them.
+    /// package the new base ships at another version, which is at or above
+    /// the known fixed version and no longer has the vulnerability. (The
+    /// version checks matter for scanner reports, which the new base has
+    /// none of yet.)
     pub(crate) async fn fixed_in(
         &self,
         queries: &Queries,
@@ -281,16 +288,26 @@ impl Fixes {
         let Some(img) = store.image(digest).await? else {
             return Ok(Vec::new());
         };
-        let packages = store.packages_of(digest).await?;
-        Ok(
-            match_packages(index, img.os_ecosystem.as_deref(), &packages)
-                .into_iter()
-                .filter(|f| {
-                    self.shipped
-                        .contains(&(f.package_type.clone(), f.package.clone()))
-                        && !self.findings.contains(&(f.id.clone(), f.package.clone()))
-                })
-                .collect(),
-        )
+        Ok(queries
+            .findings_of(index, digest, img.os_ecosystem.as_deref())
+            .await?
+            .into_iter()
+            .filter(|f| {
+                let Some(shipped) = self
+                    .shipped
+                    .get(&(f.package_type.clone(), f.package.clone()))
+                else {
+                    return false;
+                };
+                let scheme = freshen_version::Scheme::for_package_type(&f.package_type);
+                let at_or_above = |v: &str| {
+                    freshen_version::compare(scheme, shipped, v)
+                        .is_ok_and(|o| o != std::cmp::Ordering::Less)
+                };
+                *shipped != f.version
+                    && f.fixed.as_deref().is_none_or(at_or_above)
+                    && !self.findings.contains(&(f.id.clone(), f.package.clone()))
+            })
+            .collect())
     }
 }

@@ -1,15 +1,17 @@
 //! Replaying a stored policy decision: the same image, the policy version
 //! that decided (its rules are kept by version), and the vulnerability data
 //! as it stood at the decision's snapshot (replaced OSV records are kept),
-//! on the day it was made (ignore entries expire). Or, with the config's
-//! policies and today's data, what the policy would say now.
+//! on the day it was made (ignore entries expire). Scanner reports are
+//! kept only in their latest version per image and scanner, so a replay
+//! uses the stored ones. Or, with the config's policies and today's data,
+//! what the policy would say now.
 
 use freshen_store::Decision;
 use freshen_vuln::{Index, Policy, PolicySet, PolicySpec, Record, Verdict};
 use serde::Serialize;
 
 use crate::judge::{Fixes, change_reason};
-use crate::vulns::{index, match_packages};
+use crate::vulns::index;
 use crate::{InventoryError, Queries};
 
 /// A stored decision, made again.
@@ -122,8 +124,9 @@ impl Queries {
             }
             // A `policy check` decision: the image's findings.
             None => {
-                let packages = store.packages_of(&digest).await?;
-                let findings = match_packages(&index, img.os_ecosystem.as_deref(), &packages);
+                let findings = self
+                    .findings_of(&index, &digest, img.os_ecosystem.as_deref())
+                    .await?;
                 let v = policy.evaluate(&findings, &day);
                 let reason = v.reason.clone();
                 (v, reason)
