@@ -102,7 +102,7 @@ pub struct Index {
     group_of: HashMap<String, usize>,
     groups: Vec<BTreeSet<String>>,
     /// Alias group of each record, by its place in `records`.
-    record_group: Vec<usize>,
+    record_groups: Vec<Vec<usize>>,
     /// Range versions that didn't parse in their ecosystem's scheme (those ranges are skipped).
     unparsed: usize,
 }
@@ -173,7 +173,21 @@ impl Index {
                     });
             }
         }
-        index.record_group = records.iter().map(|r| index.group_of[&r.id]).collect();
+        // A record naming several upstream vulnerabilities (a DSA fixing
+        // four CVEs) counts once for each of them; else for its own group.
+        index.record_groups = records
+            .iter()
+            .map(|r| {
+                if r.upstream.len() > 1 {
+                    let mut g: Vec<usize> = r.upstream.iter().map(|u| index.group_of[u]).collect();
+                    g.sort_unstable();
+                    g.dedup();
+                    g
+                } else {
+                    vec![index.group_of[&r.id]]
+                }
+            })
+            .collect();
         index.records = records;
         index
     }
@@ -236,7 +250,9 @@ impl Index {
                     !seen.insert(e.record)
                 };
                 if !again {
-                    hits.push((self.record_group[e.record], hits.len(), e, fixed));
+                    for &g in &self.record_groups[e.record] {
+                        hits.push((g, hits.len(), e, fixed));
+                    }
                 }
             }
         }
@@ -260,8 +276,15 @@ impl Index {
         let mut start = 0;
         for chunk in hits.chunk_by(|a, b| a.0 == b.0) {
             let n0 = names.len();
-            for &(_, _, e, _) in chunk {
-                names.extend(self.records[e.record].ids());
+            for &(g, _, e, _) in chunk {
+                // A record's upstream ids of other vulnerabilities are not
+                // this one's names.
+                let r = &self.records[e.record];
+                names.extend(r.ids().filter(|i| {
+                    r.upstream.len() <= 1
+                        || !r.upstream.iter().any(|u| u == i)
+                        || self.group_of[*i] == g
+                }));
             }
             names[n0..].sort_unstable();
             let mut kept = n0;
@@ -362,6 +385,12 @@ impl Index {
                     parent.push(parent.len());
                     parent.len() - 1
                 });
+                // `upstream` means "derived from": one upstream id is the
+                // same vulnerability (DEBIAN-CVE-X of CVE-X); several are
+                // different ones this record covers, kept apart.
+                if r.upstream.len() > 1 && r.upstream.iter().any(|u| u == id) {
+                    continue;
+                }
                 match first {
                     None => first = Some(s),
                     Some(f) => {

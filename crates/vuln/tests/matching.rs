@@ -69,9 +69,23 @@ fn distribution_records_stay_in_their_release() {
         "1.1.1n-0+deb11u4",
         "Debian:11",
     ));
-    assert_eq!(found.len(), 1, "{found:#?}");
-    assert_eq!(found[0].matched, ["DSA-5417-1"]);
-    assert_eq!(found[0].fixed.as_deref(), Some("1.1.1n-0+deb11u5"));
+    // DSA-5417-1 fixes four CVEs: four findings, each naming the DSA,
+    // not one finding standing for all four.
+    assert_eq!(
+        ids(&found),
+        [
+            "CVE-2023-0464",
+            "CVE-2023-0465",
+            "CVE-2023-0466",
+            "CVE-2023-2650"
+        ],
+        "{found:#?}"
+    );
+    for f in &found {
+        assert_eq!(f.matched, ["DSA-5417-1"]);
+        assert_eq!(f.aliases, ["DSA-5417-1"]);
+        assert_eq!(f.fixed.as_deref(), Some("1.1.1n-0+deb11u5"));
+    }
     // The same version string on bookworm matches bookworm's records only.
     let found = idx.matches(&deb(
         "libssl1.1",
