@@ -7,7 +7,9 @@ libapt-pkg C++ comparison), over the same files match_bench reads.
 
 It follows freshen's rules so that the finding counts can be checked
 against each other: the latest record per id, withdrawn ones dropped;
-ids, aliases and upstream ids merged into one vulnerability (union-find);
+ids, aliases and a single upstream id merged into one vulnerability
+(union-find), while a record with several upstream ids counts once for
+each of them;
 records filed under (ecosystem, source package); a package is affected
 when its source version is listed in `versions` or falls in an ECOSYSTEM
 range (the OSV evaluation: events in version order, introduced "0" first);
@@ -47,7 +49,10 @@ def build(records):
         return x
 
     for r in recs:
-        ids = [r["id"], *r.get("aliases", []), *r.get("upstream", [])]
+        up = r.get("upstream", [])
+        for i in up:
+            parent.setdefault(i, i)
+        ids = [r["id"], *r.get("aliases", []), *(up if len(up) == 1 else [])]
         for i in ids:
             parent.setdefault(i, i)
         a = find(ids[0])
@@ -58,7 +63,8 @@ def build(records):
     zero = functools.cmp_to_key(lambda x, y: -1 if x is None else 1 if y is None else vc(x, y))
     by_key = {}
     for r in recs:
-        group = find(r["id"])
+        up = r.get("upstream", [])
+        groups = sorted({find(u) for u in up}) if len(up) > 1 else [find(r["id"])]
         for a in r.get("affected", []):
             p = a.get("package") or {}
             if not p.get("ecosystem") or not p.get("name"):
@@ -75,7 +81,8 @@ def build(records):
                     events.append((None if kind == "introduced" and v == "0" else v, kind))
                 events.sort(key=lambda e: zero(e[0]))
                 ranges.append(events)
-            by_key.setdefault((p["ecosystem"], p["name"]), []).append((group, ranges, a.get("versions", [])))
+            for group in groups:
+                by_key.setdefault((p["ecosystem"], p["name"]), []).append((group, ranges, a.get("versions", [])))
     return by_key
 
 
