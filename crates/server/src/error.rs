@@ -49,6 +49,12 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+impl From<freshen_store::StoreError> for ApiError {
+    fn from(e: freshen_store::StoreError) -> ApiError {
+        InventoryError::from(e).into()
+    }
+}
+
 impl From<InventoryError> for ApiError {
     fn from(e: InventoryError) -> ApiError {
         match &e {

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
-use freshen_inventory::{InventoryError, Queries, Registration};
+use freshen_inventory::{Queries, Registration};
 use freshen_reference::Reference;
 use futures::StreamExt as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -248,16 +248,12 @@ struct EventParams {
 /// `GET /events`: change events, newest first, with what the policy said.
 async fn events(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let params: EventParams = query(&uri)?;
-    let reference = non_empty(&params.reference)
-        .map(|r| st.queries.parse(r))
-        .transpose()?
-        .map(|r| r.to_string());
+    let reference = normalised(&st, &params.reference)?;
     let list = st
         .queries
         .store()
         .events(reference.as_deref(), params.limit.unwrap_or(50))
-        .await
-        .map_err(InventoryError::from)?;
+        .await?;
     Ok(axum::Json(list).into_response())
 }
 
@@ -269,16 +265,13 @@ async fn event(
 ) -> Result<Response, ApiError> {
     let _: NoParams = query(&uri)?;
     let store = st.queries.store();
-    let Some(e) = store.event(&id).await.map_err(InventoryError::from)? else {
+    let Some(e) = store.event(&id).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no change event {id:?}"),
         ));
     };
-    let decisions = store
-        .decisions(None, Some(&id), 1000)
-        .await
-        .map_err(InventoryError::from)?;
+    let decisions = store.decisions(None, Some(&id), 1000).await?;
     Ok(axum::Json(json!({ "event": e, "decisions": decisions })).into_response())
 }
 
@@ -294,10 +287,7 @@ struct DecisionParams {
 /// `GET /decisions`: stored policy decisions, newest first.
 async fn decisions(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let params: DecisionParams = query(&uri)?;
-    let subject = non_empty(&params.subject)
-        .map(|r| st.queries.parse(r))
-        .transpose()?
-        .map(|r| r.to_string());
+    let subject = normalised(&st, &params.subject)?;
     let list = st
         .queries
         .store()
@@ -306,9 +296,17 @@ async fn decisions(State(st): State<AppState>, uri: Uri) -> Result<Response, Api
             non_empty(&params.event),
             params.limit.unwrap_or(50),
         )
-        .await
-        .map_err(InventoryError::from)?;
+        .await?;
     Ok(axum::Json(list).into_response())
+}
+
+/// An optional image reference from the query, normalised (`debian` is
+/// `docker.io/library/debian:latest`); empty means none.
+fn normalised(st: &AppState, r: &Option<String>) -> Result<Option<String>, ApiError> {
+    Ok(non_empty(r)
+        .map(|r| st.queries.parse(r))
+        .transpose()?
+        .map(|r| r.to_string()))
 }
 
 /// Parses the query string; unknown parameters are refused so a typo is not
