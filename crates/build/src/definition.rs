@@ -69,6 +69,11 @@ pub struct BuildSpec {
     /// How it is rebuilt; default `buildah`.
     #[serde(default)]
     pub executor: Executor,
+    /// With `executor: rebase`, how to rebuild when a rebase is unsafe
+    /// (old base not a layer prefix, base changed its platform); without
+    /// it, such an image fails with the reason.
+    #[serde(default)]
+    pub fallback: Option<Executor>,
     /// The version scheme; default `{year}.{week}.{build}`.
     #[serde(default)]
     pub version: Option<String>,
@@ -96,6 +101,9 @@ pub struct DiscoverSpec {
     /// How they are rebuilt; default `buildah`.
     #[serde(default)]
     pub executor: Executor,
+    /// With `executor: rebase`, how to rebuild when a rebase is unsafe.
+    #[serde(default)]
+    pub fallback: Option<Executor>,
     /// The version scheme; default `{year}.{week}.{build}`.
     #[serde(default)]
     pub version: Option<String>,
@@ -124,6 +132,8 @@ pub struct Build {
     pub platforms: Vec<String>,
     /// How it is rebuilt.
     pub executor: Executor,
+    /// How it is rebuilt when a rebase is refused as unsafe.
+    pub fallback: Option<Executor>,
     /// Every image its stages build from (normalised), builder stages included.
     pub bases: Vec<String>,
     /// The image its final stage builds on, if not `scratch`.
@@ -166,6 +176,7 @@ pub fn load(
                 target: spec.target.clone(),
                 platforms: &spec.platforms,
                 executor: spec.executor,
+                fallback: spec.fallback,
                 version: spec.version.as_deref(),
                 promote: &spec.promote,
             },
@@ -192,6 +203,7 @@ pub fn load(
                     target: None,
                     platforms: &d.platforms,
                     executor: d.executor,
+                    fallback: d.fallback,
                     version: d.version.as_deref(),
                     promote: &d.promote,
                 },
@@ -209,6 +221,7 @@ struct Common<'a> {
     target: Option<String>,
     platforms: &'a [String],
     executor: Executor,
+    fallback: Option<Executor>,
     version: Option<&'a str>,
     promote: &'a [String],
 }
@@ -227,6 +240,7 @@ fn one(
         target,
         platforms,
         executor,
+        fallback,
         version,
         promote,
     } = common;
@@ -286,6 +300,30 @@ fn one(
             })
             .collect::<Result<_, _>>()?
     };
+    match fallback {
+        Some(_) if executor != Executor::Rebase => {
+            return Err(invalid(
+                "fallback",
+                format!(
+                    "only a rebase falls back to another executor; this build uses {}",
+                    executor.as_str()
+                ),
+            ));
+        }
+        Some(Executor::Rebase) => {
+            return Err(invalid(
+                "fallback",
+                "a rebase cannot fall back to a rebase: name a builder (buildah, ...)".into(),
+            ));
+        }
+        _ => {}
+    }
+    if executor == Executor::Rebase && final_base.is_none() {
+        return Err(invalid(
+            "executor",
+            "rebase needs a base, and the final stage builds FROM scratch".into(),
+        ));
+    }
     let scheme = crate::Scheme::parse(version.unwrap_or(crate::DEFAULT_SCHEME))
         .map_err(|e| invalid("version", e.to_string()))?;
     let promote = if promote.is_empty() {
@@ -319,6 +357,7 @@ fn one(
         target,
         platforms,
         executor,
+        fallback,
         bases,
         final_base,
         origin: origin.to_string(),

@@ -119,6 +119,13 @@ impl BuildahSettings {
         let mut push = self.command(scratch.path());
         if several {
             push.args(["manifest", "push", "--all"]);
+            // buildah 1.28's `manifest push` ignores registries.conf's
+            // `insecure` (it then fails on TLS and still exits 0): say it
+            // for the one destination, when that is a plain-HTTP registry.
+            let host = to.reference.split('/').next().unwrap_or_default();
+            if to.insecure.contains(host) {
+                push.arg("--tls-verify=false");
+            }
         } else {
             push.arg("push");
         }

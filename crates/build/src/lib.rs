@@ -9,12 +9,14 @@ mod definition;
 mod discover;
 mod executor;
 mod plan;
+mod rebase;
 mod run;
 mod version;
 
 pub use definition::{Build, BuildSpec, DiscoverSpec, Executor, load};
 pub use executor::{BuildahSettings, BuilderSettings, PushTarget};
 pub use plan::{Plan, PlannedBuild, Trigger, plan};
+pub use rebase::{Rebased, rebase};
 pub use run::{Progress, RunReport, Runner};
 pub use version::{Bump, DEFAULT_SCHEME, Part, Scheme};
 
@@ -35,6 +37,10 @@ pub enum BuildError {
     /// A builder failed; the message names the image and the step.
     #[error("{0}")]
     Executor(String),
+    /// A rebase would be unsafe; the message names the image and why. A
+    /// build with a `fallback` is built by that instead.
+    #[error("rebase refused: {0}")]
+    Refused(String),
     /// The build graph is not a DAG, or two definitions build one image.
     #[error(transparent)]
     Graph(#[from] freshen_lineage::PlanError),

@@ -161,7 +161,10 @@ pub fn plan(builds: &[Build], trigger: Trigger) -> Result<Plan, BuildError> {
                     };
                     PlannedBuild {
                         image: p.image,
-                        executor: b.executor.as_str().to_string(),
+                        executor: match b.fallback {
+                            Some(f) => format!("{}, else {}", b.executor.as_str(), f.as_str()),
+                            None => b.executor.as_str().to_string(),
+                        },
                         because: p.because,
                         reason,
                         origin: b.origin.clone(),

@@ -184,7 +184,7 @@ impl Runner {
                             ))),
                         };
                         match outcome {
-                            Ok((version, digest)) => {
+                            Ok((version, digest, note)) => {
                                 self.store
                                     .set_rebuild_item(
                                         run_id,
@@ -192,7 +192,7 @@ impl Runner {
                                         "done",
                                         Some(&version),
                                         Some(&digest),
-                                        None,
+                                        note.as_deref(),
                                         Utc::now(),
                                     )
                                     .await?
@@ -248,7 +248,11 @@ impl Runner {
     }
 
     /// Builds one image: next version, build and push, promote, scan.
-    async fn one(&self, run_id: &str, b: &Build) -> Result<(String, String), BuildError> {
+    async fn one(
+        &self,
+        run_id: &str,
+        b: &Build,
+    ) -> Result<(String, String, Option<String>), BuildError> {
         // A repository not pushed to yet has no tags.
         let tags = match self.client.list_tags(&b.reference, 1000).await {
             Ok(t) => t,
@@ -273,28 +277,47 @@ impl Runner {
             image: b.image.clone(),
             version: version.clone(),
         });
-        let digest = match b.executor {
-            Executor::Buildah => {
-                let (insecure, credentials) = self.hosts(b);
-                self.builders
-                    .buildah
-                    .build_push(
-                        b,
-                        &PushTarget {
-                            reference: &versioned.to_string(),
-                            insecure: &insecure,
-                            credentials: &credentials,
-                        },
-                    )
-                    .await?
+        let (digest, note) = match (b.executor, b.fallback) {
+            (Executor::Rebase, fallback) => {
+                match crate::rebase(&self.client, &self.store, b, &versioned).await {
+                    Ok(r) => {
+                        let mut swapped: Vec<String> = r
+                            .platforms
+                            .iter()
+                            .map(|(p, old, new)| format!("{p}: {old} base layer(s) -> {new}"))
+                            .collect();
+                        swapped.sort();
+                        (r.digest, Some(format!("rebased ({})", swapped.join(", "))))
+                    }
+                    Err(BuildError::Refused(why)) if fallback.is_some() => {
+                        let f = fallback.expect("matched");
+                        tracing::info!(image = %b.image, %why, fallback = f.as_str(), "rebase refused; building");
+                        let digest = self.execute(f, b, &versioned).await?;
+                        (
+                            digest,
+                            Some(format!("rebase refused ({why}); built by {}", f.as_str())),
+                        )
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            other => {
-                return Err(BuildError::Executor(format!(
-                    "{}: the {} executor is not available in this version of freshen",
-                    b.image,
-                    other.as_str()
-                )));
-            }
+            (other, _) => (self.execute(other, b, &versioned).await?, None),
+        };
+        // Some builders write no digest (buildah 1.28's `manifest push
+        // --digestfile` leaves it empty): ask the registry what was pushed.
+        let digest = if digest.starts_with("sha256:") {
+            digest
+        } else {
+            self.client
+                .head_manifest(&versioned)
+                .await?
+                .digest
+                .ok_or_else(|| {
+                    BuildError::Executor(format!(
+                        "{}: pushed {versioned}, but neither the builder nor the registry tells its digest",
+                        b.image
+                    ))
+                })?
         };
         let pinned = versioned.with_digest(&digest)?;
         for t in &b.promote {
@@ -332,7 +355,37 @@ impl Runner {
                     b.image
                 ))
             })?;
-        Ok((version, digest))
+        Ok((version, digest, note))
+    }
+
+    /// Builds `b` with a builder and pushes it as `versioned`; the digest.
+    async fn execute(
+        &self,
+        executor: Executor,
+        b: &Build,
+        versioned: &Reference,
+    ) -> Result<String, BuildError> {
+        match executor {
+            Executor::Buildah => {
+                let (insecure, credentials) = self.hosts(b);
+                self.builders
+                    .buildah
+                    .build_push(
+                        b,
+                        &PushTarget {
+                            reference: &versioned.to_string(),
+                            insecure: &insecure,
+                            credentials: &credentials,
+                        },
+                    )
+                    .await
+            }
+            other => Err(BuildError::Executor(format!(
+                "{}: the {} executor is not available in this version of freshen",
+                b.image,
+                other.as_str()
+            ))),
+        }
     }
 
     /// Of the registries this build talks to (the target's and its

@@ -30,6 +30,7 @@ fn spec(image: &str, context: &str) -> BuildSpec {
         target: None,
         platforms: vec![],
         executor: Executor::Buildah,
+        fallback: None,
         version: None,
         promote: vec![],
     }
@@ -70,6 +71,7 @@ fn a_three_level_tree_in_waves() {
             args: Default::default(),
             platforms: vec![],
             executor: Executor::Rebase,
+            fallback: None,
             version: Some("{tag}-{date}.{build}".into()),
             promote: vec!["{tag}".into(), "latest".into()],
         }],
@@ -200,4 +202,27 @@ fn errors_name_the_definition() {
     .unwrap_err()
     .to_string();
     assert_eq!(e, "localhost:5000/a:1 is built by two definitions");
+    // Fallbacks belong to rebases, and a rebase needs a base.
+    let mut fb = spec("localhost:5000/a:1", "a");
+    fb.fallback = Some(Executor::Buildah);
+    let e = l(&[fb.clone()]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "builds[0].fallback: only a rebase falls back to another executor; this build uses buildah"
+    );
+    fb.executor = Executor::Rebase;
+    fb.fallback = Some(Executor::Rebase);
+    let e = l(&[fb.clone()]).unwrap_err().to_string();
+    assert!(
+        e.starts_with("builds[0].fallback: a rebase cannot fall back to a rebase"),
+        "{e}"
+    );
+    write(&d.join("scratch/Dockerfile"), "FROM scratch\nCOPY x /x\n");
+    let mut scratch = spec("localhost:5000/s:1", "scratch");
+    scratch.executor = Executor::Rebase;
+    let e = l(&[scratch]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "builds[0].executor: rebase needs a base, and the final stage builds FROM scratch"
+    );
 }

@@ -37,7 +37,7 @@ pub use manifest::{
     Manifest, ManifestHead, OCI_INDEX, OCI_MANIFEST, PlatformField, PlatformManifest, Resolved,
     RootFs, RuntimeConfig, is_attestation, is_index_type,
 };
-pub use push::CopyReport;
+pub use push::{BlobTransfer, CopyReport};
 pub use settings::{ClientOptions, RegistrySettings, RetryPolicy};
 
 use transport::{Target, Transport, describe_reqwest};

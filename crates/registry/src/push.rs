@@ -74,6 +74,28 @@ impl Copying<'_> {
     }
 }
 
+/// How a copy moves content between two references.
+fn mode_of(from: &Reference, to: &Reference) -> Mode {
+    if from.registry() != to.registry() {
+        Mode::Stream
+    } else if from.repository() != to.repository() {
+        Mode::Mount
+    } else {
+        Mode::SameRepository
+    }
+}
+
+/// What [`Client::transfer_blob`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobTransfer {
+    /// Mounted from the source repository (same registry, no bytes moved).
+    Mounted,
+    /// Streamed from the source.
+    Copied,
+    /// Already there (or a non-distributable layer, which registries don't hold).
+    Present,
+}
+
 /// What happened to one blob.
 enum Moved {
     Mounted,
@@ -446,6 +468,82 @@ impl Client {
         Ok(())
     }
 
+    /// Pushes `bytes` as a blob into the reference's repository (one
+    /// monolithic upload) unless it is there already; returns its digest.
+    /// For small blobs built in memory: an image config, say.
+    pub async fn push_blob(
+        &self,
+        to: &Reference,
+        bytes: impl Into<Bytes>,
+    ) -> Result<String, RegistryError> {
+        let bytes: Bytes = bytes.into();
+        let digest = sha256_digest(&bytes);
+        let access = Access::Push;
+        if self.blob_exists_as(to, &digest, access).await? {
+            return Ok(digest);
+        }
+        let location = self.start_upload(to, access).await?;
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("digest", &digest)
+            .finish();
+        let req = Req {
+            method: Method::PUT,
+            access,
+            body: Some(Payload {
+                content_type: "application/octet-stream".into(),
+                data: Data::Bytes(bytes),
+            }),
+            ..Req::default()
+        };
+        let image = to.to_string();
+        let put = format!("{location}{sep}{query}");
+        let resp = match self
+            .transport
+            .upstream(&target(to, &image), req, Loc::Location(&put))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.cancel_upload(to, &location, access).await;
+                return Err(e);
+            }
+        };
+        if resp.status() != StatusCode::CREATED {
+            return Err(RegistryError::BadContent {
+                image,
+                what: format!("blob {digest}"),
+                detail: format!(
+                    "the registry answered HTTP {} to the upload",
+                    resp.status().as_u16()
+                ),
+            });
+        }
+        Ok(digest)
+    }
+
+    /// Puts blob `d` of `from`'s repository into `to`'s: nothing when they
+    /// are one repository or `to` has it, a cross-repository mount on one
+    /// registry (streamed when the mount is refused), streamed between
+    /// registries. Never held in memory or on disk.
+    pub async fn transfer_blob(
+        &self,
+        from: &Reference,
+        to: &Reference,
+        d: &Descriptor,
+    ) -> Result<BlobTransfer, RegistryError> {
+        let c = Copying {
+            from,
+            to,
+            mode: mode_of(from, to),
+        };
+        Ok(match self.transfer_blob_in(&c, d).await? {
+            Moved::Mounted => BlobTransfer::Mounted,
+            Moved::Copied => BlobTransfer::Copied,
+            Moved::Present | Moved::Skipped => BlobTransfer::Present,
+        })
+    }
+
     /// Copies the manifest `from` points at to `to`, as its exact bytes:
     /// the target gets the source's digest, which is returned.
     ///
@@ -467,13 +565,7 @@ impl Client {
         from: &Reference,
         to: &Reference,
     ) -> Result<CopyReport, RegistryError> {
-        let mode = if from.registry() != to.registry() {
-            Mode::Stream
-        } else if from.repository() != to.repository() {
-            Mode::Mount
-        } else {
-            Mode::SameRepository
-        };
+        let mode = mode_of(from, to);
         let c = Copying { from, to, mode };
         let source = self.get_manifest_upstream(from).await?;
         let mut report = CopyReport {
@@ -583,11 +675,11 @@ impl Client {
             let mut moved = Vec::with_capacity(blobs.len());
             let mut rest = blobs.into_iter();
             if let Some(first) = rest.next() {
-                moved.push(self.transfer_blob(c, first).await?);
+                moved.push(self.transfer_blob_in(c, first).await?);
             }
             // Futures made up front: a closure inside the stream would not
             // be provably general enough for a boxed `Send` future.
-            let pending: Vec<_> = rest.map(|d| self.transfer_blob(c, d)).collect();
+            let pending: Vec<_> = rest.map(|d| self.transfer_blob_in(c, d)).collect();
             let others: Vec<Moved> = futures::stream::iter(pending)
                 .buffer_unordered(COPY_CONCURRENCY)
                 .try_collect()
@@ -606,7 +698,11 @@ impl Client {
     }
 
     /// Puts one blob into the target repository: mounted, else streamed.
-    async fn transfer_blob(&self, c: &Copying<'_>, d: &Descriptor) -> Result<Moved, RegistryError> {
+    async fn transfer_blob_in(
+        &self,
+        c: &Copying<'_>,
+        d: &Descriptor,
+    ) -> Result<Moved, RegistryError> {
         // Non-distributable (foreign) layers live elsewhere: registries
         // neither hold nor require them.
         if d.media_type.contains("foreign") || d.media_type.contains("nondistributable") {

@@ -235,6 +235,134 @@ impl Buildah {
     }
 }
 
+impl Buildah {
+    /// Builds `dockerfile` for several platforms into a manifest list and
+    /// pushes it (every image, then the index) as `push_to`.
+    #[allow(dead_code)]
+    pub async fn build_push_index(
+        &self,
+        context: &Path,
+        dockerfile: &str,
+        push_to: &str,
+        platforms: &[&str],
+    ) {
+        let df = context.join(format!("Dockerfile.{}", push_to.replace(['/', ':'], "_")));
+        std::fs::write(&df, dockerfile).expect("write Dockerfile");
+        let local = format!(
+            "localhost/freshen-test/list-{}",
+            push_to.rsplit('/').next().unwrap().replace(':', "-")
+        );
+        let out = self
+            .cmd()
+            .args([
+                "bud",
+                "-q",
+                "--isolation",
+                "chroot",
+                "--tls-verify=false",
+                "--platform",
+                &platforms.join(","),
+                "--manifest",
+                &local,
+                "-f",
+            ])
+            .arg(&df)
+            .arg(context)
+            .output()
+            .await
+            .expect("run buildah bud");
+        assert!(
+            out.status.success(),
+            "buildah bud --manifest failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = self
+            .cmd()
+            .args(["manifest", "push", "-q", "--all", "--tls-verify=false"])
+            .arg(&local)
+            .arg(format!("docker://{push_to}"))
+            .output()
+            .await
+            .expect("run buildah manifest push");
+        assert!(
+            out.status.success(),
+            "buildah manifest push failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = self.cmd().args(["manifest", "rm", &local]).output().await;
+    }
+}
+
+/// An image's files, unpacked by skopeo and tar (not by freshen): path ->
+/// contents (directories as empty), for comparing two images' trees.
+#[allow(dead_code)]
+pub async fn unpack(
+    reference: &str,
+    platform: &str,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let (os, rest) = platform.split_once('/').unwrap();
+    let arch = rest.split('/').next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("image");
+    let out = tokio::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            "--override-os",
+            os,
+            "--override-arch",
+            arch,
+            &format!("docker://{reference}"),
+        ])
+        .arg(format!("dir:{}", blobs.display()))
+        .output()
+        .await
+        .expect("skopeo is needed for this test: apt-get install skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo copy {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blobs.join("manifest.json")).unwrap()).unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let hex = layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let out = std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(blobs.join(hex))
+            .arg("-C")
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "untar a layer of {reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(&root).unwrap().display().to_string();
+            if p.is_dir() {
+                files.insert(format!("{rel}/"), Vec::new());
+                stack.push(p);
+            } else {
+                files.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    files
+}
+
 /// The repository's fixtures directory (`crates/sbom/tests/fixtures`).
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../sbom/tests/fixtures")
