@@ -144,6 +144,46 @@ async fn mount_blob_says_whether_the_registry_mounted() {
     assert_eq!(blob_gets(&proxy.request_log()), 0);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn push_blob_uploads_once_and_transfer_blob_mounts() {
+    let reg = registry().await;
+    let p = reg.pusher();
+    let d = p.push_image("blob/src", "1", "linux/amd64", "bs").await;
+    let (_, bytes) = p.get_manifest("blob/src", &d).await.unwrap();
+    let layer = blobs_of(&bytes)[1].clone();
+    let proxy = FaultProxy::start(&reg.host()).await;
+    let c = client(&proxy.host());
+    let to = image(&proxy.host(), "blob/dst:1");
+
+    // A small blob made in memory: uploaded once, then found present.
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let digest = c.push_blob(&to, config.to_vec()).await.unwrap();
+    assert_eq!(digest, sha256_digest(config));
+    assert!(c.blob_exists(&to, &digest).await.unwrap());
+    assert_eq!(c.push_blob(&to, config.to_vec()).await.unwrap(), digest);
+    assert_eq!(blob_uploads(&proxy.request_log()), 1, "uploaded once");
+
+    // A layer of another repository: mounted, no byte moved; again: present.
+    let from = image(&proxy.host(), "blob/src:1");
+    let desc: freshen_registry::Descriptor = serde_json::from_value(
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["layers"][0].clone(),
+    )
+    .unwrap();
+    assert_eq!(desc.digest, layer);
+    assert_eq!(
+        c.transfer_blob(&from, &to, &desc).await.unwrap(),
+        freshen_registry::BlobTransfer::Mounted
+    );
+    assert_eq!(blob_gets(&proxy.request_log()), 0);
+    assert!(c.blob_exists(&to, &layer).await.unwrap());
+    // Within one repository there is nothing to move.
+    assert_eq!(
+        c.transfer_blob(&to, &to, &desc).await.unwrap(),
+        freshen_registry::BlobTransfer::Present
+    );
+}
+
 // ---------------------------------------------------------------- copy
 
 #[tokio::test(flavor = "multi_thread")]
