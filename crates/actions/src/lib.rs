@@ -6,7 +6,7 @@ pub mod outbox;
 pub mod targets;
 pub mod template;
 
-pub use outbox::{Deliverer, OutboxSettings, Outcome};
+pub use outbox::{CASCADE, Deliverer, LocalTarget, OutboxSettings, Outcome};
 pub use targets::{
-    CommandSpec, JenkinsSpec, TriggerSpec, WebhookFormat, WebhookSpec, redact_url, signature,
+    CommandSpec, DeliveryError, JenkinsSpec, TriggerSpec, WebhookFormat, WebhookSpec, redact_url, signature,
 };

@@ -56,11 +56,31 @@ pub struct Outcome {
     pub detail: Option<String>,
 }
 
+/// The reserved trigger name of a rebuild cascade (`on_change: [cascade]`):
+/// its deliveries are carried out in-process by a [`LocalTarget`] (the
+/// watcher's), not sent anywhere. No trigger under `triggers:` may take it.
+pub const CASCADE: &str = "cascade";
+
+/// A target carried out in this process rather than sent to a receiver
+/// (the cascade runner). It may take long: the deliverer renews the
+/// delivery's lease while it runs.
+pub trait LocalTarget: Send + Sync {
+    /// Carries out one delivery; `Ok` holds what to store as the response.
+    /// A retryable error is retried with the outbox's backoff.
+    fn deliver<'a>(
+        &'a self,
+        delivery: &'a Delivery,
+    ) -> futures::future::BoxFuture<'a, Result<Option<String>, DeliveryError>>;
+}
+
 /// Sends due deliveries to their triggers.
 #[derive(Clone)]
 pub struct Deliverer {
     store: Store,
     triggers: Arc<BTreeMap<String, TriggerSpec>>,
+    /// Carries out [`CASCADE`] deliveries; without it they stay queued for
+    /// a deliverer that has one.
+    cascade: Option<Arc<dyn LocalTarget>>,
     settings: OutboxSettings,
     /// Identifies this process's leases.
     owner: String,
@@ -79,10 +99,30 @@ impl Deliverer {
         Deliverer {
             store,
             triggers: Arc::new(triggers),
+            cascade: None,
             settings,
             owner: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
             workdir,
         }
+    }
+
+    /// Carries out [`CASCADE`] deliveries with `target`. A deliverer
+    /// without one leaves them queued.
+    pub fn with_cascade(mut self, target: Arc<dyn LocalTarget>) -> Deliverer {
+        self.cascade = Some(target);
+        self
+    }
+
+    /// The trigger whose deliveries this deliverer leaves queued: cascades,
+    /// without a cascader.
+    fn left_queued(&self) -> Option<&'static str> {
+        self.cascade.is_none().then_some(CASCADE)
+    }
+
+    /// When the next delivery this deliverer can take is due (see
+    /// [`Store::next_delivery_due`]); `None` if there is none.
+    pub async fn next_due(&self) -> Result<Option<chrono::DateTime<Utc>>, StoreError> {
+        self.store.next_delivery_due_except(self.left_queued()).await
     }
 
     /// Takes every due delivery and attempts it once; returns what happened.
@@ -94,11 +134,12 @@ impl Deliverer {
         loop {
             let batch = self
                 .store
-                .claim_deliveries(
+                .claim_deliveries_except(
                     &self.owner,
                     started,
                     self.settings.lease,
                     (self.settings.concurrency * 4) as i64,
+                    self.left_queued(),
                 )
                 .await?;
             if batch.is_empty() {
@@ -116,14 +157,15 @@ impl Deliverer {
     }
 
     async fn attempt(&self, d: Delivery) -> Result<Outcome, StoreError> {
-        let result = match self.triggers.get(&d.trigger) {
-            None => Err(DeliveryError {
+        let result = match (self.triggers.get(&d.trigger), &self.cascade) {
+            (_, Some(local)) if d.trigger == CASCADE => self.run_local(local.as_ref(), &d).await,
+            (None, _) => Err(DeliveryError {
                 message: format!("trigger {:?} is no longer in the config", d.trigger),
                 retryable: false,
             }),
-            Some(TriggerSpec::Jenkins(j)) => targets::deliver_jenkins(j, &d.payload).await,
-            Some(TriggerSpec::Webhook(w)) => targets::deliver_webhook(w, &d.payload).await,
-            Some(TriggerSpec::Command(c)) => {
+            (Some(TriggerSpec::Jenkins(j)), _) => targets::deliver_jenkins(j, &d.payload).await,
+            (Some(TriggerSpec::Webhook(w)), _) => targets::deliver_webhook(w, &d.payload).await,
+            (Some(TriggerSpec::Command(c)), _) => {
                 targets::deliver_command(c, &d.payload, &self.workdir).await
             }
         };
@@ -159,6 +201,39 @@ impl Deliverer {
                 tracing::warn!(delivery = d.id, event = %d.event_id, trigger = %d.trigger, attempts, error = %e.message, state, "delivery failed");
                 Ok(base(state, Some(e.message)))
             }
+        }
+    }
+
+    /// Carries out a local delivery, renewing its lease every third of the
+    /// lease while it runs: a cascade of builds can outlast a lease, and
+    /// another dispatcher must not take it meanwhile.
+    async fn run_local(
+        &self,
+        target: &dyn LocalTarget,
+        d: &Delivery,
+    ) -> Result<Option<String>, DeliveryError> {
+        let every = (self.settings.lease / 3).max(Duration::from_millis(100));
+        let renew = async {
+            loop {
+                tokio::time::sleep(every).await;
+                match self
+                    .store
+                    .renew_delivery(d.id, &self.owner, Utc::now(), self.settings.lease)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(delivery = d.id, trigger = %d.trigger, "lost the lease of a running delivery; another dispatcher may take it")
+                    }
+                    Err(e) => {
+                        tracing::warn!(delivery = d.id, error = %e, "renewing a delivery's lease failed")
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            r = target.deliver(d) => r,
+            _ = renew => unreachable!("the renewal loop never ends"),
         }
     }
 

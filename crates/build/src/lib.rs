@@ -5,6 +5,7 @@
 
 #![deny(missing_docs)]
 
+mod cascade;
 mod definition;
 mod discover;
 mod executor;
@@ -13,6 +14,7 @@ mod rebase;
 mod run;
 mod version;
 
+pub use cascade::{EventPlan, mark_not_buildable, plan_event};
 pub use definition::{Build, BuildSpec, DiscoverSpec, Executor, load};
 pub use executor::{BuildahSettings, BuilderSettings, PushTarget};
 pub use plan::{Plan, PlannedBuild, Trigger, plan};
@@ -53,4 +55,7 @@ pub enum BuildError {
     /// A reference could not be made (a version that is no valid tag).
     #[error(transparent)]
     Reference(#[from] freshen_reference::ReferenceError),
+    /// The inventory could not answer (what is built on a base).
+    #[error(transparent)]
+    Inventory(#[from] freshen_inventory::InventoryError),
 }

@@ -93,12 +93,27 @@ impl Runner {
     }
 
     /// Stores `plan` as a new run, with `cause`, and carries it out.
+    /// `event_id` names the change event whose cascade this is (at most one
+    /// run per event); `None` for a run started by hand.
     pub async fn start(
         &self,
         plan: &Plan,
         builds: &[Build],
         cause: serde_json::Value,
+        event_id: Option<&str>,
     ) -> Result<RunReport, BuildError> {
+        let run = self.create(plan, cause, event_id).await?;
+        self.resume(&run.id, builds).await
+    }
+
+    /// Stores `plan` as a new run, every image `pending`, without carrying
+    /// it out (that is [`Runner::resume`]); [`Runner::start`] does both.
+    pub async fn create(
+        &self,
+        plan: &Plan,
+        cause: serde_json::Value,
+        event_id: Option<&str>,
+    ) -> Result<RebuildRun, BuildError> {
         let run = RebuildRun {
             id: uuid::Uuid::now_v7().to_string(),
             trigger: serde_json::to_value(&plan.trigger).expect("a trigger serialises"),
@@ -107,6 +122,7 @@ impl Runner {
             state: "running".into(),
             created_at: Utc::now(),
             finished_at: None,
+            event_id: event_id.map(str::to_string),
         };
         let items: Vec<(String, i32)> = plan
             .waves
@@ -115,7 +131,7 @@ impl Runner {
             .flat_map(|(w, wave)| wave.iter().map(move |b| (b.image.clone(), w as i32)))
             .collect();
         self.store.create_rebuild(&run, &items).await?;
-        self.resume(&run.id, builds).await
+        Ok(run)
     }
 
     /// Carries out what is left of a stored run: images not `done` are
@@ -127,6 +143,10 @@ impl Runner {
             .rebuild(run_id)
             .await?
             .ok_or_else(|| BuildError::Invalid(format!("no rebuild run {run_id:?}")))?;
+        if run.state != "running" {
+            // A failed run taken up again (a cascade's retry) is running again.
+            self.store.reopen_rebuild(run_id).await?;
+        }
         let plan: Plan = serde_json::from_value(run.plan.clone()).map_err(|e| {
             BuildError::Invalid(format!(
                 "rebuild run {run_id}: its stored plan can't be read: {e}"
@@ -142,9 +162,13 @@ impl Runner {
             .map(|i| (i.image.clone(), i))
             .collect();
         for (w, wave) in plan.waves.iter().enumerate() {
+            // Owned, not borrowed: a stream over references makes the run's
+            // future not `Send` for every lifetime (rust-lang/rust#102211), and
+            // the watcher runs cascades as boxed `Send` futures.
             let todo: Vec<_> = wave
                 .iter()
                 .filter(|b| state.get(&b.image).is_none_or(|i| i.state != "done"))
+                .cloned()
                 .collect();
             self.report(Progress::Wave {
                 index: w,

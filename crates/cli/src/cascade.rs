@@ -9,6 +9,50 @@ use freshen_store::Store;
 
 use crate::parse_ref;
 
+/// The config's build definitions (`builds:` and `discover:`).
+fn load_builds(loaded: &Loaded) -> Result<Vec<Build>> {
+    Ok(freshen_build::load(
+        &loaded.config.builds,
+        &loaded.config.discover,
+        &loaded.base_dir,
+        &loaded.defaults,
+        &loaded.default_platforms,
+    )?)
+}
+
+/// The runner of the watcher's own cascades, when a watch asks for them
+/// (`on_change: [cascade]`); `None` otherwise, so a config without
+/// cascades never reads its build definitions here.
+pub fn cascader(
+    loaded: &Loaded,
+    store: &Store,
+    client: freshen_registry::Client,
+) -> Result<Option<std::sync::Arc<freshen_watch::Cascader>>> {
+    let wanted = loaded
+        .watches
+        .iter()
+        .any(|w| w.triggers.iter().any(|t| t == freshen_actions::CASCADE));
+    if !wanted {
+        return Ok(None);
+    }
+    let builds = load_builds(loaded).context("a watch has `on_change: [cascade]`")?;
+    let scanner =
+        freshen_inventory::Scanner::new(client.clone(), store.clone(), loaded.defaults.clone());
+    let runner = freshen_build::Runner::new(
+        client,
+        store.clone(),
+        scanner,
+        loaded.config.builders.clone(),
+        loaded.config.cascade.parallel,
+    );
+    Ok(Some(std::sync::Arc::new(freshen_watch::Cascader::new(
+        store.clone(),
+        runner,
+        Queries::new(store.clone(), loaded.defaults.clone()),
+        builds,
+    ))))
+}
+
 /// Loads the build definitions and plans what the options ask for: a base
 /// that changed, an image to rebuild, a change event, or every build.
 /// Returns the plan, the builds, and the cause (event and policy decision)
@@ -20,62 +64,40 @@ pub async fn plan(
     image: Option<String>,
     event: Option<String>,
 ) -> Result<(Plan, Vec<Build>, serde_json::Value)> {
-    let builds = freshen_build::load(
-        &loaded.config.builds,
-        &loaded.config.discover,
-        &loaded.base_dir,
-        &loaded.defaults,
-        &loaded.default_platforms,
-    )?;
-    let mut quiet = None;
-    let mut cause = serde_json::json!({});
-    let trigger = match (base, image, event) {
-        (Some(b), _, _) => Trigger::Base {
-            reference: parse_ref(loaded, &b)?.to_string(),
-        },
-        (_, Some(i), _) => Trigger::Image {
-            reference: parse_ref(loaded, &i)?.to_string(),
-        },
+    let builds = load_builds(loaded)?;
+    let (mut plan, cause) = match (base, image, event) {
+        (Some(b), _, _) => (
+            freshen_build::plan(
+                &builds,
+                Trigger::Base {
+                    reference: parse_ref(loaded, &b)?.to_string(),
+                },
+            )?,
+            serde_json::json!({}),
+        ),
+        (_, Some(i), _) => (
+            freshen_build::plan(
+                &builds,
+                Trigger::Image {
+                    reference: parse_ref(loaded, &i)?.to_string(),
+                },
+            )?,
+            serde_json::json!({}),
+        ),
         (_, _, Some(id)) => {
-            let e = store
-                .event(&id)
-                .await?
-                .with_context(|| format!("no change event {id:?} (see `freshen events`)"))?;
-            cause = serde_json::json!({
-                "event": e.id,
-                "decision": e.decision,
-                "decisions": store.decisions(None, Some(&e.id), 1000).await?
-                    .into_iter()
-                    .map(|d| serde_json::json!({"id": d.id, "subject": d.subject, "act": d.act, "snapshot": d.snapshot, "policy_version": d.policy_version}))
-                    .collect::<Vec<_>>(),
-            });
-            quiet = e.decision.filter(|d| !d.act).map(|d| d.reason);
-            Trigger::Base {
-                reference: e.reference,
+            let p = freshen_build::plan_event(store, &builds, &id).await?;
+            if let Some(reason) = &p.quiet {
+                eprintln!("the policy kept this change quiet: {reason}");
             }
+            (p.plan, p.cause)
         }
-        _ => Trigger::All,
+        _ => (
+            freshen_build::plan(&builds, Trigger::All)?,
+            serde_json::json!({}),
+        ),
     };
-    let mut plan = freshen_build::plan(&builds, trigger)?;
-    if let Some(reason) = &quiet {
-        // The policy judged this change and said not to act.
-        plan.waves.clear();
-        eprintln!("the policy kept this change quiet: {reason}");
-    }
-    if let Trigger::Base { reference } = &plan.trigger {
-        let q = Queries::new(store.clone(), loaded.defaults.clone());
-        let known = q.built_on(&parse_ref(loaded, reference)?, &[]).await?;
-        let buildable: std::collections::BTreeSet<&str> =
-            builds.iter().map(|b| b.image.as_str()).collect();
-        let mut missing: Vec<String> = known
-            .into_iter()
-            .filter(|c| !c.references.iter().any(|r| buildable.contains(r.as_str())))
-            .map(|c| c.references.first().cloned().unwrap_or(c.digest))
-            .collect();
-        missing.sort();
-        missing.dedup();
-        plan.not_buildable = missing;
-    }
+    let q = Queries::new(store.clone(), loaded.defaults.clone());
+    freshen_build::mark_not_buildable(&mut plan, &builds, &q).await?;
     Ok((plan, builds, cause))
 }
 
@@ -107,13 +129,7 @@ pub async fn rebuild(
     )
     .on_progress(std::sync::Arc::new(crate::output::rebuild_progress));
     if let Some(id) = args.resume {
-        let builds = freshen_build::load(
-            &loaded.config.builds,
-            &loaded.config.discover,
-            &loaded.base_dir,
-            &loaded.defaults,
-            &loaded.default_platforms,
-        )?;
+        let builds = load_builds(loaded)?;
         let id = if id.is_empty() {
             store
                 .rebuilds(true, 1)
@@ -136,5 +152,5 @@ pub async fn rebuild(
     if plan.is_empty() {
         eprintln!("nothing to rebuild");
     }
-    Ok(runner.start(&plan, &builds, cause).await?)
+    Ok(runner.start(&plan, &builds, cause, None).await?)
 }

@@ -85,6 +85,10 @@ enum Command {
         /// Exit 1 when anything changed, 0 when nothing did, 2 on error.
         #[arg(long)]
         exit_code: bool,
+        /// Leave the rebuild cascades of what changed (`on_change: [cascade]`)
+        /// queued for `freshen watch` instead of running them before exiting.
+        #[arg(long)]
+        defer_cascades: bool,
     },
     /// Run the watcher: check each watch on its schedule and deliver triggers
     /// until SIGTERM or Ctrl-C (in-flight work finishes first).
@@ -402,10 +406,11 @@ enum StateArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Watch) {
-        "info"
-    } else {
-        "warn"
+    let default_level = match cli.command {
+        Command::Watch => "info",
+        // A cascade `check` runs is long and worth following.
+        Command::Check { .. } => "warn,freshen_watch::cascade=info",
+        _ => "warn",
     };
     init_logging(
         cli.global.log.as_deref().unwrap_or(default_level),
@@ -460,9 +465,21 @@ async fn run(cli: Cli) -> Result<u8> {
             platforms,
             json,
             exit_code,
+            defer_cascades,
         } => {
             let store = open_store(&cli.global, &loaded).await?;
-            check(&loaded, store, &references, &platforms, json, exit_code).await
+            check(
+                &loaded,
+                store,
+                &references,
+                &platforms,
+                CheckFlags {
+                    json,
+                    exit_code,
+                    defer_cascades,
+                },
+            )
+            .await
         }
         Command::Watch => {
             let store = open_store(&cli.global, &loaded).await?;
@@ -956,14 +973,25 @@ async fn digest(loaded: &Loaded, reference: &str, platforms: &[String], json: bo
     Ok(0)
 }
 
+/// How `freshen check` reports and what it leaves for later.
+struct CheckFlags {
+    json: bool,
+    exit_code: bool,
+    defer_cascades: bool,
+}
+
 async fn check(
     loaded: &Loaded,
     store: Store,
     references: &[String],
     platforms: &[String],
-    json: bool,
-    exit_code: bool,
+    flags: CheckFlags,
 ) -> Result<u8> {
+    let CheckFlags {
+        json,
+        exit_code,
+        defer_cascades,
+    } = flags;
     let watches: Vec<Watch> = if references.is_empty() {
         if loaded.watches.is_empty() {
             bail!("nothing to check: name references, or give --config with watches");
@@ -997,7 +1025,8 @@ async fn check(
     let concurrency = loaded.config.check_concurrency.unwrap_or(32);
     let checker = checker(loaded, &store, concurrency);
     let results = checker.check_all(&watches, "poll").await?;
-    let deliverer = deliverer(loaded, store);
+    // Deferred cascades stay queued: a deliverer without a cascader leaves them.
+    let deliverer = deliverer(loaded, store, !defer_cascades)?;
     let outcomes = deliverer.deliver_due().await?;
     let report = output::CheckReport::new(&watches, results, outcomes, checker.client());
     report.print(json);
@@ -1064,13 +1093,24 @@ fn checker(loaded: &Loaded, store: &Store, concurrency: usize) -> Checker {
     Checker::new(client, store.clone(), concurrency).with_judge(judge)
 }
 
-fn deliverer(loaded: &Loaded, store: Store) -> Deliverer {
-    Deliverer::new(
+/// The outbox's deliverer; with `cascades`, it also runs the rebuild
+/// cascades watches ask for.
+fn deliverer(loaded: &Loaded, store: Store, cascades: bool) -> Result<Deliverer> {
+    let cascader = if cascades {
+        cascade::cascader(loaded, &store, client(loaded))?
+    } else {
+        None
+    };
+    let d = Deliverer::new(
         store,
         loaded.config.triggers.clone(),
         loaded.config.outbox.clone(),
         loaded.base_dir.clone(),
-    )
+    );
+    Ok(match cascader {
+        Some(c) => d.with_cascade(c),
+        None => d,
+    })
 }
 
 async fn watch(loaded: &Loaded, store: Store) -> Result<u8> {
@@ -1091,7 +1131,7 @@ async fn watch(loaded: &Loaded, store: Store) -> Result<u8> {
     };
     let daemon = Daemon::new(
         checker,
-        deliverer(loaded, store),
+        deliverer(loaded, store, true)?,
         loaded.watches.clone(),
         settings,
     );

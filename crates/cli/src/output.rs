@@ -816,7 +816,7 @@ pub fn rebuild_runs(runs: &[freshen_store::RebuildRun], json: bool) {
         return;
     }
     table(
-        &["RUN", "CREATED (UTC)", "STATE", "TRIGGER"],
+        &["RUN", "CREATED (UTC)", "STATE", "TRIGGER", "EVENT"],
         runs.iter()
             .map(|r| {
                 vec![
@@ -824,6 +824,8 @@ pub fn rebuild_runs(runs: &[freshen_store::RebuildRun], json: bool) {
                     time(r.created_at),
                     r.state.clone(),
                     r.trigger.to_string(),
+                    // Empty for a run started by hand.
+                    r.event_id.clone().unwrap_or_default(),
                 ]
             })
             .collect(),

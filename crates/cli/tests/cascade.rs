@@ -3,13 +3,8 @@
 
 mod common;
 
-use common::Env;
+use common::{Env, write};
 use freshen_testkit::{Db, both_stores};
-
-fn write(p: &std::path::Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
 
 async fn plan_shows_waves(db: Db) {
     let env = Env::new(db).await;

@@ -8,30 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Buildah, Env};
+use common::{Buildah, Env, holding_buildah, tags, write};
 use freshen_testkit::{Db, Registry, both_stores};
 use serde_json::Value;
-
-fn write(p: &std::path::Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-/// Tags of a repository, through the registry API.
-async fn tags(reg: &Registry, repo: &str) -> Vec<String> {
-    let body: Value = reqwest::get(format!("{}/v2/{repo}/tags/list", reg.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut t: Vec<String> = body["tags"]
-        .as_array()
-        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
-        .unwrap_or_default();
-    t.sort();
-    t
-}
 
 async fn cascade_rebuilds_in_order(db: Db) {
     let reg = Registry::start().await;
@@ -82,19 +61,7 @@ async fn cascade_rebuilds_in_order(db: Db) {
     let buildah_root = tempfile::tempdir().unwrap();
     // A wrapper that holds pushes of apps while `hold` exists: the test
     // kills the run there, in the middle of wave 3.
-    let wrapper = d.join("buildah-wrapper.sh");
-    write(
-        &wrapper,
-        &format!(
-            "#!/bin/sh\ncase \"$*\" in *push*/apps/*) while [ -e {hold} ]; do sleep 0.1; done;; esac\nexec buildah \"$@\"\n",
-            hold = d.join("hold").display()
-        ),
-    );
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let wrapper = holding_buildah(&d);
     let config = env.config(&format!(
         "builds:\n  - {{image: {host}/golden/base:1, context: images/base, promote: [\"{{tag}}\", latest]}}\n  - {{image: {host}/golden/mid:1, context: images/mid}}\n\
          discover:\n  - {{root: apps, image: \"{host}/apps/{{app}}:{{version}}\"}}\n\

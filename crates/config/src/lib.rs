@@ -14,7 +14,7 @@ use freshen_actions::{OutboxSettings, TriggerSpec};
 use freshen_reference::{Defaults, Platform};
 use freshen_registry::RegistrySettings;
 use freshen_server::ServerSettings;
-use freshen_watch::{Schedule, Watch, WatchSpec};
+use freshen_watch::{CascadeSettings, Schedule, Watch, WatchSpec};
 use serde::Deserialize;
 
 /// A configuration error: where it is and what is wrong.
@@ -88,6 +88,9 @@ pub struct Config {
     /// How builder commands (buildah) are run.
     #[serde(default)]
     pub builders: freshen_build::BuilderSettings,
+    /// The rebuild cascades the watcher runs on its own (`on_change: [cascade]`).
+    #[serde(default)]
+    pub cascade: CascadeSettings,
 }
 
 /// A loaded, validated configuration.
@@ -318,6 +321,18 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
     }
 
     for (name, t) in &config.triggers {
+        if name.is_empty() {
+            return Err(invalid(
+                "triggers".into(),
+                "a trigger needs a name".into(),
+            ));
+        }
+        if name == freshen_actions::CASCADE {
+            return Err(invalid(
+                format!("triggers.{name}"),
+                "\"cascade\" is reserved: `on_change: [cascade]` makes freshen rebuild what is built on the watched tag itself; name this trigger otherwise".into(),
+            ));
+        }
         t.validate()
             .map_err(|e| invalid(format!("triggers.{name}"), e))?;
     }
@@ -327,12 +342,12 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         let w = Watch::from_spec(spec, &defaults, &default_platforms, &default_schedule)
             .map_err(|(field, e)| invalid(format!("watches[{i}].{field}"), e))?;
         for (j, t) in spec.on_change.iter().enumerate() {
-            if !config.triggers.contains_key(t) {
+            if t != freshen_actions::CASCADE && !config.triggers.contains_key(t) {
                 let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();
                 return Err(invalid(
                     format!("watches[{i}].on_change[{j}]"),
                     format!(
-                        "no trigger named {t:?} (defined: {})",
+                        "no trigger named {t:?} (defined: {}; and `cascade` rebuilds what is built on the tag)",
                         if known.is_empty() {
                             "none".into()
                         } else {
@@ -375,6 +390,12 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         return Err(invalid(
             "outbox".into(),
             "max_attempts and concurrency must be at least 1".into(),
+        ));
+    }
+    if config.cascade.parallel == 0 {
+        return Err(invalid(
+            "cascade.parallel".into(),
+            "must be at least 1".into(),
         ));
     }
     for (i, d) in config.discover.iter().enumerate() {
@@ -556,6 +577,38 @@ watches:
                 .contains("policies.x: mode thresholds needs a `thresholds` expression")
         );
         assert!(err("policies:\n  x:\n    imgs: [a]\n").contains("policies.x"));
+    }
+
+    #[test]
+    fn cascade_is_a_reserved_trigger() {
+        let l = load_str(
+            r#"
+watches:
+  - {ref: debian:bookworm, on_change: [cascade, notify]}
+  - {ref: alpine:3, on_change: [cascade]}
+triggers:
+  notify:
+    webhook: {url: "https://hooks.example/freshen"}
+cascade: {parallel: 3}
+"#,
+        )
+        .unwrap();
+        assert_eq!(l.watches[0].triggers, ["cascade", "notify"]);
+        assert_eq!(l.watches[1].triggers, ["cascade"]);
+        assert_eq!(l.config.cascade.parallel, 3);
+        assert_eq!(load_str("").unwrap().config.cascade.parallel, 2);
+        let e = err("triggers:\n  cascade:\n    command: [./x.sh]\n");
+        assert!(
+            e.contains("triggers.cascade: \"cascade\" is reserved"),
+            "{e}"
+        );
+        assert!(err("cascade: {parallel: 0}\n").contains("cascade.parallel: must be at least 1"));
+        assert!(err("cascade: {paralel: 2}\n").contains("cascade.paralel: unknown field"));
+        let e = err("watches:\n  - ref: debian\n    on_change: [cascades]\n");
+        assert!(
+            e.contains("watches[0].on_change[0]: no trigger named \"cascades\" (defined: none; and `cascade` rebuilds"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ const INSERT_DELIVERY: &str = "INSERT INTO deliveries \
      VALUES ($1, $2, $3, 'pending', 0, $4, $5)";
 
 // $1 = now, reused after $2/$3 on purpose: `$N` binds by number on both backends.
+// $5 = a trigger name left queued ('' leaves none: no trigger is named '').
 macro_rules! claim_deliveries_sql {
     ($lock:literal) => {
         concat!(
@@ -31,6 +32,7 @@ macro_rules! claim_deliveries_sql {
              WHERE id IN (SELECT id FROM deliveries \
                  WHERE state = 'pending' AND next_attempt_at <= $1 \
                    AND (lease_until IS NULL OR lease_until <= $1) \
+                   AND trigger_name <> $5 \
                  ORDER BY next_attempt_at, id LIMIT $4",
             $lock,
             ") RETURNING ",
@@ -169,6 +171,22 @@ impl Store {
         lease: std::time::Duration,
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
+        self.claim_deliveries_except(owner, now, lease, limit, None)
+            .await
+    }
+
+    /// [`Store::claim_deliveries`], leaving the deliveries to `except` (a
+    /// trigger name) queued: a dispatcher that can't carry them out (a
+    /// `freshen check --defer-cascades` and the reserved `cascade` target)
+    /// must not take them and fail them.
+    pub async fn claim_deliveries_except(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: i64,
+        except: Option<&str>,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let sql = match self.backend() {
             Backend::Postgres => claim_deliveries_sql!(" FOR UPDATE SKIP LOCKED"),
             Backend::Sqlite => claim_deliveries_sql!(""),
@@ -179,6 +197,7 @@ impl Store {
                 .bind(owner)
                 .bind(lease_until(now, lease))
                 .bind(clamp_limit(limit))
+                .bind(except.unwrap_or(""))
                 .fetch_all(pool)
                 .await
         })
@@ -218,6 +237,32 @@ impl Store {
             .map(|r| r.rows_affected())
         })
         .map_err(query_err("mark a delivery delivered"))?;
+        Ok(result == 1)
+    }
+
+    /// Extends `owner`'s lease on a delivery it is still carrying out to
+    /// `now + lease`, so a long one (a cascade of builds) isn't taken by
+    /// another dispatcher meanwhile. Returns false if the lease was lost.
+    pub async fn renew_delivery(
+        &self,
+        id: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let result = with_pool!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE deliveries SET lease_until = $3 \
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(lease_until(now, lease))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .map_err(query_err("renew a delivery's lease"))?;
         Ok(result == 1)
     }
 
@@ -320,12 +365,22 @@ impl Store {
     /// dispatcher sleeping until then never wakes to nothing. `None` if
     /// nothing is pending.
     pub async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_delivery_due_except(None).await
+    }
+
+    /// [`Store::next_delivery_due`] of the deliveries a dispatcher that
+    /// leaves `except`'s queued can take.
+    pub async fn next_delivery_due_except(
+        &self,
+        except: Option<&str>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let ms: Option<i64> = with_pool!(&self.db, pool => {
             sqlx::query_scalar(
                 "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at \
                      THEN lease_until ELSE next_attempt_at END) \
-                 FROM deliveries WHERE state = 'pending'",
+                 FROM deliveries WHERE state = 'pending' AND trigger_name <> $1",
             )
+            .bind(except.unwrap_or(""))
             .fetch_one(pool)
             .await
         })

@@ -23,6 +23,10 @@ pub struct RebuildRun {
     pub created_at: DateTime<Utc>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The change event whose cascade this run is (`on_change: [cascade]`);
+    /// `None` for runs started by hand. At most one run per event.
+    #[serde(default)]
+    pub event_id: Option<String>,
 }
 
 /// One image of a run.
@@ -55,6 +59,7 @@ struct RunRow {
     state: String,
     created_at: i64,
     finished_at: Option<i64>,
+    event_id: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -89,6 +94,7 @@ impl RunRow {
                 .transpose()?,
             id: self.id,
             state: self.state,
+            event_id: self.event_id,
         })
     }
 }
@@ -117,7 +123,7 @@ impl ItemRow {
 macro_rules! run_sql {
     ($tail:literal) => {
         concat!(
-            "SELECT id, trigger, cause, plan, state, created_at, finished_at FROM rebuild_runs ",
+            "SELECT id, trigger, cause, plan, state, created_at, finished_at, event_id FROM rebuild_runs ",
             $tail
         )
     };
@@ -133,13 +139,14 @@ impl Store {
         const CTX: &str = "create a rebuild run";
         let mut tx = self.db.begin_write(CTX).await?;
         with_tx!(&mut tx, conn => sqlx::query(
-            "INSERT INTO rebuild_runs (id, trigger, cause, plan, state, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            "INSERT INTO rebuild_runs (id, trigger, cause, plan, state, created_at, event_id) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&run.id)
             .bind(run.trigger.to_string())
             .bind(run.cause.to_string())
             .bind(run.plan.to_string())
             .bind(&run.state)
             .bind(to_ms(run.created_at))
+            .bind(run.event_id.as_deref())
             .execute(conn)
             .await
             .map(|x| x.rows_affected()))
@@ -166,6 +173,17 @@ impl Store {
             .fetch_optional(pool)
             .await)
             .map_err(query_err("read a rebuild run"))?;
+        row.map(RunRow::into_run).transpose()
+    }
+
+    /// The run started for a change event's cascade, if there is one.
+    pub async fn rebuild_for_event(&self, event_id: &str) -> Result<Option<RebuildRun>, StoreError> {
+        let row: Option<RunRow> =
+            with_pool!(&self.db, pool => sqlx::query_as(run_sql!("WHERE event_id = $1"))
+            .bind(event_id)
+            .fetch_optional(pool)
+            .await)
+            .map_err(query_err("read an event's rebuild run"))?;
         row.map(RunRow::into_run).transpose()
     }
 
@@ -232,6 +250,18 @@ impl Store {
                 "rebuild run {run_id} has no image {image}"
             )));
         }
+        Ok(())
+    }
+
+    /// Marks an ended run running again, as it is resumed.
+    pub async fn reopen_rebuild(&self, id: &str) -> Result<(), StoreError> {
+        with_pool!(&self.db, pool => sqlx::query(
+            "UPDATE rebuild_runs SET state = 'running', finished_at = NULL WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|x| x.rows_affected()))
+        .map_err(query_err("reopen a rebuild run"))?;
         Ok(())
     }
 

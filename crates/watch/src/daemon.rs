@@ -15,6 +15,35 @@ use tokio::sync::watch as signal;
 
 use crate::{Checker, Watch};
 
+/// Delivery passes in flight at once: one may be held by a long cascade
+/// while the other keeps sending.
+const MAX_PASSES: usize = 2;
+
+/// One pass over the due deliveries.
+async fn deliver(deliverer: &Deliverer) -> Result<(), freshen_store::StoreError> {
+    for o in deliverer.deliver_due().await? {
+        tracing::debug!(
+            delivery = o.delivery_id,
+            state = o.state,
+            "delivery attempt"
+        );
+    }
+    Ok(())
+}
+
+/// A finished pass's outcome; a panicked pass is reported, not propagated.
+fn flatten(
+    done: Result<Result<(), freshen_store::StoreError>, tokio::task::JoinError>,
+) -> Result<(), freshen_store::StoreError> {
+    match done {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "a delivery pass panicked");
+            Ok(())
+        }
+    }
+}
+
 /// Daemon tuning.
 #[derive(Debug, Clone)]
 pub struct DaemonSettings {
@@ -77,19 +106,59 @@ impl Daemon {
             self.watches.keys().map(|k| (k.clone(), now)).collect();
         store.sync_schedule(&keys).await?;
         tracing::info!(watches = keys.len(), backend = ?store.backend(), "watching");
-        loop {
+        // Delivery passes run beside the checks: a cascade of builds can take
+        // long, and must hold up neither the schedule nor other deliveries
+        // (a second pass takes what the first hasn't leased).
+        let mut passes = tokio::task::JoinSet::new();
+        let result = loop {
             if *shutdown.borrow() {
-                break;
+                break Ok(());
             }
-            self.tick().await?;
-            // Deliveries first: a change event's triggers go out in the same tick.
-            self.deliver().await?;
-            let wait = self.until_next().await?;
+            if let Err(e) = self.tick().await {
+                break Err(e);
+            }
+            let mut failed = None;
+            while let Some(done) = passes.try_join_next() {
+                failed = failed.or(flatten(done).err());
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+            // Right after the tick: a change event's triggers go out at once.
+            // A pass starts only for something due and not leased, so a
+            // running cascade (its lease renewed) doesn't spin the loop.
+            let due = match self.deliverer.next_due().await {
+                Ok(t) => t.is_some_and(|t| t <= Utc::now()),
+                Err(e) => break Err(e),
+            };
+            if due && passes.len() < MAX_PASSES {
+                let deliverer = self.deliverer.clone();
+                passes.spawn(async move { deliver(&deliverer).await });
+            }
+            // With every pass busy, a due delivery can't be taken sooner
+            // than a pass ends (which wakes the loop): wait for watches only.
+            let wait = match self.until_next(passes.len() < MAX_PASSES).await {
+                Ok(w) => w,
+                Err(e) => break Err(e),
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
+                Some(done) = passes.join_next() => {
+                    if let Err(e) = flatten(done) {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        // In-flight deliveries finish (a cascade's progress is stored, and a
+        // run cut short by a harder stop resumes on the next start).
+        while let Some(done) = passes.join_next().await {
+            if let Err(e) = flatten(done) {
+                tracing::warn!(error = %e, "a delivery pass failed while shutting down");
             }
         }
+        result?;
         tracing::info!("shutting down: in-flight work finished");
         Ok(())
     }
@@ -143,24 +212,18 @@ impl Daemon {
         }
     }
 
-    async fn deliver(&self) -> Result<(), freshen_store::StoreError> {
-        for o in self.deliverer.deliver_due().await? {
-            tracing::debug!(
-                delivery = o.delivery_id,
-                state = o.state,
-                "delivery attempt"
-            );
-        }
-        Ok(())
-    }
-
-    /// Sleep until the next due watch or delivery, at most `idle`.
-    async fn until_next(&self) -> Result<Duration, freshen_store::StoreError> {
+    /// Sleep until the next due watch or (with `deliveries`) delivery, at
+    /// most `idle`.
+    async fn until_next(&self, deliveries: bool) -> Result<Duration, freshen_store::StoreError> {
         let store = self.checker.store();
         let now = Utc::now();
         let next = [
             store.next_watch_due().await?,
-            store.next_delivery_due().await?,
+            if deliveries {
+                self.deliverer.next_due().await?
+            } else {
+                None
+            },
         ]
         .into_iter()
         .flatten()

@@ -1,6 +1,8 @@
 //! Watching tags: what a watch is, checking it (one `HEAD` per tag in steady
-//! state), and the daemon that checks on schedule and drains the outbox.
+//! state), the daemon that checks on schedule and drains the outbox, and
+//! the cascades it runs on its own (`on_change: [cascade]`).
 
+mod cascade;
 mod check;
 mod daemon;
 mod schedule;
@@ -8,6 +10,7 @@ mod schedule;
 use freshen_reference::{Defaults, Platform, Reference};
 use serde::Deserialize;
 
+pub use cascade::{CascadeDone, CascadeError, CascadeSettings, Cascader};
 pub use check::{CheckError, CheckResult, Checker, PlatformResult};
 pub use daemon::{Daemon, DaemonSettings};
 pub use schedule::Schedule;

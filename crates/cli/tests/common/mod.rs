@@ -420,3 +420,45 @@ pub async fn serve(env: &Env, config: &Path) -> Served {
         }
     }
 }
+
+/// Writes a file, creating its directory.
+pub fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().expect("a file in a directory")).expect("create dir");
+    std::fs::write(p, text).expect("write file");
+}
+
+/// Tags of a repository, sorted, through the registry API.
+pub async fn tags(reg: &freshen_testkit::Registry, repo: &str) -> Vec<String> {
+    let body: serde_json::Value = reqwest::get(format!("{}/v2/{repo}/tags/list", reg.url()))
+        .await
+        .expect("list tags")
+        .json()
+        .await
+        .expect("tags JSON");
+    let mut t: Vec<String> = body["tags"]
+        .as_array()
+        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    t.sort();
+    t
+}
+
+/// A `buildah` wrapper script at `<dir>/buildah-wrapper.sh` that holds
+/// pushes of `apps/` images while `<dir>/hold` exists, so a test can stop a
+/// run in the middle of its apps' wave.
+pub fn holding_buildah(dir: &Path) -> PathBuf {
+    let wrapper = dir.join("buildah-wrapper.sh");
+    write(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\ncase \"$*\" in *push*/apps/*) while [ -e {hold} ]; do sleep 0.1; done;; esac\nexec buildah \"$@\"\n",
+            hold = dir.join("hold").display()
+        ),
+    );
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod wrapper");
+    wrapper
+}

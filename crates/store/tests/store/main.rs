@@ -9,6 +9,7 @@ mod inventory;
 mod open;
 mod outbox;
 mod processes;
+mod rebuilds;
 mod reports;
 mod schedule;
 mod vulns;

@@ -1,0 +1,95 @@
+//! Rebuild runs keyed by the change event of a watcher's cascade, and the
+//! outbox calls a cascade relies on: claims that leave a trigger queued,
+//! and lease renewal.
+
+use std::time::Duration;
+
+use freshen_store::{RebuildRun, StoreError};
+
+use crate::common::{Ctx, both, make_event, t};
+
+const REF: &str = "docker.io/library/alpine:3";
+const LEASE: Duration = Duration::from_secs(30);
+
+both!(
+    one_run_per_event,
+    claims_leave_a_trigger_queued,
+    renewing_keeps_a_lease
+);
+
+fn run(id: &str, event_id: Option<&str>) -> RebuildRun {
+    RebuildRun {
+        id: id.into(),
+        trigger: serde_json::json!({"kind": "base", "reference": REF}),
+        cause: serde_json::json!({}),
+        plan: serde_json::json!({"waves": []}),
+        state: "running".into(),
+        created_at: t(0),
+        finished_at: None,
+        event_id: event_id.map(str::to_string),
+    }
+}
+
+async fn one_run_per_event(ctx: Ctx) {
+    let s = &ctx.store;
+    let e = make_event(s, REF, 0, &["cascade"]).await;
+    // Runs by hand carry no event, as many as wanted.
+    s.create_rebuild(&run("m1", None), &[]).await.unwrap();
+    s.create_rebuild(&run("m2", None), &[]).await.unwrap();
+    assert_eq!(s.rebuild_for_event(&e).await.unwrap(), None);
+    s.create_rebuild(&run("c1", Some(&e)), &[("a:1".into(), 0)])
+        .await
+        .unwrap();
+    let got = s.rebuild_for_event(&e).await.unwrap().unwrap();
+    assert_eq!((got.id.as_str(), got.event_id.as_deref()), ("c1", Some(e.as_str())));
+    assert_eq!(s.rebuild("m1").await.unwrap().unwrap().event_id, None);
+    // A second run for the same event is refused.
+    let dup = s.create_rebuild(&run("c2", Some(&e)), &[]).await;
+    assert!(matches!(dup, Err(StoreError::Query { .. })), "{dup:?}");
+    // A failed run reopened is running again, unfinished.
+    s.finish_rebuild("c1", "failed", t(5)).await.unwrap();
+    s.reopen_rebuild("c1").await.unwrap();
+    let r = s.rebuild("c1").await.unwrap().unwrap();
+    assert_eq!((r.state.as_str(), r.finished_at), ("running", None));
+}
+
+async fn claims_leave_a_trigger_queued(ctx: Ctx) {
+    let s = &ctx.store;
+    make_event(s, REF, 0, &["cascade", "hook"]).await;
+    assert_eq!(
+        s.next_delivery_due_except(Some("cascade")).await.unwrap(),
+        Some(t(0))
+    );
+    let got = s
+        .claim_deliveries_except("a", t(0), LEASE, 10, Some("cascade"))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].trigger, "hook");
+    assert!(s.delivery_succeeded(got[0].id, "a", t(1), None).await.unwrap());
+    // Nothing left for a dispatcher that leaves cascades queued...
+    assert_eq!(
+        s.next_delivery_due_except(Some("cascade")).await.unwrap(),
+        None
+    );
+    // ...and the cascade for one that doesn't.
+    assert_eq!(s.next_delivery_due().await.unwrap(), Some(t(0)));
+    let got = s.claim_deliveries("b", t(2), LEASE, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].trigger, "cascade");
+}
+
+async fn renewing_keeps_a_lease(ctx: Ctx) {
+    let s = &ctx.store;
+    make_event(s, REF, 0, &["cascade"]).await;
+    let a = s.claim_deliveries("a", t(0), LEASE, 10).await.unwrap();
+    assert_eq!(a.len(), 1);
+    // Renewed at 20 s, the lease runs to 50 s: nobody takes it at 40 s.
+    assert!(s.renew_delivery(a[0].id, "a", t(20), LEASE).await.unwrap());
+    assert!(s.claim_deliveries("b", t(40), LEASE, 10).await.unwrap().is_empty());
+    assert_eq!(s.next_delivery_due().await.unwrap(), Some(t(50)));
+    // Past it, another takes it over, and the old owner can't renew.
+    let b = s.claim_deliveries("b", t(50), LEASE, 10).await.unwrap();
+    assert_eq!(b.len(), 1);
+    assert!(!s.renew_delivery(a[0].id, "a", t(51), LEASE).await.unwrap());
+}

@@ -1,0 +1,245 @@
+//! Cascades the watcher runs on its own (`on_change: [cascade]`): when a
+//! watched base moves and its policy says to act, the change event's
+//! `cascade` delivery is carried out here: the plan `freshen rebuild
+//! --event` would make, run by the build layer's `Runner`.
+//!
+//! The delivery is the durable part: it was written with the event, in one
+//! transaction, and the run is stored with the event's id. A cascade taken
+//! again (after a crash, or a failed image) resumes that run, so finished
+//! images are not rebuilt.
+
+use std::sync::Arc;
+
+use freshen_actions::{DeliveryError, LocalTarget};
+use freshen_build::{Build, BuildError, Progress, RunReport, Runner};
+use freshen_inventory::Queries;
+use freshen_store::{Delivery, Store};
+use serde::Deserialize;
+
+/// Cascade behaviour, as written under `cascade:` in the config.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CascadeSettings {
+    /// Builds of one wave in flight at once.
+    pub parallel: usize,
+}
+
+impl Default for CascadeSettings {
+    fn default() -> Self {
+        CascadeSettings { parallel: 2 }
+    }
+}
+
+/// Why a cascade did not complete. Each is retried with the outbox's
+/// backoff; a retry resumes the event's run.
+#[derive(Debug, thiserror::Error)]
+pub enum CascadeError {
+    /// Planning or carrying out the run failed outright (the store, the
+    /// build definitions).
+    #[error("cascade of event {event}: {source}")]
+    Build {
+        /// The change event.
+        event: String,
+        /// What failed.
+        source: BuildError,
+    },
+    /// The run ended with images failed (or skipped because a base failed).
+    #[error(
+        "cascade of event {event}: rebuild run {run}: {failed} of {images} image(s) not rebuilt (first: {first}); a retry resumes the run (`freshen rebuilds {run}`)"
+    )]
+    Failed {
+        /// The change event.
+        event: String,
+        /// The rebuild run.
+        run: String,
+        /// Images in the run.
+        images: usize,
+        /// Images failed or skipped.
+        failed: usize,
+        /// The first failed image and why.
+        first: String,
+    },
+}
+
+/// How a cascade completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CascadeDone {
+    /// Every image was rebuilt (the run may have resumed an earlier attempt).
+    Rebuilt {
+        /// The rebuild run.
+        run: String,
+        /// Images in the run.
+        images: usize,
+    },
+    /// No build is built on the base: nothing to do.
+    Empty {
+        /// The base that moved.
+        base: String,
+    },
+    /// The event's policy decision said not to act (an event enqueued
+    /// before its judgement is unusual, but a quiet decision wins).
+    Quiet {
+        /// The policy's reason.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for CascadeDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CascadeDone::Rebuilt { run, images } => {
+                write!(f, "rebuild run {run}: {images} image(s) rebuilt")
+            }
+            CascadeDone::Empty { base } => {
+                write!(f, "nothing to rebuild: no build is built on {base}")
+            }
+            CascadeDone::Quiet { reason } => {
+                write!(f, "nothing to rebuild: the policy kept this change quiet: {reason}")
+            }
+        }
+    }
+}
+
+/// Runs the cascades of change events.
+pub struct Cascader {
+    store: Store,
+    runner: Runner,
+    queries: Queries,
+    builds: Vec<Build>,
+}
+
+impl Cascader {
+    /// A cascader over these build definitions. The runner's progress is
+    /// logged (target `freshen_watch::cascade`).
+    pub fn new(store: Store, runner: Runner, queries: Queries, builds: Vec<Build>) -> Cascader {
+        Cascader {
+            store,
+            runner: runner.on_progress(Arc::new(log_progress)),
+            queries,
+            builds,
+        }
+    }
+
+    /// Carries out the cascade of `event_id`: resumes its run if one was
+    /// started, else plans it and starts one.
+    pub async fn run(&self, event_id: &str) -> Result<CascadeDone, CascadeError> {
+        let build = |source| CascadeError::Build {
+            event: event_id.to_string(),
+            source,
+        };
+        let run = match self
+            .store
+            .rebuild_for_event(event_id)
+            .await
+            .map_err(|e| build(e.into()))?
+        {
+            Some(run) if run.state == "done" => {
+                // Done, but the delivery wasn't acknowledged (the process
+                // died in between): nothing left to build.
+                let items = self
+                    .store
+                    .rebuild_items(&run.id)
+                    .await
+                    .map_err(|e| build(e.into()))?;
+                return finished(event_id, RunReport { run, items });
+            }
+            Some(run) => {
+                tracing::info!(run = %run.id, event = event_id, state = %run.state, "cascade resumes its run");
+                run
+            }
+            None => {
+                let p = freshen_build::plan_event(&self.store, &self.builds, event_id)
+                    .await
+                    .map_err(build)?;
+                if let Some(reason) = p.quiet {
+                    tracing::info!(event = event_id, %reason, "cascade: the policy kept this change quiet; nothing to rebuild");
+                    return Ok(CascadeDone::Quiet { reason });
+                }
+                let freshen_build::Trigger::Base { reference: base } = p.plan.trigger.clone()
+                else {
+                    unreachable!("an event's plan starts from its base");
+                };
+                if p.plan.is_empty() {
+                    tracing::info!(event = event_id, %base, "cascade: no build is built on this base; nothing to rebuild");
+                    return Ok(CascadeDone::Empty { base });
+                }
+                let mut plan = p.plan;
+                freshen_build::mark_not_buildable(&mut plan, &self.builds, &self.queries)
+                    .await
+                    .map_err(build)?;
+                let run = self
+                    .runner
+                    .create(&plan, p.cause, Some(event_id))
+                    .await
+                    .map_err(build)?;
+                tracing::info!(run = %run.id, event = event_id, %base, images = plan.len(), waves = plan.waves.len(), not_buildable = ?plan.not_buildable, "cascade starts");
+                run
+            }
+        };
+        let report = self
+            .runner
+            .resume(&run.id, &self.builds)
+            .await
+            .map_err(build)?;
+        finished(event_id, report)
+    }
+}
+
+/// The outcome of a finished run, logged.
+fn finished(event_id: &str, report: RunReport) -> Result<CascadeDone, CascadeError> {
+    let images = report.items.len();
+    let bad: Vec<_> = report
+        .items
+        .iter()
+        .filter(|i| i.state != "done")
+        .collect();
+    tracing::info!(run = %report.run.id, event = event_id, state = %report.run.state, images, failed = bad.len(), "cascade ends");
+    if bad.is_empty() {
+        return Ok(CascadeDone::Rebuilt {
+            run: report.run.id,
+            images,
+        });
+    }
+    Err(CascadeError::Failed {
+        event: event_id.to_string(),
+        run: report.run.id.clone(),
+        images,
+        failed: bad.len(),
+        first: format!(
+            "{}: {}",
+            bad[0].image,
+            bad[0].detail.as_deref().unwrap_or(&bad[0].state)
+        ),
+    })
+}
+
+fn log_progress(p: Progress) {
+    match p {
+        Progress::Wave { index, images } => {
+            tracing::info!(wave = index + 1, images, "cascade wave")
+        }
+        Progress::Started { image, version } => {
+            tracing::info!(%image, %version, "cascade builds")
+        }
+        Progress::Finished { item } => {
+            tracing::info!(image = %item.image, state = %item.state, version = ?item.version, detail = ?item.detail, "cascade built")
+        }
+    }
+}
+
+impl LocalTarget for Cascader {
+    fn deliver<'a>(
+        &'a self,
+        delivery: &'a Delivery,
+    ) -> futures::future::BoxFuture<'a, Result<Option<String>, DeliveryError>> {
+        Box::pin(async move {
+            self.run(&delivery.event_id)
+                .await
+                .map(|done| Some(done.to_string()))
+                .map_err(|e| DeliveryError {
+                    message: e.to_string(),
+                    retryable: true,
+                })
+        })
+    }
+}
