@@ -8,5 +8,6 @@ pub mod template;
 
 pub use outbox::{CASCADE, Deliverer, LocalTarget, OutboxSettings, Outcome};
 pub use targets::{
-    CommandSpec, DeliveryError, JenkinsSpec, TriggerSpec, WebhookFormat, WebhookSpec, redact_url, signature,
+    CommandSpec, DeliveryError, JenkinsSpec, TriggerSpec, WebhookFormat, WebhookSpec, redact_url,
+    signature,
 };

@@ -122,7 +122,9 @@ impl Deliverer {
     /// When the next delivery this deliverer can take is due (see
     /// [`Store::next_delivery_due`]); `None` if there is none.
     pub async fn next_due(&self) -> Result<Option<chrono::DateTime<Utc>>, StoreError> {
-        self.store.next_delivery_due_except(self.left_queued()).await
+        self.store
+            .next_delivery_due_except(self.left_queued())
+            .await
     }
 
     /// Takes every due delivery and attempts it once; returns what happened.

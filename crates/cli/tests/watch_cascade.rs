@@ -102,9 +102,13 @@ async fn watcher_cascades(db: Db) {
         &format!("FROM {watched}\nCOPY base.txt /base.txt\n"),
     );
     write(&d.join("images/base/base.txt"), "base\n");
-    let app_dockerfile = |app: &str| format!("FROM {host}/golden/base:1\nCOPY app.txt /{app}.txt\n");
+    let app_dockerfile =
+        |app: &str| format!("FROM {host}/golden/base:1\nCOPY app.txt /{app}.txt\n");
     for app in ["api", "web"] {
-        write(&d.join(format!("apps/{app}/Dockerfile")), &app_dockerfile(app));
+        write(
+            &d.join(format!("apps/{app}/Dockerfile")),
+            &app_dockerfile(app),
+        );
         write(&d.join(format!("apps/{app}/app.txt")), &format!("{app}\n"));
     }
     let (base, api, web) = (
@@ -173,7 +177,10 @@ async fn watcher_cascades(db: Db) {
     for app in [&api, &web] {
         let i = item(&r, app);
         assert_eq!(i["state"], "done", "{r}");
-        assert!(i["started_at"].as_str().unwrap() > base_done.as_str(), "parents first: {r}");
+        assert!(
+            i["started_at"].as_str().unwrap() > base_done.as_str(),
+            "parents first: {r}"
+        );
         // A new version, and the build's own tag moved to it.
         let version = i["version"].as_str().unwrap();
         let repo = app.split_once('/').unwrap().1.split_once(':').unwrap().0;
@@ -228,7 +235,9 @@ async fn watcher_cascades(db: Db) {
     let mut watch = env.spawn(&["watch", "--config", always], "watch.log");
     let running = wait_run(&env, &event, "watch.log", |r| {
         item(r, &base)["state"] == "done"
-            && [&api, &web].iter().any(|a| item(r, a)["state"] == "running")
+            && [&api, &web]
+                .iter()
+                .any(|a| item(r, a)["state"] == "running")
     })
     .await;
     watch.start_kill().unwrap();
@@ -244,10 +253,16 @@ async fn watcher_cascades(db: Db) {
     watch.start_kill().unwrap();
     watch.wait().await.unwrap();
     assert_eq!(done["run"]["id"], run_id.as_str(), "the same run: {done}");
-    assert_eq!(tags(&reg, "golden/base").await, base_tags, "base not rebuilt");
+    assert_eq!(
+        tags(&reg, "golden/base").await,
+        base_tags,
+        "base not rebuilt"
+    );
     assert_eq!(push.head_digest("golden/base", "1").await, base_digest);
     assert!(
-        [&api, &web].iter().all(|a| item(&done, a)["state"] == "done"),
+        [&api, &web]
+            .iter()
+            .all(|a| item(&done, a)["state"] == "done"),
         "{done}"
     );
     assert!(
@@ -274,10 +289,17 @@ async fn watcher_cascades(db: Db) {
         detail.contains("1 of 3 image(s) not rebuilt") && detail.contains(&web),
         "{detail}"
     );
-    let failed = runs(&env).await.into_iter().find(|r| r["event_id"] == event.as_str()).unwrap();
+    let failed = runs(&env)
+        .await
+        .into_iter()
+        .find(|r| r["event_id"] == event.as_str())
+        .unwrap();
     assert_eq!(failed["state"], "failed");
     let run_id = failed["id"].as_str().unwrap().to_string();
-    let (base_tags, api_tags) = (tags(&reg, "golden/base").await, tags(&reg, "apps/api").await);
+    let (base_tags, api_tags) = (
+        tags(&reg, "golden/base").await,
+        tags(&reg, "apps/api").await,
+    );
     write(&d.join("apps/web/Dockerfile"), &app_dockerfile("web"));
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (c, _) = check(&env, always, &[]).await;
@@ -287,13 +309,74 @@ async fn watcher_cascades(db: Db) {
     let r = run_of(&env, &run_id).await;
     assert_eq!(r["run"]["state"], "done", "{r}");
     assert_eq!(item(&r, &web)["state"], "done", "{r}");
-    assert_eq!(tags(&reg, "golden/base").await, base_tags, "base not rebuilt");
+    assert_eq!(
+        tags(&reg, "golden/base").await,
+        base_tags,
+        "base not rebuilt"
+    );
     assert_eq!(tags(&reg, "apps/api").await, api_tags, "api not rebuilt");
     assert_eq!(
-        runs(&env).await.iter().filter(|r| r["event_id"] == event.as_str()).count(),
+        runs(&env)
+            .await
+            .iter()
+            .filter(|r| r["event_id"] == event.as_str())
+            .count(),
         1,
         "one run per event"
     );
 }
 
 both_stores!(watcher_cascades);
+
+/// A base no build uses: the cascade completes, saying so, beside the
+/// watch's other trigger; no run is made.
+async fn empty_cascade_completes(db: Db) {
+    let reg = Registry::start().await;
+    let push = reg.pusher();
+    let env = Env::new(db).await;
+    let watched = format!("{}/upstream/lonely:1", reg.host());
+    push.push_image("upstream/lonely", "1", "linux/amd64", "a")
+        .await;
+    let config = env.config(&format!(
+        "watches:\n  - ref: {watched}\n    on_change: [cascade, local]\n\
+         triggers:\n  local:\n    command: [\"true\"]\n"
+    ));
+    let config = config.to_str().unwrap();
+    check(&env, config, &[]).await;
+    push.push_image("upstream/lonely", "1", "linux/amd64", "b")
+        .await;
+    let (c, stderr) = check(&env, config, &[]).await;
+    let mut got: Vec<(String, String, String)> = c["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["trigger"].as_str().unwrap().to_string(),
+                d["state"].as_str().unwrap().to_string(),
+                d["detail"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), 2, "{c}");
+    assert_eq!(
+        (got[0].0.as_str(), got[0].1.as_str()),
+        ("cascade", "delivered")
+    );
+    assert_eq!(
+        got[0].2,
+        format!("nothing to rebuild: no build is built on {watched}")
+    );
+    assert_eq!(
+        (got[1].0.as_str(), got[1].1.as_str()),
+        ("local", "delivered")
+    );
+    assert!(
+        stderr.contains("no build is built on this base; nothing to rebuild"),
+        "{stderr}"
+    );
+    assert!(runs(&env).await.is_empty());
+}
+
+both_stores!(empty_cascade_completes);

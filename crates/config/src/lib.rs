@@ -322,10 +322,7 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
 
     for (name, t) in &config.triggers {
         if name.is_empty() {
-            return Err(invalid(
-                "triggers".into(),
-                "a trigger needs a name".into(),
-            ));
+            return Err(invalid("triggers".into(), "a trigger needs a name".into()));
         }
         if name == freshen_actions::CASCADE {
             return Err(invalid(

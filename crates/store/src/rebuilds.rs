@@ -177,7 +177,10 @@ impl Store {
     }
 
     /// The run started for a change event's cascade, if there is one.
-    pub async fn rebuild_for_event(&self, event_id: &str) -> Result<Option<RebuildRun>, StoreError> {
+    pub async fn rebuild_for_event(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<RebuildRun>, StoreError> {
         let row: Option<RunRow> =
             with_pool!(&self.db, pool => sqlx::query_as(run_sql!("WHERE event_id = $1"))
             .bind(event_id)

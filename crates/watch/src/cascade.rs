@@ -94,7 +94,10 @@ impl std::fmt::Display for CascadeDone {
                 write!(f, "nothing to rebuild: no build is built on {base}")
             }
             CascadeDone::Quiet { reason } => {
-                write!(f, "nothing to rebuild: the policy kept this change quiet: {reason}")
+                write!(
+                    f,
+                    "nothing to rebuild: the policy kept this change quiet: {reason}"
+                )
             }
         }
     }
@@ -188,11 +191,7 @@ impl Cascader {
 /// The outcome of a finished run, logged.
 fn finished(event_id: &str, report: RunReport) -> Result<CascadeDone, CascadeError> {
     let images = report.items.len();
-    let bad: Vec<_> = report
-        .items
-        .iter()
-        .filter(|i| i.state != "done")
-        .collect();
+    let bad: Vec<_> = report.items.iter().filter(|i| i.state != "done").collect();
     tracing::info!(run = %report.run.id, event = event_id, state = %report.run.state, images, failed = bad.len(), "cascade ends");
     if bad.is_empty() {
         return Ok(CascadeDone::Rebuilt {

@@ -41,7 +41,10 @@ async fn one_run_per_event(ctx: Ctx) {
         .await
         .unwrap();
     let got = s.rebuild_for_event(&e).await.unwrap().unwrap();
-    assert_eq!((got.id.as_str(), got.event_id.as_deref()), ("c1", Some(e.as_str())));
+    assert_eq!(
+        (got.id.as_str(), got.event_id.as_deref()),
+        ("c1", Some(e.as_str()))
+    );
     assert_eq!(s.rebuild("m1").await.unwrap().unwrap().event_id, None);
     // A second run for the same event is refused.
     let dup = s.create_rebuild(&run("c2", Some(&e)), &[]).await;
@@ -66,7 +69,11 @@ async fn claims_leave_a_trigger_queued(ctx: Ctx) {
         .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].trigger, "hook");
-    assert!(s.delivery_succeeded(got[0].id, "a", t(1), None).await.unwrap());
+    assert!(
+        s.delivery_succeeded(got[0].id, "a", t(1), None)
+            .await
+            .unwrap()
+    );
     // Nothing left for a dispatcher that leaves cascades queued...
     assert_eq!(
         s.next_delivery_due_except(Some("cascade")).await.unwrap(),
@@ -86,7 +93,12 @@ async fn renewing_keeps_a_lease(ctx: Ctx) {
     assert_eq!(a.len(), 1);
     // Renewed at 20 s, the lease runs to 50 s: nobody takes it at 40 s.
     assert!(s.renew_delivery(a[0].id, "a", t(20), LEASE).await.unwrap());
-    assert!(s.claim_deliveries("b", t(40), LEASE, 10).await.unwrap().is_empty());
+    assert!(
+        s.claim_deliveries("b", t(40), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(s.next_delivery_due().await.unwrap(), Some(t(50)));
     // Past it, another takes it over, and the old owner can't renew.
     let b = s.claim_deliveries("b", t(50), LEASE, 10).await.unwrap();
