@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::{Buildah, Env, holding_buildah, tags, write};
 use freshen_testkit::{Db, Registry, both_stores};
-use serde_json::Value;
 
 async fn cascade_rebuilds_in_order(db: Db) {
     let reg = Registry::start().await;
