@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use freshen_store::{Delivery, Store, StoreError};
+use freshen_store::{Delivery, Store, StoreError, TriggerFilter};
 use futures::StreamExt as _;
 use serde::Deserialize;
 
@@ -58,7 +58,8 @@ pub struct Outcome {
 
 /// The reserved trigger name of a rebuild cascade (`on_change: [cascade]`):
 /// its deliveries are carried out in-process by a [`LocalTarget`] (the
-/// watcher's), not sent anywhere. No trigger under `triggers:` may take it.
+/// watcher's, through [`Deliverer::cascades`]), not sent anywhere. No
+/// trigger under `triggers:` may take it; other deliverers leave them queued.
 pub const CASCADE: &str = "cascade";
 
 /// A target carried out in this process rather than sent to a receiver
@@ -78,8 +79,8 @@ pub trait LocalTarget: Send + Sync {
 pub struct Deliverer {
     store: Store,
     triggers: Arc<BTreeMap<String, TriggerSpec>>,
-    /// Carries out [`CASCADE`] deliveries; without it they stay queued for
-    /// a deliverer that has one.
+    /// Set for the cascades' deliverer ([`Deliverer::cascades`]), which
+    /// takes only [`CASCADE`] deliveries; the others leave them queued.
     cascade: Option<Arc<dyn LocalTarget>>,
     settings: OutboxSettings,
     /// Identifies this process's leases.
@@ -106,25 +107,40 @@ impl Deliverer {
         }
     }
 
-    /// Carries out [`CASCADE`] deliveries with `target`. A deliverer
-    /// without one leaves them queued.
-    pub fn with_cascade(mut self, target: Arc<dyn LocalTarget>) -> Deliverer {
-        self.cascade = Some(target);
-        self
+    /// A deliverer of [`CASCADE`] deliveries only, carried out by `target`
+    /// one at a time: two cascades at once could build the same image and
+    /// pick the same version, and a cascade already runs its waves'
+    /// builds in parallel. Backoff and attempts are `settings`'.
+    pub fn cascades(
+        store: Store,
+        target: Arc<dyn LocalTarget>,
+        settings: OutboxSettings,
+    ) -> Deliverer {
+        let mut d = Deliverer::new(
+            store,
+            BTreeMap::new(),
+            OutboxSettings {
+                concurrency: 1,
+                ..settings
+            },
+            PathBuf::new(),
+        );
+        d.cascade = Some(target);
+        d
     }
 
-    /// The trigger whose deliveries this deliverer leaves queued: cascades,
-    /// without a cascader.
-    fn left_queued(&self) -> Option<&'static str> {
-        self.cascade.is_none().then_some(CASCADE)
+    /// The deliveries this deliverer takes: cascades, or everything else.
+    fn filter(&self) -> TriggerFilter<'static> {
+        match self.cascade {
+            Some(_) => TriggerFilter::Only(CASCADE),
+            None => TriggerFilter::Except(CASCADE),
+        }
     }
 
     /// When the next delivery this deliverer can take is due (see
     /// [`Store::next_delivery_due`]); `None` if there is none.
     pub async fn next_due(&self) -> Result<Option<chrono::DateTime<Utc>>, StoreError> {
-        self.store
-            .next_delivery_due_except(self.left_queued())
-            .await
+        self.store.next_delivery_due_filtered(self.filter()).await
     }
 
     /// Takes every due delivery and attempts it once; returns what happened.
@@ -136,12 +152,18 @@ impl Deliverer {
         loop {
             let batch = self
                 .store
-                .claim_deliveries_except(
+                .claim_deliveries_filtered(
                     &self.owner,
                     started,
                     self.settings.lease,
-                    (self.settings.concurrency * 4) as i64,
-                    self.left_queued(),
+                    // A cascade at a time: one claimed ahead would wait
+                    // hours with its lease running out.
+                    if self.cascade.is_some() {
+                        1
+                    } else {
+                        (self.settings.concurrency * 4) as i64
+                    },
+                    self.filter(),
                 )
                 .await?;
             if batch.is_empty() {

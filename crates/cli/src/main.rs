@@ -1025,9 +1025,12 @@ async fn check(
     let concurrency = loaded.config.check_concurrency.unwrap_or(32);
     let checker = checker(loaded, &store, concurrency);
     let results = checker.check_all(&watches, "poll").await?;
-    // Deferred cascades stay queued: a deliverer without a cascader leaves them.
-    let deliverer = deliverer(loaded, store, !defer_cascades)?;
-    let outcomes = deliverer.deliver_due().await?;
+    let mut outcomes = deliverer(loaded, store.clone()).deliver_due().await?;
+    // Then the cascades (long: the triggers went out first), unless left
+    // queued for `freshen watch`.
+    if !defer_cascades && let Some(c) = cascades(loaded, store)? {
+        outcomes.extend(c.deliver_due().await?);
+    }
     let report = output::CheckReport::new(&watches, results, outcomes, checker.client());
     report.print(json);
     Ok(if report.has_errors() {
@@ -1093,24 +1096,20 @@ fn checker(loaded: &Loaded, store: &Store, concurrency: usize) -> Checker {
     Checker::new(client, store.clone(), concurrency).with_judge(judge)
 }
 
-/// The outbox's deliverer; with `cascades`, it also runs the rebuild
-/// cascades watches ask for.
-fn deliverer(loaded: &Loaded, store: Store, cascades: bool) -> Result<Deliverer> {
-    let cascader = if cascades {
-        cascade::cascader(loaded, &store, client(loaded))?
-    } else {
-        None
-    };
-    let d = Deliverer::new(
+fn deliverer(loaded: &Loaded, store: Store) -> Deliverer {
+    Deliverer::new(
         store,
         loaded.config.triggers.clone(),
         loaded.config.outbox.clone(),
         loaded.base_dir.clone(),
-    );
-    Ok(match cascader {
-        Some(c) => d.with_cascade(c),
-        None => d,
-    })
+    )
+}
+
+/// The deliverer of the rebuild cascades watches ask for
+/// (`on_change: [cascade]`); `None` when no watch does.
+fn cascades(loaded: &Loaded, store: Store) -> Result<Option<Deliverer>> {
+    Ok(cascade::cascader(loaded, &store, client(loaded))?
+        .map(|c| Deliverer::cascades(store, c, loaded.config.outbox.clone())))
 }
 
 async fn watch(loaded: &Loaded, store: Store) -> Result<u8> {
@@ -1129,12 +1128,15 @@ async fn watch(loaded: &Loaded, store: Store) -> Result<u8> {
             .unwrap_or(DaemonSettings::default().jitter),
         ..DaemonSettings::default()
     };
-    let daemon = Daemon::new(
+    let mut daemon = Daemon::new(
         checker,
-        deliverer(loaded, store, true)?,
+        deliverer(loaded, store.clone()),
         loaded.watches.clone(),
         settings,
     );
+    if let Some(c) = cascades(loaded, store)? {
+        daemon = daemon.with_cascades(c);
+    }
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;

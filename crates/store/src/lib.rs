@@ -37,6 +37,7 @@ pub use model::{
     Observation, PlatformChange, PlatformDigest, Recorded, Status,
 };
 
+pub use outbox::TriggerFilter;
 pub use rebuilds::{RebuildItem, RebuildRun};
 pub use reports::{ReportImport, ReportInput, ReportOutcome, StoredReport};
 pub use vulns::{AdvisoryInput, Decision, FleetPackage, ImportSummary};

@@ -24,7 +24,7 @@ const INSERT_DELIVERY: &str = "INSERT INTO deliveries \
      VALUES ($1, $2, $3, 'pending', 0, $4, $5)";
 
 // $1 = now, reused after $2/$3 on purpose: `$N` binds by number on both backends.
-// $5 = a trigger name left queued ('' leaves none: no trigger is named '').
+// $5/$6: a trigger filter (see `TriggerFilter::binds`).
 macro_rules! claim_deliveries_sql {
     ($lock:literal) => {
         concat!(
@@ -32,7 +32,7 @@ macro_rules! claim_deliveries_sql {
              WHERE id IN (SELECT id FROM deliveries \
                  WHERE state = 'pending' AND next_attempt_at <= $1 \
                    AND (lease_until IS NULL OR lease_until <= $1) \
-                   AND trigger_name <> $5 \
+                   AND ($5 = '' OR (trigger_name = $5) = $6) \
                  ORDER BY next_attempt_at, id LIMIT $4",
             $lock,
             ") RETURNING ",
@@ -115,6 +115,29 @@ pub(crate) async fn insert_delivery(
     Ok(())
 }
 
+/// Which deliveries a dispatcher takes, by trigger name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TriggerFilter<'a> {
+    /// Every trigger's.
+    All,
+    /// All but this trigger's (left queued for another dispatcher).
+    Except(&'a str),
+    /// Only this trigger's.
+    Only(&'a str),
+}
+
+impl TriggerFilter<'_> {
+    /// The SQL binds: a name (`''` for no filter: no trigger is named `''`)
+    /// and whether rows must match it (`true`) or not match it (`false`).
+    fn binds(&self) -> (&str, bool) {
+        match *self {
+            TriggerFilter::All => ("", false),
+            TriggerFilter::Except(n) => (n, false),
+            TriggerFilter::Only(n) => (n, true),
+        }
+    }
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -171,22 +194,22 @@ impl Store {
         lease: std::time::Duration,
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
-        self.claim_deliveries_except(owner, now, lease, limit, None)
+        self.claim_deliveries_filtered(owner, now, lease, limit, TriggerFilter::All)
             .await
     }
 
-    /// [`Store::claim_deliveries`], leaving the deliveries to `except` (a
-    /// trigger name) queued: a dispatcher that can't carry them out (a
-    /// `freshen check --defer-cascades` and the reserved `cascade` target)
-    /// must not take them and fail them.
-    pub async fn claim_deliveries_except(
+    /// [`Store::claim_deliveries`] of the deliveries `filter` lets through:
+    /// the watcher carries out cascades apart from the sends, so each
+    /// dispatcher takes only its own kind.
+    pub async fn claim_deliveries_filtered(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         lease: std::time::Duration,
         limit: i64,
-        except: Option<&str>,
+        filter: TriggerFilter<'_>,
     ) -> Result<Vec<Delivery>, StoreError> {
+        let (name, only) = filter.binds();
         let sql = match self.backend() {
             Backend::Postgres => claim_deliveries_sql!(" FOR UPDATE SKIP LOCKED"),
             Backend::Sqlite => claim_deliveries_sql!(""),
@@ -197,7 +220,8 @@ impl Store {
                 .bind(owner)
                 .bind(lease_until(now, lease))
                 .bind(clamp_limit(limit))
-                .bind(except.unwrap_or(""))
+                .bind(name)
+                .bind(only)
                 .fetch_all(pool)
                 .await
         })
@@ -365,22 +389,24 @@ impl Store {
     /// dispatcher sleeping until then never wakes to nothing. `None` if
     /// nothing is pending.
     pub async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.next_delivery_due_except(None).await
+        self.next_delivery_due_filtered(TriggerFilter::All).await
     }
 
-    /// [`Store::next_delivery_due`] of the deliveries a dispatcher that
-    /// leaves `except`'s queued can take.
-    pub async fn next_delivery_due_except(
+    /// [`Store::next_delivery_due`] of the deliveries `filter` lets through.
+    pub async fn next_delivery_due_filtered(
         &self,
-        except: Option<&str>,
+        filter: TriggerFilter<'_>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let (name, only) = filter.binds();
         let ms: Option<i64> = with_pool!(&self.db, pool => {
             sqlx::query_scalar(
                 "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at \
                      THEN lease_until ELSE next_attempt_at END) \
-                 FROM deliveries WHERE state = 'pending' AND trigger_name <> $1",
+                 FROM deliveries WHERE state = 'pending' \
+                   AND ($1 = '' OR (trigger_name = $1) = $2)",
             )
-            .bind(except.unwrap_or(""))
+            .bind(name)
+            .bind(only)
             .fetch_one(pool)
             .await
         })

@@ -1,5 +1,6 @@
 //! The watch daemon: checks each watch on its schedule (with jitter), drains
-//! the outbox, and on shutdown finishes what is in flight.
+//! the outbox, runs rebuild cascades beside both, and on shutdown finishes
+//! what is in flight.
 //!
 //! Schedules live in the store as leased rows, so replicas sharing a
 //! PostgreSQL database split the polling instead of repeating it, and a
@@ -15,11 +16,7 @@ use tokio::sync::watch as signal;
 
 use crate::{Checker, Watch};
 
-/// Delivery passes in flight at once: one may be held by a long cascade
-/// while the other keeps sending.
-const MAX_PASSES: usize = 2;
-
-/// One pass over the due deliveries.
+/// One pass over the due deliveries a deliverer takes.
 async fn deliver(deliverer: &Deliverer) -> Result<(), freshen_store::StoreError> {
     for o in deliverer.deliver_due().await? {
         tracing::debug!(
@@ -31,14 +28,15 @@ async fn deliver(deliverer: &Deliverer) -> Result<(), freshen_store::StoreError>
     Ok(())
 }
 
-/// A finished pass's outcome; a panicked pass is reported, not propagated.
-fn flatten(
+/// A finished cascade pass's outcome; a panic is logged, not propagated
+/// (the delivery's lease runs out and it is taken again).
+fn joined(
     done: Result<Result<(), freshen_store::StoreError>, tokio::task::JoinError>,
 ) -> Result<(), freshen_store::StoreError> {
     match done {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(error = %e, "a delivery pass panicked");
+            tracing::error!(error = %e, "a cascade pass panicked");
             Ok(())
         }
     }
@@ -71,6 +69,8 @@ impl Default for DaemonSettings {
 pub struct Daemon {
     checker: Checker,
     deliverer: Deliverer,
+    /// Carries out cascades ([`Deliverer::cascades`]), in a task of its own.
+    cascades: Option<Deliverer>,
     watches: HashMap<String, Watch>,
     settings: DaemonSettings,
     owner: String,
@@ -87,10 +87,19 @@ impl Daemon {
         Daemon {
             checker,
             deliverer,
+            cascades: None,
             watches: watches.into_iter().map(|w| (w.key(), w)).collect(),
             settings,
             owner: format!("watch-{}", uuid::Uuid::new_v4().simple()),
         }
+    }
+
+    /// Carries out due cascades with `cascades` (a deliverer made by
+    /// [`Deliverer::cascades`]), beside the checks and other deliveries:
+    /// a cascade of builds can take long, and must hold up neither.
+    pub fn with_cascades(mut self, cascades: Deliverer) -> Daemon {
+        self.cascades = Some(cascades);
+        self
     }
 
     /// Runs until `shutdown` turns true, then returns once in-flight checks
@@ -106,56 +115,41 @@ impl Daemon {
             self.watches.keys().map(|k| (k.clone(), now)).collect();
         store.sync_schedule(&keys).await?;
         tracing::info!(watches = keys.len(), backend = ?store.backend(), "watching");
-        // Delivery passes run beside the checks: a cascade of builds can take
-        // long, and must hold up neither the schedule nor other deliveries
-        // (a second pass takes what the first hasn't leased).
-        let mut passes = tokio::task::JoinSet::new();
-        let result = loop {
-            if *shutdown.borrow() {
-                break Ok(());
-            }
-            if let Err(e) = self.tick().await {
-                break Err(e);
-            }
-            let mut failed = None;
-            while let Some(done) = passes.try_join_next() {
-                failed = failed.or(flatten(done).err());
-            }
-            if let Some(e) = failed {
-                break Err(e);
-            }
-            // Right after the tick: a change event's triggers go out at once.
-            // A pass starts only for something due and not leased, so a
-            // running cascade (its lease renewed) doesn't spin the loop.
-            let due = match self.deliverer.next_due().await {
-                Ok(t) => t.is_some_and(|t| t <= Utc::now()),
-                Err(e) => break Err(e),
-            };
-            if due && passes.len() < MAX_PASSES {
-                let deliverer = self.deliverer.clone();
-                passes.spawn(async move { deliver(&deliverer).await });
-            }
-            // With every pass busy, a due delivery can't be taken sooner
-            // than a pass ends (which wakes the loop): wait for watches only.
-            let wait = match self.until_next(passes.len() < MAX_PASSES).await {
-                Ok(w) => w,
-                Err(e) => break Err(e),
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-                Some(done) = passes.join_next() => {
-                    if let Err(e) = flatten(done) {
-                        break Err(e);
-                    }
+        // At most one cascade pass at a time, in its own task.
+        let mut cascading: Option<tokio::task::JoinHandle<Result<(), freshen_store::StoreError>>> =
+            None;
+        let result = async {
+            loop {
+                if *shutdown.borrow() {
+                    return Ok(());
+                }
+                self.tick().await?;
+                // Deliveries first: a change event's triggers go out in the same tick.
+                deliver(&self.deliverer).await?;
+                if let Some(done) = cascading.take_if(|h| h.is_finished()) {
+                    joined(done.await)?;
+                }
+                if let Some(c) = &self.cascades
+                    && cascading.is_none()
+                    && c.next_due().await?.is_some_and(|t| t <= Utc::now())
+                {
+                    let c = c.clone();
+                    cascading = Some(tokio::spawn(async move { deliver(&c).await }));
+                }
+                let wait = self.until_next(cascading.is_none()).await?;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
                 }
             }
-        };
-        // In-flight deliveries finish (a cascade's progress is stored, and a
-        // run cut short by a harder stop resumes on the next start).
-        while let Some(done) = passes.join_next().await {
-            if let Err(e) = flatten(done) {
-                tracing::warn!(error = %e, "a delivery pass failed while shutting down");
+        }
+        .await;
+        // A cascade in flight finishes: its progress is stored, and one cut
+        // short by a harder stop resumes its run on the next start.
+        if let Some(h) = cascading {
+            tracing::info!("waiting for the running cascade to finish");
+            if let Err(e) = joined(h.await) {
+                tracing::warn!(error = %e, "the cascade pass failed while shutting down");
             }
         }
         result?;
@@ -212,18 +206,19 @@ impl Daemon {
         }
     }
 
-    /// Sleep until the next due watch or (with `deliveries`) delivery, at
-    /// most `idle`.
-    async fn until_next(&self, deliveries: bool) -> Result<Duration, freshen_store::StoreError> {
+    /// Sleep until the next due watch, delivery or (with `cascades`, when
+    /// none is running) cascade, at most `idle`.
+    async fn until_next(&self, cascades: bool) -> Result<Duration, freshen_store::StoreError> {
         let store = self.checker.store();
         let now = Utc::now();
+        let cascade = match &self.cascades {
+            Some(c) if cascades => c.next_due().await?,
+            _ => None,
+        };
         let next = [
             store.next_watch_due().await?,
-            if deliveries {
-                self.deliverer.next_due().await?
-            } else {
-                None
-            },
+            self.deliverer.next_due().await?,
+            cascade,
         ]
         .into_iter()
         .flatten()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use freshen_store::{RebuildRun, StoreError};
+use freshen_store::{RebuildRun, StoreError, TriggerFilter};
 
 use crate::common::{Ctx, both, make_event, t};
 
@@ -59,12 +59,24 @@ async fn one_run_per_event(ctx: Ctx) {
 async fn claims_leave_a_trigger_queued(ctx: Ctx) {
     let s = &ctx.store;
     make_event(s, REF, 0, &["cascade", "hook"]).await;
-    assert_eq!(
-        s.next_delivery_due_except(Some("cascade")).await.unwrap(),
-        Some(t(0))
-    );
+    let due = |f| async move { s.next_delivery_due_filtered(f).await.unwrap() };
+    assert_eq!(due(TriggerFilter::Only("cascade")).await, Some(t(0)));
+    assert_eq!(due(TriggerFilter::Except("cascade")).await, Some(t(0)));
+    // The cascades' dispatcher takes the cascade alone...
     let got = s
-        .claim_deliveries_except("a", t(0), LEASE, 10, Some("cascade"))
+        .claim_deliveries_filtered("c", t(0), LEASE, 10, TriggerFilter::Only("cascade"))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].trigger, "cascade");
+    assert_eq!(
+        due(TriggerFilter::Only("cascade")).await,
+        Some(t(30)),
+        "leased"
+    );
+    // ...and the senders' the rest.
+    let got = s
+        .claim_deliveries_filtered("a", t(0), LEASE, 10, TriggerFilter::Except("cascade"))
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
@@ -74,16 +86,8 @@ async fn claims_leave_a_trigger_queued(ctx: Ctx) {
             .await
             .unwrap()
     );
-    // Nothing left for a dispatcher that leaves cascades queued...
-    assert_eq!(
-        s.next_delivery_due_except(Some("cascade")).await.unwrap(),
-        None
-    );
-    // ...and the cascade for one that doesn't.
-    assert_eq!(s.next_delivery_due().await.unwrap(), Some(t(0)));
-    let got = s.claim_deliveries("b", t(2), LEASE, 10).await.unwrap();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].trigger, "cascade");
+    assert_eq!(due(TriggerFilter::Except("cascade")).await, None);
+    assert_eq!(due(TriggerFilter::All).await, Some(t(30)));
 }
 
 async fn renewing_keeps_a_lease(ctx: Ctx) {
