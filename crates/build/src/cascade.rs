@@ -10,6 +10,8 @@ use crate::{Build, BuildError, Plan, Trigger};
 /// A plan made for a change event, with what to store as the run's cause.
 #[derive(Clone, Debug)]
 pub struct EventPlan {
+    /// The tag that moved (normalised): what the plan starts from.
+    pub base: String,
     /// What to rebuild; empty when the policy kept the change quiet.
     pub plan: Plan,
     /// The event, its policy decision and the per-image decisions (stored
@@ -44,14 +46,19 @@ pub async fn plan_event(
     let mut plan = crate::plan(
         builds,
         Trigger::Base {
-            reference: e.reference,
+            reference: e.reference.clone(),
         },
     )?;
     if quiet.is_some() {
         // The policy judged this change and said not to act.
         plan.waves.clear();
     }
-    Ok(EventPlan { plan, cause, quiet })
+    Ok(EventPlan {
+        base: e.reference,
+        plan,
+        cause,
+        quiet,
+    })
 }
 
 /// Fills `plan.not_buildable` for a plan that starts from a base: images

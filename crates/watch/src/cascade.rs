@@ -76,8 +76,8 @@ pub enum CascadeDone {
         /// The base that moved.
         base: String,
     },
-    /// The event's policy decision said not to act (an event enqueued
-    /// before its judgement is unusual, but a quiet decision wins).
+    /// The event's policy decision said not to act. `record` enqueues no
+    /// cascade then, but a replayed event (`Store::enqueue`) may carry one.
     Quiet {
         /// The policy's reason.
         reason: String,
@@ -158,10 +158,7 @@ impl Cascader {
                     tracing::info!(event = event_id, %reason, "cascade: the policy kept this change quiet; nothing to rebuild");
                     return Ok(CascadeDone::Quiet { reason });
                 }
-                let freshen_build::Trigger::Base { reference: base } = p.plan.trigger.clone()
-                else {
-                    unreachable!("an event's plan starts from its base");
-                };
+                let base = p.base;
                 if p.plan.is_empty() {
                     tracing::info!(event = event_id, %base, "cascade: no build is built on this base; nothing to rebuild");
                     return Ok(CascadeDone::Empty { base });
