@@ -240,6 +240,13 @@ async fn watcher_cascades(db: Db) {
                 .any(|a| item(r, a)["state"] == "running")
     })
     .await;
+    // The watcher renews the cascade's lease (4 s) while it runs: past it,
+    // a `check` finds nothing to take.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (c, _) = tokio::time::timeout(Duration::from_secs(60), check(&env, always, &[]))
+        .await
+        .expect("check took the running cascade over: its lease was not renewed");
+    assert_eq!(c["deliveries"], Value::Array(vec![]), "{c}");
     watch.start_kill().unwrap();
     watch.wait().await.unwrap();
     let run_id = running["run"]["id"].as_str().unwrap().to_string();
