@@ -89,10 +89,22 @@ pub(crate) async fn open(url: &str) -> Result<Store, StoreError> {
                 lock.push(".migrate-lock");
                 migrate_lock = Some(lock.into());
             }
-            let pool = pool
-                .connect_with(options)
-                .await
-                .map_err(|e| open_err(e.to_string()))?;
+            // Turning a new file to WAL takes a lock busy_timeout can't wait
+            // for (sqlx's `journal_mode` note): two processes opening a
+            // fresh database at once can see "database is locked" here.
+            // Retry that, as the busy timeout would.
+            let started = std::time::Instant::now();
+            let pool = loop {
+                match pool.clone().connect_with(options.clone()).await {
+                    Err(sqlx::Error::Database(e))
+                        if e.code().as_deref() == Some("5")
+                            && started.elapsed() < SQLITE_BUSY_TIMEOUT =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    other => break other.map_err(|e| open_err(e.to_string()))?,
+                }
+            };
             Db::Sqlite(pool)
         }
         Kind::Postgres => {
