@@ -14,7 +14,10 @@ mod run;
 mod version;
 
 pub use definition::{Build, BuildSpec, DiscoverSpec, Executor, load};
-pub use executor::{BuildahSettings, BuilderSettings, PushTarget};
+pub use executor::{
+    BuildahSettings, BuilderSettings, ContainersSettings, DockerSettings, JenkinsSettings,
+    KanikoSettings, PodmanSettings, PushTarget,
+};
 pub use plan::{Plan, PlannedBuild, Trigger, plan};
 pub use rebase::{Rebased, rebase};
 pub use run::{Progress, RunReport, Runner};
@@ -37,6 +40,17 @@ pub enum BuildError {
     /// A builder failed; the message names the image and the step.
     #[error("{0}")]
     Executor(String),
+    /// A Jenkins build failed, was cancelled or timed out, or Jenkins
+    /// could not be asked; the message names the build and its URL.
+    #[error("{image}: Jenkins job {job}: {message}")]
+    Jenkins {
+        /// The build's image.
+        image: String,
+        /// The job.
+        job: String,
+        /// What happened.
+        message: String,
+    },
     /// A rebase would be unsafe; the message names the image and why. A
     /// build with a `fallback` is built by that instead.
     #[error("rebase refused: {0}")]

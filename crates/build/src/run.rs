@@ -365,25 +365,37 @@ impl Runner {
         b: &Build,
         versioned: &Reference,
     ) -> Result<String, BuildError> {
+        let (insecure, credentials) = self.hosts(b);
+        let target = versioned.to_string();
+        let to = PushTarget {
+            reference: &target,
+            insecure: &insecure,
+            credentials: &credentials,
+        };
         match executor {
-            Executor::Buildah => {
-                let (insecure, credentials) = self.hosts(b);
+            Executor::Buildah => self.builders.buildah.build_push(b, &to).await,
+            Executor::Podman => {
                 self.builders
-                    .buildah
-                    .build_push(
-                        b,
-                        &PushTarget {
-                            reference: &versioned.to_string(),
-                            insecure: &insecure,
-                            credentials: &credentials,
-                        },
-                    )
+                    .podman
+                    .build_push_with(crate::executor::Tool::Podman, b, &to)
                     .await
             }
-            other => Err(BuildError::Executor(format!(
-                "{}: the {} executor is not available in this version of freshen",
-                b.image,
-                other.as_str()
+            Executor::Docker => self.builders.docker.build_push(b, &to).await,
+            Executor::Kaniko => self.builders.kaniko.build_push(b, &to).await,
+            Executor::Jenkins => {
+                let jenkins = self.builders.jenkins.as_ref().ok_or_else(|| {
+                    BuildError::Invalid(format!(
+                        "{}: {} is built by Jenkins, and builders.jenkins is not configured",
+                        b.image, b.origin
+                    ))
+                })?;
+                let version = versioned.tag().unwrap_or_default();
+                jenkins.build_push(b, version, &target).await
+            }
+            // `load` refuses a rebase falling back to a rebase.
+            Executor::Rebase => Err(BuildError::Invalid(format!(
+                "{}: a rebase is not a builder",
+                b.image
             ))),
         }
     }

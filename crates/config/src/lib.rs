@@ -85,7 +85,8 @@ pub struct Config {
     /// Trees of `app/version/Dockerfile` whose every Dockerfile is a build.
     #[serde(default)]
     pub discover: Vec<freshen_build::DiscoverSpec>,
-    /// How builder commands (buildah) are run.
+    /// How builders are run: buildah, podman, docker, kaniko, and the
+    /// Jenkins that runs `executor: jenkins` builds.
     #[serde(default)]
     pub builders: freshen_build::BuilderSettings,
 }
@@ -317,6 +318,10 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         }
     }
 
+    if let Some(j) = &config.builders.jenkins {
+        j.validate()
+            .map_err(|e| invalid("builders.jenkins".into(), e))?;
+    }
     for (name, t) in &config.triggers {
         t.validate()
             .map_err(|e| invalid(format!("triggers.{name}"), e))?;
