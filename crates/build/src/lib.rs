@@ -15,7 +15,7 @@ mod version;
 
 pub use definition::{Build, BuildSpec, DiscoverSpec, Executor, load};
 pub use executor::{
-    BuildahSettings, BuilderSettings, ContainersSettings, DockerSettings, JenkinsSettings,
+    BuildahSettings, BuilderSettings, ContainersSettings, ContainersTool, DockerSettings, JenkinsSettings,
     KanikoSettings, PodmanSettings, PushTarget,
 };
 pub use plan::{Plan, PlannedBuild, Trigger, plan};

@@ -377,7 +377,7 @@ impl Runner {
             Executor::Podman => {
                 self.builders
                     .podman
-                    .build_push_with(crate::executor::Tool::Podman, b, &to)
+                    .build_push_with(crate::ContainersTool::Podman, b, &to)
                     .await
             }
             Executor::Docker => self.builders.docker.build_push(b, &to).await,

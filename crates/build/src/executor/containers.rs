@@ -37,24 +37,26 @@ pub type BuildahSettings = ContainersSettings;
 /// `builders.podman`.
 pub type PodmanSettings = ContainersSettings;
 
-/// Which of the two tools.
+/// Which of the two tools runs a build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Tool {
+pub enum ContainersTool {
+    /// `buildah bud`, `buildah push`.
     Buildah,
+    /// `podman build`, `podman push`.
     Podman,
 }
 
-impl Tool {
+impl ContainersTool {
     fn name(self) -> &'static str {
         match self {
-            Tool::Buildah => "buildah",
-            Tool::Podman => "podman",
+            ContainersTool::Buildah => "buildah",
+            ContainersTool::Podman => "podman",
         }
     }
 }
 
 impl ContainersSettings {
-    fn command(&self, tool: Tool, scratch: &Path) -> Command {
+    fn command(&self, tool: ContainersTool, scratch: &Path) -> Command {
         let mut c = Command::new(
             self.command
                 .as_deref()
@@ -81,13 +83,13 @@ impl ContainersSettings {
     /// pushed (a manifest, or an index for several platforms), or an empty
     /// string when buildah wrote none.
     pub async fn build_push(&self, b: &Build, to: &PushTarget<'_>) -> Result<String, BuildError> {
-        self.build_push_with(Tool::Buildah, b, to).await
+        self.build_push_with(ContainersTool::Buildah, b, to).await
     }
 
     /// [`ContainersSettings::build_push`], with buildah or podman.
-    pub(crate) async fn build_push_with(
+    pub async fn build_push_with(
         &self,
-        tool: Tool,
+        tool: ContainersTool,
         b: &Build,
         to: &PushTarget<'_>,
     ) -> Result<String, BuildError> {
@@ -108,9 +110,9 @@ impl ContainersSettings {
         let several = b.platforms.len() > 1;
         let mut bud = self.command(tool, scratch.path());
         match tool {
-            Tool::Buildah => bud.arg("bud"),
+            ContainersTool::Buildah => bud.arg("bud"),
             // podman caches layers by default; a rebuild must not reuse them.
-            Tool::Podman => bud.arg("build").arg("--layers=false"),
+            ContainersTool::Podman => bud.arg("build").arg("--layers=false"),
         };
         bud.arg("--pull=always")
             .arg(format!(
@@ -148,7 +150,7 @@ impl ContainersSettings {
             push.arg("push");
             // podman does read registries.conf here; saying it for the one
             // destination too costs nothing and does not depend on it.
-            if tool == Tool::Podman && to.target_insecure() {
+            if tool == ContainersTool::Podman && to.target_insecure() {
                 push.arg("--tls-verify=false");
             }
         }

@@ -16,8 +16,7 @@ use tokio::process::Command;
 
 use crate::BuildError;
 
-pub(crate) use containers::Tool;
-pub use containers::{BuildahSettings, ContainersSettings, PodmanSettings};
+pub use containers::{BuildahSettings, ContainersSettings, ContainersTool, PodmanSettings};
 pub use docker::DockerSettings;
 pub use jenkins::JenkinsSettings;
 pub use kaniko::KanikoSettings;
