@@ -272,7 +272,10 @@ impl Session {
             });
         }
         resp.json().await.map_err(|_| {
-            JenkinsError::new(format!("Jenkins {} {what}: the answer is not JSON", self.shown))
+            JenkinsError::new(format!(
+                "Jenkins {} {what}: the answer is not JSON",
+                self.shown
+            ))
         })
     }
 
@@ -289,7 +292,10 @@ impl Session {
         if v["cancelled"].as_bool() == Some(true) {
             return Ok(QueueState::Cancelled);
         }
-        match (v["executable"]["number"].as_u64(), v["executable"]["url"].as_str()) {
+        match (
+            v["executable"]["number"].as_u64(),
+            v["executable"]["url"].as_str(),
+        ) {
             (Some(number), Some(url)) => Ok(QueueState::Started {
                 number,
                 url: url.to_string(),
@@ -341,6 +347,9 @@ mod tests {
 
     #[test]
     fn job_paths_cover_folders() {
-        assert_eq!(job_path("images/rebuild app"), "/job/images/job/rebuild%20app");
+        assert_eq!(
+            job_path("images/rebuild app"),
+            "/job/images/job/rebuild%20app"
+        );
     }
 }

@@ -15,8 +15,8 @@ mod version;
 
 pub use definition::{Build, BuildSpec, DiscoverSpec, Executor, load};
 pub use executor::{
-    BuildahSettings, BuilderSettings, ContainersSettings, ContainersTool, DockerSettings, JenkinsSettings,
-    KanikoSettings, PodmanSettings, PushTarget,
+    BuildahSettings, BuilderSettings, ContainersSettings, ContainersTool, DockerSettings,
+    JenkinsSettings, KanikoSettings, PodmanSettings, PushTarget,
 };
 pub use plan::{Plan, PlannedBuild, Trigger, plan};
 pub use rebase::{Rebased, rebase};

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use freshen_build::{
-    Build, BuildSpec, ContainersSettings, ContainersTool, DockerSettings, Executor,
-    KanikoSettings, PushTarget, load,
+    Build, BuildSpec, ContainersSettings, ContainersTool, DockerSettings, Executor, KanikoSettings,
+    PushTarget, load,
 };
 use freshen_reference::{Defaults, Platform};
 
@@ -49,11 +49,7 @@ exit {exit}
             auth = dir.join("auth").display(),
         ),
     );
-    std::fs::set_permissions(
-        &script,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     script
 }
 
@@ -89,7 +85,11 @@ fn build(dir: &Path, executor: Executor, platforms: &[&str]) -> Build {
         image: "reg.example/apps/api:1".into(),
         context: "ctx".into(),
         dockerfile: None,
-        args: [("BASE".to_string(), "localhost:5000/golden/base:1".to_string())].into(),
+        args: [(
+            "BASE".to_string(),
+            "localhost:5000/golden/base:1".to_string(),
+        )]
+        .into(),
         target: None,
         platforms: platforms.iter().map(|p| p.to_string()).collect(),
         executor,
@@ -341,7 +341,13 @@ async fn podman_builds_pushes_and_cleans_up() {
     assert!(c[0].contains(&"--manifest".to_string()), "{c:?}");
     assert_eq!(
         c[1][4..9],
-        strings(&["manifest", "push", "--all", "--tls-verify=false", "--digestfile"])[..]
+        strings(&[
+            "manifest",
+            "push",
+            "--all",
+            "--tls-verify=false",
+            "--digestfile"
+        ])[..]
     );
     assert_eq!(c[2][4..6], strings(&["manifest", "rm"])[..]);
 }

@@ -247,7 +247,10 @@ fn jenkins_jobs_are_named_and_templated() {
     let mut j = spec("localhost:5000/a:1", "a");
     j.executor = Executor::Jenkins;
     let e = l(&[j.clone()]).unwrap_err().to_string();
-    assert!(e.starts_with("builds[0].job: a Jenkins build needs the job"), "{e}");
+    assert!(
+        e.starts_with("builds[0].job: a Jenkins build needs the job"),
+        "{e}"
+    );
     j.job = Some("images/a".into());
     j.parameters.insert("IMAGE".into(), "x".into());
     let e = l(&[j.clone()]).unwrap_err().to_string();

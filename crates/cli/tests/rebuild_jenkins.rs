@@ -202,7 +202,10 @@ async fn jobs_build_and_push(db: Db) {
             .iter()
             .filter_map(|b| b["base_digest"].as_str().map(str::to_string))
             .collect();
-        assert!(bases.contains(&base_digest), "{app} on the new base: {show}");
+        assert!(
+            bases.contains(&base_digest),
+            "{app} on the new base: {show}"
+        );
     }
 }
 
@@ -220,7 +223,13 @@ async fn a_failed_build_fails_the_image_and_skips_the_apps() {
     jenkins.on_build("images/base", |_| async { "FAILURE".to_string() });
     let cfg = env.config(&config(&host, &jenkins, ""));
     let run = env
-        .run(&["rebuild", "--config", cfg.to_str().unwrap(), "--all", "--json"])
+        .run(&[
+            "rebuild",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--all",
+            "--json",
+        ])
         .await;
     no_token(&run, &jenkins);
     assert_ne!(run.code, 0, "{run}");
@@ -256,7 +265,13 @@ async fn timeouts_and_cancelled_queue_items_fail() {
     let cfg = env.config(&config(&host, &jenkins, "    timeout: 2s\n"));
     let started = std::time::Instant::now();
     let run = env
-        .run(&["rebuild", "--config", cfg.to_str().unwrap(), "--all", "--json"])
+        .run(&[
+            "rebuild",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--all",
+            "--json",
+        ])
         .await;
     assert_ne!(run.code, 0, "{run}");
     assert!(started.elapsed() < Duration::from_secs(30), "{run}");
@@ -274,7 +289,13 @@ async fn timeouts_and_cancelled_queue_items_fail() {
 
     jenkins.cancel_queued("images/base");
     let run = env
-        .run(&["rebuild", "--config", cfg.to_str().unwrap(), "--all", "--json"])
+        .run(&[
+            "rebuild",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--all",
+            "--json",
+        ])
         .await;
     assert_ne!(run.code, 0, "{run}");
     let r = run.json();
@@ -299,7 +320,13 @@ async fn a_wrong_token_says_what_to_check() {
     tree(env.path(), &host);
     let cfg = env.config(&config(&host, &jenkins, ""));
     let run = env
-        .run(&["rebuild", "--config", cfg.to_str().unwrap(), "--all", "--json"])
+        .run(&[
+            "rebuild",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--all",
+            "--json",
+        ])
         .await;
     assert_ne!(run.code, 0, "{run}");
     assert!(!run.to_string().contains("not-the-token-42"), "{run}");

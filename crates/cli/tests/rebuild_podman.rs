@@ -66,7 +66,13 @@ async fn podman_builds_and_pushes(db: Db) {
         root = root.path().display(),
     ));
     let run = env
-        .run(&["rebuild", "--config", cfg.to_str().unwrap(), "--all", "--json"])
+        .run(&[
+            "rebuild",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--all",
+            "--json",
+        ])
         .await;
     run.expect(0);
     let r = run.json();
@@ -105,10 +111,7 @@ async fn podman_builds_and_pushes(db: Db) {
     // The app: one manifest, on the base podman just pushed.
     let api = item(&r, &format!("{host}/apps/api:1"));
     let api_digest = api["digest"].as_str().unwrap();
-    assert_eq!(
-        push.head_digest("apps/api", "1").await.unwrap(),
-        api_digest
-    );
+    assert_eq!(push.head_digest("apps/api", "1").await.unwrap(), api_digest);
     let show = env
         .run(&["images", "show", &format!("{host}/apps/api:1"), "--json"])
         .await;

@@ -57,11 +57,7 @@ impl ContainersTool {
 
 impl ContainersSettings {
     fn command(&self, tool: ContainersTool, scratch: &Path) -> Command {
-        let mut c = Command::new(
-            self.command
-                .as_deref()
-                .unwrap_or(Path::new(tool.name())),
-        );
+        let mut c = Command::new(self.command.as_deref().unwrap_or(Path::new(tool.name())));
         if let Some(r) = &self.root {
             c.arg("--root").arg(r);
         }

@@ -67,12 +67,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 impl JenkinsSettings {
     /// Checks what can be checked before a run; the message says what to fix.
     pub fn validate(&self) -> Result<(), String> {
-        let u = url::Url::parse(&self.url).map_err(|e| {
-            format!(
-                "url {:?}: {e}",
-                freshen_actions::redact_url(&self.url)
-            )
-        })?;
+        let u = url::Url::parse(&self.url)
+            .map_err(|e| format!("url {:?}: {e}", freshen_actions::redact_url(&self.url)))?;
         if u.scheme() != "http" && u.scheme() != "https" {
             return Err("url: only http and https".into());
         }
@@ -141,7 +137,11 @@ impl JenkinsSettings {
         tracing::info!(image = %b.image, job, queue_item = item.id, %target, "Jenkins build queued");
         // The queue item, until it became a build.
         let (number, url) = loop {
-            match session.queue_item(&item).await.map_err(|e| fail(e.message))? {
+            match session
+                .queue_item(&item)
+                .await
+                .map_err(|e| fail(e.message))?
+            {
                 QueueState::Started { number, url } => break (number, url),
                 QueueState::Cancelled => {
                     return Err(fail(format!(
@@ -186,4 +186,38 @@ impl JenkinsSettings {
 
 fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_default_and_never_show_the_token() {
+        let s: JenkinsSettings = serde_json::from_value(serde_json::json!({
+            "url": "https://jenkins.example/ci", "user": "freshen", "token": "11abcdef-secret"
+        }))
+        .unwrap();
+        s.validate().unwrap();
+        assert!(s.crumb);
+        assert_eq!(s.timeout, Duration::from_secs(3600));
+        assert_eq!(s.poll_interval, Duration::from_secs(5));
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("11abcdef-secret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+
+        let s: JenkinsSettings = serde_json::from_value(serde_json::json!({
+            "url": "http://j:8080", "token": "t", "timeout": "90s", "poll_interval": "250ms"
+        }))
+        .unwrap();
+        assert_eq!(s.timeout, Duration::from_secs(90));
+        assert_eq!(s.poll_interval, Duration::from_millis(250));
+        assert_eq!(s.validate().unwrap_err(), "user and token go together");
+        let bad: Result<JenkinsSettings, _> =
+            serde_json::from_value(serde_json::json!({"url": "http://j", "jobs": "x"}));
+        assert!(bad.unwrap_err().to_string().contains("unknown field `jobs`"));
+        let s: JenkinsSettings =
+            serde_json::from_value(serde_json::json!({"url": "ftp://j"})).unwrap();
+        assert_eq!(s.validate().unwrap_err(), "url: only http and https");
+    }
 }
