@@ -207,16 +207,16 @@ pub type Ack = Option<String>;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn http_client(timeout: Option<Duration>, cookies: bool) -> Result<reqwest::Client, DeliveryError> {
+/// The webhooks' client (Jenkins has its own session, in `jenkins.rs`).
+fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, DeliveryError> {
     // rustls needs one process-wide crypto provider; ring is the only one built.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(concat!("freshen/", env!("CARGO_PKG_VERSION")))
         .timeout(timeout.unwrap_or(DEFAULT_TIMEOUT))
         .connect_timeout(Duration::from_secs(10))
-        // A redirect from Jenkins means a login page: it must fail, not be followed.
+        // A webhook that redirects is misconfigured: say so, don't follow it.
         .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(cookies)
         .build()
         .map_err(|e| DeliveryError::retry(format!("HTTP client: {e}")))
 }
@@ -268,7 +268,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 /// POSTs the event; any 2xx acknowledges it.
 pub async fn deliver_webhook(spec: &WebhookSpec, payload: &Value) -> Result<Ack, DeliveryError> {
-    let client = http_client(spec.timeout, false)?;
+    let client = http_client(spec.timeout)?;
     let shown = redact_url(&spec.url);
     let body = serde_json::to_vec(payload).expect("JSON values serialise");
     let event_id = payload

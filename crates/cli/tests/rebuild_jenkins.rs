@@ -341,3 +341,63 @@ async fn a_wrong_token_says_what_to_check() {
     );
     assert!(jenkins.builds().is_empty());
 }
+
+/// Polls that fail for a moment (Jenkins restarting: 503) are tried
+/// again; one Jenkins answers "not found" fails the image at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_poll_failures_are_retried_lasting_ones_are_not() {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let jenkins = jenkins().await;
+    let env = env_for(Db::Sqlite, &jenkins).await;
+    tree(env.path(), &host);
+    // Each job pushes a one-layer image to TARGET.
+    for job in ["images/base", "apps/api", "apps/web"] {
+        let push = reg.pusher();
+        let host = host.clone();
+        jenkins.on_build(job, move |req| {
+            let push = push.clone();
+            let host = host.clone();
+            async move {
+                let target = req.params["TARGET"]
+                    .strip_prefix(&format!("{host}/"))
+                    .unwrap();
+                let (repo, tag) = target.rsplit_once(':').unwrap();
+                push.push_image(repo, tag, "linux/amd64", &req.params["VERSION"])
+                    .await;
+                "SUCCESS".to_string()
+            }
+        });
+    }
+    jenkins.fail_polls(3, 503);
+    let cfg = env.config(&config(&host, &jenkins, ""));
+    let run = env
+        .run(&[
+            "rebuild",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--all",
+            "--json",
+        ])
+        .await;
+    run.expect(0);
+    assert_eq!(run.json()["run"]["state"], "done", "{run}");
+
+    jenkins.fail_polls(1, 404);
+    let run = env
+        .run(&[
+            "rebuild",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--all",
+            "--json",
+        ])
+        .await;
+    assert_ne!(run.code, 0, "{run}");
+    let r = run.json();
+    let detail = item(&r, &format!("{host}/golden/base:1"))["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(detail.contains("HTTP 404"), "{detail}");
+}

@@ -121,6 +121,7 @@ struct Inner {
     fail_next: Option<(usize, u16)>,
     hooks: HashMap<String, BuildHook>,
     cancel: std::collections::HashSet<String>,
+    fail_polls: Option<(usize, u16)>,
 }
 
 struct Shared {
@@ -171,6 +172,7 @@ impl Jenkins {
                 fail_next: None,
                 hooks: HashMap::new(),
                 cancel: Default::default(),
+                fail_polls: None,
             }),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
@@ -241,6 +243,13 @@ impl Jenkins {
     /// as Jenkins shows an item cancelled from the queue).
     pub fn cancel_queued(&self, job_path: &str) {
         self.lock().cancel.insert(job_path.to_string());
+    }
+
+    /// Answers the next `n` polls (`GET` of a queue item's or a build's
+    /// `api/json`) with `status` (an error page), before any other check:
+    /// Jenkins restarting, or a proxy in front of it failing.
+    pub fn fail_polls(&self, n: usize, status: u16) {
+        self.lock().fail_polls = Some((n, status));
     }
 
     /// Answers the next `n` build POSTs with `status` (empty body), before
@@ -508,6 +517,21 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             inner.fail_next = (n > 1).then_some((n - 1, status));
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return respond(status, Body::empty());
+        }
+    }
+
+    let is_poll = parts.method == Method::GET
+        && match rest {
+            ["queue", "item", _, "api", "json"] => job.is_empty(),
+            [_, "api", "json"] => !job.is_empty(),
+            _ => false,
+        };
+    if is_poll {
+        let mut inner = sh.inner.lock().expect("lock");
+        if let Some((n, status)) = inner.fail_polls {
+            inner.fail_polls = (n > 1).then_some((n - 1, status));
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return error_page(status, "Service Unavailable");
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use freshen_actions::jenkins::{Endpoint, QueueItem, QueueState, Session};
+use freshen_actions::jenkins::{Endpoint, JenkinsError, QueueItem, QueueState, Session};
 use serde::Deserialize;
 
 use crate::{Build, BuildError};
@@ -60,6 +60,9 @@ impl std::fmt::Debug for JenkinsSettings {
             .finish()
     }
 }
+
+/// Polls that may fail in a row (network, 429, 5xx) before the build does.
+const MAX_MISSES: u32 = 5;
 
 /// Per-request timeout: a poll that hangs must not outlive the build's.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -135,13 +138,33 @@ impl JenkinsSettings {
                 ))
             })?;
         tracing::info!(image = %b.image, job, queue_item = item.id, %target, "Jenkins build queued");
+        // A poll that fails for a moment (Jenkins restarting, a proxy's
+        // 502) must not fail an hour-long build: a few in a row are
+        // tolerated; an answer that cannot change (401, 403, 404) is not.
+        let mut misses = 0;
+        let tolerate = |misses: &mut u32, e: JenkinsError| -> Result<(), BuildError> {
+            let transient = e.status.is_none_or(|s| s == 429 || s >= 500);
+            *misses += 1;
+            if !transient || *misses > MAX_MISSES || Instant::now() >= deadline {
+                return Err(fail(e.message));
+            }
+            tracing::warn!(image = %b.image, job, error = %e, "Jenkins poll failed; trying again");
+            Ok(())
+        };
         // The queue item, until it became a build.
         let (number, url) = loop {
-            match session
-                .queue_item(&item)
-                .await
-                .map_err(|e| fail(e.message))?
-            {
+            let state = match session.queue_item(&item).await {
+                Ok(s) => {
+                    misses = 0;
+                    s
+                }
+                Err(e) => {
+                    tolerate(&mut misses, e)?;
+                    tokio::time::sleep(self.poll_interval.min(remaining(deadline))).await;
+                    continue;
+                }
+            };
+            match state {
                 QueueState::Started { number, url } => break (number, url),
                 QueueState::Cancelled => {
                     return Err(fail(format!(
@@ -163,10 +186,17 @@ impl JenkinsSettings {
         tracing::info!(image = %b.image, job, build = number, %url, "Jenkins build started");
         // The build, until it finished.
         loop {
-            let state = session
-                .build(job, number)
-                .await
-                .map_err(|e| fail(e.message))?;
+            let state = match session.build(job, number).await {
+                Ok(s) => {
+                    misses = 0;
+                    s
+                }
+                Err(e) => {
+                    tolerate(&mut misses, e)?;
+                    tokio::time::sleep(self.poll_interval.min(remaining(deadline))).await;
+                    continue;
+                }
+            };
             if !state.building {
                 return match state.result.as_deref() {
                     Some("SUCCESS") => Ok(String::new()),
@@ -215,7 +245,11 @@ mod tests {
         assert_eq!(s.validate().unwrap_err(), "user and token go together");
         let bad: Result<JenkinsSettings, _> =
             serde_json::from_value(serde_json::json!({"url": "http://j", "jobs": "x"}));
-        assert!(bad.unwrap_err().to_string().contains("unknown field `jobs`"));
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("unknown field `jobs`")
+        );
         let s: JenkinsSettings =
             serde_json::from_value(serde_json::json!({"url": "ftp://j"})).unwrap();
         assert_eq!(s.validate().unwrap_err(), "url: only http and https");
