@@ -304,14 +304,29 @@ impl Runner {
             (other, _) => (self.execute(other, b, &versioned).await?, None),
         };
         // Some builders write no digest (buildah 1.28's `manifest push
-        // --digestfile` leaves it empty): ask the registry what was pushed.
+        // --digestfile` leaves it empty; a Jenkins job tells none): ask
+        // the registry what was pushed.
         let digest = if digest.starts_with("sha256:") {
             digest
         } else {
-            self.client
-                .head_manifest(&versioned)
-                .await?
-                .digest
+            let head = match self.client.head_manifest(&versioned).await {
+                Ok(h) => h,
+                // A builder that succeeded without pushing (a Jenkins job
+                // that ignored TARGET) is its failure, said as such.
+                Err(freshen_registry::RegistryError::NotFound { .. }) => {
+                    return Err(BuildError::Executor(format!(
+                        "{}: the builder succeeded, but {versioned} is not in the registry{}",
+                        b.image,
+                        if [Some(b.executor), b.fallback].contains(&Some(Executor::Jenkins)) {
+                            " (the Jenkins job must push its TARGET parameter)"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            head.digest
                 .ok_or_else(|| {
                     BuildError::Executor(format!(
                         "{}: pushed {versioned}, but neither the builder nor the registry tells its digest",

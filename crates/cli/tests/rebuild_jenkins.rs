@@ -342,17 +342,10 @@ async fn a_wrong_token_says_what_to_check() {
     assert!(jenkins.builds().is_empty());
 }
 
-/// Polls that fail for a moment (Jenkins restarting: 503) are tried
-/// again; one Jenkins answers "not found" fails the image at once.
-#[tokio::test(flavor = "multi_thread")]
-async fn transient_poll_failures_are_retried_lasting_ones_are_not() {
-    let reg = Registry::start().await;
+/// Pushes a one-layer image to each job's TARGET, as a job would.
+fn jobs_push_small_images(jenkins: &Jenkins, reg: &Registry, jobs: &[&str]) {
     let host = reg.host();
-    let jenkins = jenkins().await;
-    let env = env_for(Db::Sqlite, &jenkins).await;
-    tree(env.path(), &host);
-    // Each job pushes a one-layer image to TARGET.
-    for job in ["images/base", "apps/api", "apps/web"] {
+    for job in jobs {
         let push = reg.pusher();
         let host = host.clone();
         jenkins.on_build(job, move |req| {
@@ -369,6 +362,84 @@ async fn transient_poll_failures_are_retried_lasting_ones_are_not() {
             }
         });
     }
+}
+
+/// A rebase that is refused (the image does not exist yet) falls back to
+/// the Jenkins job; a job that succeeds without pushing TARGET fails its
+/// image with what the job must do.
+#[tokio::test(flavor = "multi_thread")]
+async fn rebase_falls_back_to_jenkins_and_a_job_must_push() {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let jenkins = jenkins().await;
+    let env = env_for(Db::Sqlite, &jenkins).await;
+    tree(env.path(), &host);
+    reg.pusher()
+        .push_image("upstream/os", "stable", "linux/amd64", "os")
+        .await;
+    jobs_push_small_images(&jenkins, &reg, &["images/base", "apps/api", "apps/web"]);
+    let yaml = config(&host, &jenkins, "").replacen(
+        "executor: jenkins, job: images/base",
+        "executor: rebase, fallback: jenkins, job: images/base",
+        1,
+    );
+    let cfg = env.config(&yaml);
+    let run = env
+        .run(&[
+            "rebuild",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--all",
+            "--json",
+        ])
+        .await;
+    run.expect(0);
+    let r = run.json();
+    let note = item(&r, &format!("{host}/golden/base:1"))["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        note.starts_with("rebase refused (") && note.ends_with("; built by jenkins"),
+        "{note}"
+    );
+    assert_eq!(jenkins.builds()[0].job, "images/base");
+
+    // A job that reports SUCCESS but pushed nothing (now the image exists,
+    // a rebase would succeed: the base is a Jenkins build here).
+    jenkins.on_build("images/base", |_| async { "SUCCESS".to_string() });
+    let cfg = env.config_file("jenkins.yaml", &config(&host, &jenkins, ""));
+    let run = env
+        .run(&[
+            "rebuild",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--all",
+            "--json",
+        ])
+        .await;
+    assert_ne!(run.code, 0, "{run}");
+    let r = run.json();
+    let detail = item(&r, &format!("{host}/golden/base:1"))["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.contains("is not in the registry (the Jenkins job must push its TARGET parameter)"),
+        "{detail}"
+    );
+}
+
+/// Polls that fail for a moment (Jenkins restarting: 503) are tried
+/// again; one Jenkins answers "not found" fails the image at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_poll_failures_are_retried_lasting_ones_are_not() {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let jenkins = jenkins().await;
+    let env = env_for(Db::Sqlite, &jenkins).await;
+    tree(env.path(), &host);
+    jobs_push_small_images(&jenkins, &reg, &["images/base", "apps/api", "apps/web"]);
     jenkins.fail_polls(3, 503);
     let cfg = env.config(&config(&host, &jenkins, ""));
     let run = env
