@@ -2,6 +2,7 @@
 //! commands). Every call carries the event's stable id so receivers can
 //! deduplicate; delivery is at least once, retried until acknowledged.
 
+pub mod jenkins;
 pub mod outbox;
 pub mod targets;
 pub mod template;

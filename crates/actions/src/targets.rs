@@ -8,8 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, LOCATION};
+use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
@@ -208,16 +207,16 @@ pub type Ack = Option<String>;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn http_client(timeout: Option<Duration>, cookies: bool) -> Result<reqwest::Client, DeliveryError> {
+/// The webhooks' client (Jenkins has its own session, in `jenkins.rs`).
+fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, DeliveryError> {
     // rustls needs one process-wide crypto provider; ring is the only one built.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(concat!("freshen/", env!("CARGO_PKG_VERSION")))
         .timeout(timeout.unwrap_or(DEFAULT_TIMEOUT))
         .connect_timeout(Duration::from_secs(10))
-        // A redirect from Jenkins means a login page: it must fail, not be followed.
+        // A webhook that redirects is misconfigured: say so, don't follow it.
         .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(cookies)
         .build()
         .map_err(|e| DeliveryError::retry(format!("HTTP client: {e}")))
 }
@@ -237,101 +236,26 @@ fn send_error(what: &str, e: &reqwest::Error) -> DeliveryError {
 /// protection is on, then `buildWithParameters` (or `build`), expecting
 /// `201 Created` with the queue item in `Location`.
 pub async fn deliver_jenkins(spec: &JenkinsSpec, payload: &Value) -> Result<Ack, DeliveryError> {
-    // A client per delivery: the crumb is bound to this session's cookie.
-    let client = http_client(spec.timeout, true)?;
-    let root = spec.url.trim_end_matches('/');
-    let shown = redact_url(&spec.url);
-    let auth = |rb: reqwest::RequestBuilder| match (&spec.user, &spec.token) {
-        (Some(u), Some(t)) => rb.basic_auth(u, Some(t)),
-        _ => rb,
-    };
-    let mut crumb = None;
-    if spec.crumb {
-        let resp = auth(client.get(format!("{root}/crumbIssuer/api/json")))
-            .send()
-            .await
-            .map_err(|e| send_error(&format!("Jenkins {shown} crumb issuer"), &e))?;
-        match resp.status() {
-            s if s.is_success() => {
-                #[derive(Deserialize)]
-                #[serde(rename_all = "camelCase")]
-                struct Crumb {
-                    crumb: String,
-                    crumb_request_field: String,
-                }
-                let c: Crumb = resp.json().await.map_err(|_| {
-                    DeliveryError::retry(format!(
-                        "Jenkins {shown}: the crumb issuer's answer is not a crumb"
-                    ))
-                })?;
-                crumb = Some((c.crumb_request_field, c.crumb));
-            }
-            // No crumb issuer: CSRF protection is off.
-            StatusCode::NOT_FOUND => {}
-            s => {
-                return Err(DeliveryError::retry(format!(
-                    "Jenkins {shown}: crumb issuer answered HTTP {}{}",
-                    s.as_u16(),
-                    auth_hint(s)
-                )));
-            }
-        }
-    }
-    let job_path: String = spec
-        .job
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| format!("/job/{}", urlencode(s)))
-        .collect();
+    // A session per delivery: the crumb is bound to this session's cookie.
+    let session = crate::jenkins::Session::open(crate::jenkins::Endpoint {
+        url: &spec.url,
+        user: spec.user.as_deref(),
+        token: spec.token.as_deref(),
+        crumb: spec.crumb,
+        timeout: spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
+    })
+    .await
+    .map_err(|e| DeliveryError::retry(e.message))?;
     let vars = template::variables(payload);
-    let mut req = if spec.parameters.is_empty() {
-        auth(client.post(format!("{root}{job_path}/build")))
-    } else {
-        let form: Vec<(String, String)> = spec
-            .parameters
-            .iter()
-            .map(|(k, v)| (k.clone(), template::render(v, &vars)))
-            .collect();
-        auth(client.post(format!("{root}{job_path}/buildWithParameters"))).form(&form)
-    };
-    if let Some((field, value)) = &crumb {
-        req = req.header(field.as_str(), value.as_str());
-    }
-    let resp = req
-        .send()
+    let form: Vec<(String, String)> = spec
+        .parameters
+        .iter()
+        .map(|(k, v)| (k.clone(), template::render(v, &vars)))
+        .collect();
+    session
+        .start(&spec.job, &form)
         .await
-        .map_err(|e| send_error(&format!("Jenkins {shown} job {}", spec.job), &e))?;
-    let status = resp.status();
-    if status.is_success() {
-        let location = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        return Ok(location);
-    }
-    Err(DeliveryError::retry(format!(
-        "Jenkins {shown} job {}: HTTP {}{}",
-        spec.job,
-        status.as_u16(),
-        auth_hint(status)
-    )))
-}
-
-fn auth_hint(s: StatusCode) -> &'static str {
-    match s.as_u16() {
-        401 => " (check jenkins.user and jenkins.token)",
-        403 => " (the user lacks Job/Build permission, or the crumb was refused)",
-        404 => " (no such job)",
-        302 | 303 => " (redirected: Jenkins wants a login; set jenkins.user and jenkins.token)",
-        _ => "",
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
+        .map_err(|e| DeliveryError::retry(e.message))
 }
 
 /// The signature header's value: `sha256=<hex HMAC-SHA256(secret, body)>`.
@@ -344,7 +268,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 /// POSTs the event; any 2xx acknowledges it.
 pub async fn deliver_webhook(spec: &WebhookSpec, payload: &Value) -> Result<Ack, DeliveryError> {
-    let client = http_client(spec.timeout, false)?;
+    let client = http_client(spec.timeout)?;
     let shown = redact_url(&spec.url);
     let body = serde_json::to_vec(payload).expect("JSON values serialise");
     let event_id = payload

@@ -74,6 +74,13 @@ pub struct BuildSpec {
     /// it, such an image fails with the reason.
     #[serde(default)]
     pub fallback: Option<Executor>,
+    /// With `executor: jenkins` (or `fallback: jenkins`): the job's full
+    /// name with folders, `images/rebuild-base`.
+    #[serde(default)]
+    pub job: Option<String>,
+    /// With a Jenkins job: parameters added to `IMAGE`, `VERSION` and `TARGET`.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
     /// The version scheme; default `{year}.{week}.{build}`.
     #[serde(default)]
     pub version: Option<String>,
@@ -104,6 +111,13 @@ pub struct DiscoverSpec {
     /// With `executor: rebase`, how to rebuild when a rebase is unsafe.
     #[serde(default)]
     pub fallback: Option<Executor>,
+    /// With a Jenkins job: the job, `{app}` and `{version}` replaced
+    /// (`images/{app}`).
+    #[serde(default)]
+    pub job: Option<String>,
+    /// With a Jenkins job: more parameters (values templated like `job`).
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
     /// The version scheme; default `{year}.{week}.{build}`.
     #[serde(default)]
     pub version: Option<String>,
@@ -134,6 +148,10 @@ pub struct Build {
     pub executor: Executor,
     /// How it is rebuilt when a rebase is refused as unsafe.
     pub fallback: Option<Executor>,
+    /// The Jenkins job that builds it (Jenkins builds only).
+    pub job: Option<String>,
+    /// Its parameters besides `IMAGE`, `VERSION` and `TARGET`.
+    pub parameters: BTreeMap<String, String>,
     /// Every image its stages build from (normalised), builder stages included.
     pub bases: Vec<String>,
     /// The image its final stage builds on, if not `scratch`.
@@ -177,6 +195,8 @@ pub fn load(
                 platforms: &spec.platforms,
                 executor: spec.executor,
                 fallback: spec.fallback,
+                job: spec.job.clone(),
+                parameters: spec.parameters.clone(),
                 version: spec.version.as_deref(),
                 promote: &spec.promote,
             },
@@ -189,10 +209,8 @@ pub fn load(
         for (app, version, dir) in crate::discover::tree(&root)
             .map_err(|e| BuildError::Invalid(format!("discover[{i}].root: {e}")))?
         {
-            let image = d
-                .image
-                .replace("{app}", &app)
-                .replace("{version}", &version);
+            let fill = |t: &str| t.replace("{app}", &app).replace("{version}", &version);
+            let image = fill(&d.image);
             out.push(one(
                 &format!("discover[{i}] {app}/{version}"),
                 &image,
@@ -204,6 +222,12 @@ pub fn load(
                     platforms: &d.platforms,
                     executor: d.executor,
                     fallback: d.fallback,
+                    job: d.job.as_deref().map(fill),
+                    parameters: d
+                        .parameters
+                        .iter()
+                        .map(|(k, v)| (k.clone(), fill(v)))
+                        .collect(),
                     version: d.version.as_deref(),
                     promote: &d.promote,
                 },
@@ -222,6 +246,8 @@ struct Common<'a> {
     platforms: &'a [String],
     executor: Executor,
     fallback: Option<Executor>,
+    job: Option<String>,
+    parameters: BTreeMap<String, String>,
     version: Option<&'a str>,
     promote: &'a [String],
 }
@@ -241,6 +267,8 @@ fn one(
         platforms,
         executor,
         fallback,
+        job,
+        parameters,
         version,
         promote,
     } = common;
@@ -288,7 +316,7 @@ fn one(
         })?
         .map(normalise)
         .transpose()?;
-    let platforms = if platforms.is_empty() {
+    let platforms: Vec<String> = if platforms.is_empty() {
         default_platforms.iter().map(Platform::to_string).collect()
     } else {
         platforms
@@ -317,6 +345,48 @@ fn one(
             ));
         }
         _ => {}
+    }
+    let builders = [Some(executor), fallback];
+    if builders.contains(&Some(Executor::Jenkins)) {
+        match &job {
+            None => {
+                return Err(invalid(
+                    "job",
+                    "a Jenkins build needs the job that builds it (`job: images/rebuild-x`)".into(),
+                ));
+            }
+            Some(j) if j.trim_matches('/').is_empty() => {
+                return Err(invalid("job", "is empty".into()));
+            }
+            Some(_) => {}
+        }
+        for k in parameters.keys() {
+            if ["IMAGE", "VERSION", "TARGET"].contains(&k.as_str()) {
+                return Err(invalid(
+                    &format!("parameters.{k}"),
+                    "freshen sets IMAGE, VERSION and TARGET itself".into(),
+                ));
+            }
+        }
+    } else if job.is_some() || !parameters.is_empty() {
+        return Err(invalid(
+            if job.is_some() { "job" } else { "parameters" },
+            format!(
+                "only a Jenkins build has a job and parameters; this build uses {}",
+                executor.as_str()
+            ),
+        ));
+    }
+    if builders.contains(&Some(Executor::Kaniko)) && platforms.len() > 1 {
+        return Err(invalid(
+            "platforms",
+            format!(
+                "kaniko builds one platform per run; this build has {} ({}): \
+                 build one per definition, or use buildah, podman or docker",
+                platforms.len(),
+                platforms.join(", ")
+            ),
+        ));
     }
     if executor == Executor::Rebase && final_base.is_none() {
         return Err(invalid(
@@ -358,6 +428,8 @@ fn one(
         platforms,
         executor,
         fallback,
+        job,
+        parameters,
         bases,
         final_base,
         origin: origin.to_string(),

@@ -16,7 +16,10 @@ mod version;
 
 pub use cascade::{EventPlan, mark_not_buildable, plan_event};
 pub use definition::{Build, BuildSpec, DiscoverSpec, Executor, load};
-pub use executor::{BuildahSettings, BuilderSettings, PushTarget};
+pub use executor::{
+    BuildahSettings, BuilderSettings, ContainersSettings, ContainersTool, DockerSettings,
+    JenkinsSettings, KanikoSettings, PodmanSettings, PushTarget,
+};
 pub use plan::{Plan, PlannedBuild, Trigger, plan};
 pub use rebase::{Rebased, rebase};
 pub use run::{Progress, RunReport, Runner};
@@ -39,6 +42,17 @@ pub enum BuildError {
     /// A builder failed; the message names the image and the step.
     #[error("{0}")]
     Executor(String),
+    /// A Jenkins build failed, was cancelled or timed out, or Jenkins
+    /// could not be asked; the message names the build and its URL.
+    #[error("{image}: Jenkins job {job}: {message}")]
+    Jenkins {
+        /// The build's image.
+        image: String,
+        /// The job.
+        job: String,
+        /// What happened.
+        message: String,
+    },
     /// A rebase would be unsafe; the message names the image and why. A
     /// build with a `fallback` is built by that instead.
     #[error("rebase refused: {0}")]

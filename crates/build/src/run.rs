@@ -328,14 +328,29 @@ impl Runner {
             (other, _) => (self.execute(other, b, &versioned).await?, None),
         };
         // Some builders write no digest (buildah 1.28's `manifest push
-        // --digestfile` leaves it empty): ask the registry what was pushed.
+        // --digestfile` leaves it empty; a Jenkins job tells none): ask
+        // the registry what was pushed.
         let digest = if digest.starts_with("sha256:") {
             digest
         } else {
-            self.client
-                .head_manifest(&versioned)
-                .await?
-                .digest
+            let head = match self.client.head_manifest(&versioned).await {
+                Ok(h) => h,
+                // A builder that succeeded without pushing (a Jenkins job
+                // that ignored TARGET) is its failure, said as such.
+                Err(freshen_registry::RegistryError::NotFound { .. }) => {
+                    return Err(BuildError::Executor(format!(
+                        "{}: the builder succeeded, but {versioned} is not in the registry{}",
+                        b.image,
+                        if [Some(b.executor), b.fallback].contains(&Some(Executor::Jenkins)) {
+                            " (the Jenkins job must push its TARGET parameter)"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            head.digest
                 .ok_or_else(|| {
                     BuildError::Executor(format!(
                         "{}: pushed {versioned}, but neither the builder nor the registry tells its digest",
@@ -389,25 +404,37 @@ impl Runner {
         b: &Build,
         versioned: &Reference,
     ) -> Result<String, BuildError> {
+        let (insecure, credentials) = self.hosts(b);
+        let target = versioned.to_string();
+        let to = PushTarget {
+            reference: &target,
+            insecure: &insecure,
+            credentials: &credentials,
+        };
         match executor {
-            Executor::Buildah => {
-                let (insecure, credentials) = self.hosts(b);
+            Executor::Buildah => self.builders.buildah.build_push(b, &to).await,
+            Executor::Podman => {
                 self.builders
-                    .buildah
-                    .build_push(
-                        b,
-                        &PushTarget {
-                            reference: &versioned.to_string(),
-                            insecure: &insecure,
-                            credentials: &credentials,
-                        },
-                    )
+                    .podman
+                    .build_push_with(crate::ContainersTool::Podman, b, &to)
                     .await
             }
-            other => Err(BuildError::Executor(format!(
-                "{}: the {} executor is not available in this version of freshen",
-                b.image,
-                other.as_str()
+            Executor::Docker => self.builders.docker.build_push(b, &to).await,
+            Executor::Kaniko => self.builders.kaniko.build_push(b, &to).await,
+            Executor::Jenkins => {
+                let jenkins = self.builders.jenkins.as_ref().ok_or_else(|| {
+                    BuildError::Invalid(format!(
+                        "{}: {} is built by Jenkins, and builders.jenkins is not configured",
+                        b.image, b.origin
+                    ))
+                })?;
+                let version = versioned.tag().unwrap_or_default();
+                jenkins.build_push(b, version, &target).await
+            }
+            // `load` refuses a rebase falling back to a rebase.
+            Executor::Rebase => Err(BuildError::Invalid(format!(
+                "{}: a rebase is not a builder",
+                b.image
             ))),
         }
     }

@@ -31,6 +31,8 @@ fn spec(image: &str, context: &str) -> BuildSpec {
         platforms: vec![],
         executor: Executor::Buildah,
         fallback: None,
+        job: None,
+        parameters: Default::default(),
         version: None,
         promote: vec![],
     }
@@ -72,6 +74,8 @@ fn a_three_level_tree_in_waves() {
             platforms: vec![],
             executor: Executor::Rebase,
             fallback: None,
+            job: None,
+            parameters: Default::default(),
             version: Some("{tag}-{date}.{build}".into()),
             promote: vec!["{tag}".into(), "latest".into()],
         }],
@@ -225,4 +229,78 @@ fn errors_name_the_definition() {
         e,
         "builds[0].executor: rebase needs a base, and the final stage builds FROM scratch"
     );
+}
+
+#[test]
+fn jenkins_jobs_are_named_and_templated() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(&d.join("a/Dockerfile"), "FROM debian:bookworm\n");
+    for app in ["api", "web"] {
+        write(
+            &d.join(format!("apps/{app}/1.0/Dockerfile")),
+            "FROM debian:bookworm\n",
+        );
+    }
+    let l = |specs: &[BuildSpec]| load(specs, &[], d, &defaults(), &amd64());
+    // A Jenkins build needs its job; only Jenkins builds have one.
+    let mut j = spec("localhost:5000/a:1", "a");
+    j.executor = Executor::Jenkins;
+    let e = l(&[j.clone()]).unwrap_err().to_string();
+    assert!(
+        e.starts_with("builds[0].job: a Jenkins build needs the job"),
+        "{e}"
+    );
+    j.job = Some("images/a".into());
+    j.parameters.insert("IMAGE".into(), "x".into());
+    let e = l(&[j.clone()]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "builds[0].parameters.IMAGE: freshen sets IMAGE, VERSION and TARGET itself"
+    );
+    j.parameters.clear();
+    j.parameters.insert("BRANCH".into(), "main".into());
+    let b = l(&[j.clone()]).unwrap();
+    assert_eq!(b[0].job.as_deref(), Some("images/a"));
+    let mut not = j.clone();
+    not.executor = Executor::Buildah;
+    let e = l(&[not]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "builds[0].job: only a Jenkins build has a job and parameters; this build uses buildah"
+    );
+    // A rebase may fall back to Jenkins; the job is then required too.
+    let mut rb = j.clone();
+    rb.executor = Executor::Rebase;
+    rb.fallback = Some(Executor::Jenkins);
+    assert!(l(&[rb.clone()]).is_ok());
+    rb.job = None;
+    rb.parameters.clear();
+    assert!(
+        l(&[rb])
+            .unwrap_err()
+            .to_string()
+            .starts_with("builds[0].job: ")
+    );
+    // kaniko builds one platform.
+    let mut k = spec("localhost:5000/a:1", "a");
+    k.executor = Executor::Kaniko;
+    k.platforms = vec!["linux/amd64".into(), "linux/arm64".into()];
+    let e = l(&[k]).unwrap_err().to_string();
+    assert!(
+        e.starts_with("builds[0].platforms: kaniko builds one platform per run; this build has 2"),
+        "{e}"
+    );
+    // Discovery fills {app} and {version} into the job and parameters.
+    let spec: DiscoverSpec = serde_json::from_value(serde_json::json!({
+        "root": "apps",
+        "image": "localhost:5000/apps/{app}:{version}",
+        "executor": "jenkins",
+        "job": "apps/{app}",
+        "parameters": {"APP": "{app}-{version}"},
+    }))
+    .unwrap();
+    let b = load(&[], &[spec], d, &defaults(), &amd64()).unwrap();
+    assert_eq!(b[1].job.as_deref(), Some("apps/web"));
+    assert_eq!(b[1].parameters["APP"], "web-1.0");
 }

@@ -85,7 +85,8 @@ pub struct Config {
     /// Trees of `app/version/Dockerfile` whose every Dockerfile is a build.
     #[serde(default)]
     pub discover: Vec<freshen_build::DiscoverSpec>,
-    /// How builder commands (buildah) are run.
+    /// How builders are run: buildah, podman, docker, kaniko, and the
+    /// Jenkins that runs `executor: jenkins` builds.
     #[serde(default)]
     pub builders: freshen_build::BuilderSettings,
     /// The rebuild cascades the watcher runs on its own (`on_change: [cascade]`).
@@ -320,6 +321,37 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         }
     }
 
+    if let Some(j) = &config.builders.jenkins {
+        j.validate()
+            .map_err(|e| invalid("builders.jenkins".into(), e))?;
+    } else {
+        // Said now, not when a run reaches the image.
+        use freshen_build::Executor::Jenkins;
+        let uses = |e: freshen_build::Executor, f: Option<freshen_build::Executor>| {
+            e == Jenkins || f == Some(Jenkins)
+        };
+        let first = config
+            .builds
+            .iter()
+            .enumerate()
+            .find(|(_, b)| uses(b.executor, b.fallback))
+            .map(|(i, _)| format!("builds[{i}]"))
+            .or_else(|| {
+                config
+                    .discover
+                    .iter()
+                    .enumerate()
+                    .find(|(_, d)| uses(d.executor, d.fallback))
+                    .map(|(i, _)| format!("discover[{i}]"))
+            });
+        if let Some(at) = first {
+            return Err(invalid(
+                at,
+                "is built by Jenkins, and builders.jenkins (url, user, token) is not configured"
+                    .into(),
+            ));
+        }
+    }
     for (name, t) in &config.triggers {
         if name.is_empty() {
             return Err(invalid("triggers".into(), "a trigger needs a name".into()));
@@ -494,6 +526,36 @@ triggers:
             TriggerSpec::Webhook(w) => assert_eq!(w.secret.as_deref(), Some("fallback")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn jenkins_builds_need_builders_jenkins_and_its_token_stays_hidden() {
+        let e = err("builds:\n  - {image: r/a:1, context: a, executor: jenkins, job: x}\n");
+        assert!(
+            e.contains("builds[0]")
+                && e.contains("builders.jenkins (url, user, token) is not configured"),
+            "{e}"
+        );
+        let e = err(
+            "discover:\n  - {root: t, image: \"r/{app}:{version}\", executor: rebase, fallback: jenkins, job: x}\n",
+        );
+        assert!(e.contains("discover[0]"), "{e}");
+        let l = load_str(
+            "builds:\n  - {image: r/a:1, context: a, executor: jenkins, job: x}\n\
+             builders:\n  jenkins: {url: \"http://j:8080\", user: ci, token: \"${JENKINS_TOKEN}\", timeout: 30m}\n",
+        )
+        .unwrap();
+        let j = l.config.builders.jenkins.as_ref().unwrap();
+        assert_eq!(j.token.as_deref(), Some("s3cret"));
+        assert_eq!(j.timeout, std::time::Duration::from_secs(1800));
+        assert!(!format!("{l:?}").contains("s3cret"));
+        let e = err("builders:\n  jenkins: {url: \"http://j\", user: ci}\n");
+        assert!(
+            e.contains("builders.jenkins") && e.contains("user and token go together"),
+            "{e}"
+        );
+        let e = err("builders:\n  kaniko: {command: x, flags: y}\n");
+        assert!(e.contains("unknown field `flags`"), "{e}");
     }
 
     #[test]

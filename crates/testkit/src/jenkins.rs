@@ -93,7 +93,21 @@ struct QueueItem {
     submitted_ms: u64,
     number: u64,
     result: String,
+    /// With a hook: the result once the hook returned (building until then).
+    outcome: Option<Arc<Mutex<Option<String>>>>,
+    /// Cancelled while queued: never becomes a build.
+    cancelled: bool,
 }
+
+/// What a build of the double does while it runs: given the request, it
+/// returns the build's result (`"SUCCESS"`, `"FAILURE"`...). The build is
+/// `building: true` until the future resolves; one that never resolves is
+/// a build that never finishes.
+pub type BuildHook = Arc<
+    dyn Fn(BuildRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>
+        + Send
+        + Sync,
+>;
 
 struct Inner {
     opts: JenkinsOptions,
@@ -105,6 +119,9 @@ struct Inner {
     builds: Vec<BuildRequest>,
     attempts: usize,
     fail_next: Option<(usize, u16)>,
+    hooks: HashMap<String, BuildHook>,
+    cancel: std::collections::HashSet<String>,
+    fail_polls: Option<(usize, u16)>,
 }
 
 struct Shared {
@@ -153,6 +170,9 @@ impl Jenkins {
                 builds: Vec::new(),
                 attempts: 0,
                 fail_next: None,
+                hooks: HashMap::new(),
+                cancel: Default::default(),
+                fail_polls: None,
             }),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
@@ -203,6 +223,33 @@ impl Jenkins {
         self.lock()
             .results
             .insert(job_path.to_string(), result.to_string());
+    }
+
+    /// Runs `hook` for each build of `job_path` requested from now on: the
+    /// build runs (`building: true`) until the hook's future resolves, and
+    /// ends with the result it returns. The hook is where a test's job does
+    /// its work (pushes an image, say).
+    pub fn on_build<F, Fut>(&self, job_path: &str, hook: F)
+    where
+        F: Fn(BuildRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = String> + Send + 'static,
+    {
+        let hook: BuildHook = Arc::new(move |req| Box::pin(hook(req)));
+        self.lock().hooks.insert(job_path.to_string(), hook);
+    }
+
+    /// Cancels builds of `job_path` requested from now on while they are
+    /// queued (`Queue$LeftItem` with `cancelled: true` and no executable,
+    /// as Jenkins shows an item cancelled from the queue).
+    pub fn cancel_queued(&self, job_path: &str) {
+        self.lock().cancel.insert(job_path.to_string());
+    }
+
+    /// Answers the next `n` polls (`GET` of a queue item's or a build's
+    /// `api/json`) with `status` (an error page), before any other check:
+    /// Jenkins restarting, or a proxy in front of it failing.
+    pub fn fail_polls(&self, n: usize, status: u16) {
+        self.lock().fail_polls = Some((n, status));
     }
 
     /// Answers the next `n` build POSTs with `status` (empty body), before
@@ -357,6 +404,11 @@ impl Inner {
         item.submitted.elapsed() >= self.opts.queue_delay
     }
 
+    /// Left the queue as a build (not cancelled).
+    fn is_build(&self, item: &QueueItem) -> bool {
+        self.started(item) && !item.cancelled
+    }
+
     fn queue_item_json(&self, root: &str, item: &QueueItem) -> Value {
         let params_text: String = item
             .params
@@ -374,7 +426,12 @@ impl Inner {
             "task": task_json(root, &item.job),
             "url": format!("queue/item/{}/", item.id),
         });
-        if self.started(item) {
+        if self.started(item) && item.cancelled {
+            v["_class"] = json!("hudson.model.Queue$LeftItem");
+            v["why"] = Value::Null;
+            v["cancelled"] = json!(true);
+            v["executable"] = Value::Null;
+        } else if self.started(item) {
             v["_class"] = json!("hudson.model.Queue$LeftItem");
             v["why"] = Value::Null;
             v["cancelled"] = json!(false);
@@ -403,7 +460,12 @@ impl Inner {
             .submitted
             .elapsed()
             .saturating_sub(self.opts.queue_delay);
-        let building = since_start < self.opts.build_duration;
+        let hooked = item
+            .outcome
+            .as_ref()
+            .map(|o| o.lock().expect("lock").clone());
+        let building = since_start < self.opts.build_duration || matches!(hooked, Some(None));
+        let result = hooked.flatten().unwrap_or_else(|| item.result.clone());
         let job_short = item.job.replace('/', " » ");
         json!({
             "_class": "hudson.model.FreeStyleBuild",
@@ -415,7 +477,7 @@ impl Inner {
             "id": item.number.to_string(),
             "number": item.number,
             "queueId": item.id,
-            "result": if building { Value::Null } else { json!(item.result) },
+            "result": if building { Value::Null } else { json!(result) },
             "timestamp": item.submitted_ms + self.opts.queue_delay.as_millis() as u64,
             "url": format!("{}{}/", job_url(root, &item.job), item.number),
         })
@@ -455,6 +517,21 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             inner.fail_next = (n > 1).then_some((n - 1, status));
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return respond(status, Body::empty());
+        }
+    }
+
+    let is_poll = parts.method == Method::GET
+        && match rest {
+            ["queue", "item", _, "api", "json"] => job.is_empty(),
+            [_, "api", "json"] => !job.is_empty(),
+            _ => false,
+        };
+    if is_poll {
+        let mut inner = sh.inner.lock().expect("lock");
+        if let Some((n, status)) = inner.fail_polls {
+            inner.fail_polls = (n > 1).then_some((n - 1, status));
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return error_page(status, "Service Unavailable");
         }
     }
 
@@ -506,7 +583,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             let mut builds: Vec<&QueueItem> = inner
                 .items
                 .iter()
-                .filter(|it| it.job == job && inner.started(it))
+                .filter(|it| it.job == job && inner.is_build(it))
                 .collect();
             builds.sort_by_key(|it| std::cmp::Reverse(it.number));
             let url = job_url(&sh.root, &job);
@@ -541,7 +618,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             let started = inner
                 .items
                 .iter()
-                .filter(|it| it.job == job && inner.started(it));
+                .filter(|it| it.job == job && inner.is_build(it));
             let found = if *number == "lastBuild" {
                 started.max_by_key(|it| it.number)
             } else {
@@ -668,6 +745,25 @@ async fn build(
             .cloned()
             .unwrap_or_else(|| "SUCCESS".to_string());
         let at = Instant::now();
+        let cancelled = inner.cancel.contains(job);
+        let hook = inner.hooks.get(job).cloned().filter(|_| !cancelled);
+        let outcome = hook.as_ref().map(|_| Arc::new(Mutex::new(None)));
+        let request = BuildRequest {
+            job: job.to_string(),
+            params: params.clone(),
+            crumb_ok,
+            endpoint: endpoint.to_string(),
+            queue_id: id,
+            number,
+            at,
+        };
+        if let (Some(hook), Some(slot)) = (hook, outcome.clone()) {
+            let fut = hook(request.clone());
+            tokio::spawn(async move {
+                let result = fut.await;
+                *slot.lock().expect("lock") = Some(result);
+            });
+        }
         inner.items.push(QueueItem {
             id,
             job: job.to_string(),
@@ -676,16 +772,10 @@ async fn build(
             submitted_ms: now_ms(),
             number,
             result,
+            outcome,
+            cancelled,
         });
-        inner.builds.push(BuildRequest {
-            job: job.to_string(),
-            params,
-            crumb_ok,
-            endpoint: endpoint.to_string(),
-            queue_id: id,
-            number,
-            at,
-        });
+        inner.builds.push(request);
         (inner.opts.delay, id)
     };
     let (delay, id) = delay;

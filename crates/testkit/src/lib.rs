@@ -35,7 +35,7 @@ mod webhook;
 
 pub use db::{Db, POSTGRES_BASE_URL, postgres_url, sqlite_url};
 pub use harbor::{Harbor, HarborArtifact, HarborOptions, HarborRequest};
-pub use jenkins::{BuildRequest, JENKINS_VERSION, Jenkins, JenkinsOptions};
+pub use jenkins::{BuildHook, BuildRequest, JENKINS_VERSION, Jenkins, JenkinsOptions};
 pub use proxy::{Fault, FaultProxy, ProxiedRequest};
 pub use pusher::{
     ACCEPT_ALL_MANIFESTS, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LIST, DOCKER_MANIFEST,

@@ -1,0 +1,257 @@
+//! A Jenkins job as the builder: freshen starts the image's job with
+//! `IMAGE`, `VERSION` and `TARGET`, follows the queue item to its build,
+//! and waits for the build's result. The job builds and pushes `TARGET`;
+//! the digest is then asked of the registry.
+
+use std::time::{Duration, Instant};
+
+use freshen_actions::jenkins::{Endpoint, JenkinsError, QueueItem, QueueState, Session};
+use serde::Deserialize;
+
+use crate::{Build, BuildError};
+
+/// `builders.jenkins`: the Jenkins that runs `executor: jenkins` builds.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JenkinsSettings {
+    /// Jenkins' root URL, e.g. `https://jenkins.example:8080/ci`.
+    pub url: String,
+    /// The user whose API token is used.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The user's API token: a secret, written as `${ENV}` in the file;
+    /// never logged nor shown.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Ask the crumb issuer for a CSRF crumb first (skipped when Jenkins
+    /// has none); default true.
+    #[serde(default = "yes")]
+    pub crumb: bool,
+    /// How long a build may take, queue included; default 1h.
+    #[serde(default = "hour", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How often the queue item and the build are polled; default 5s.
+    #[serde(default = "five_seconds", with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn hour() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl std::fmt::Debug for JenkinsSettings {
+    // The token never shows: only whether there is one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JenkinsSettings")
+            .field("url", &freshen_actions::redact_url(&self.url))
+            .field("user", &self.user)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("crumb", &self.crumb)
+            .field("timeout", &self.timeout)
+            .field("poll_interval", &self.poll_interval)
+            .finish()
+    }
+}
+
+/// Polls that may fail in a row (network, 429, 5xx) before the build does.
+const MAX_MISSES: u32 = 5;
+
+/// Per-request timeout: a poll that hangs must not outlive the build's.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl JenkinsSettings {
+    /// Checks what can be checked before a run; the message says what to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        let u = url::Url::parse(&self.url)
+            .map_err(|e| format!("url {:?}: {e}", freshen_actions::redact_url(&self.url)))?;
+        if u.scheme() != "http" && u.scheme() != "https" {
+            return Err("url: only http and https".into());
+        }
+        if self.user.is_some() != self.token.is_some() {
+            return Err("user and token go together".into());
+        }
+        if self.poll_interval.is_zero() {
+            return Err("poll_interval must be more than 0".into());
+        }
+        Ok(())
+    }
+
+    /// Runs `b`'s job to push `target` (`registry/repo:version`) and waits
+    /// for it. Returns an empty digest: the job pushed, the registry tells.
+    pub async fn build_push(
+        &self,
+        b: &Build,
+        version: &str,
+        target: &str,
+    ) -> Result<String, BuildError> {
+        let job = b.job.as_deref().ok_or_else(|| {
+            BuildError::Invalid(format!("{}: {}.job is not set", b.image, b.origin))
+        })?;
+        let fail = |message: String| BuildError::Jenkins {
+            image: b.image.clone(),
+            job: job.to_string(),
+            message,
+        };
+        let deadline = Instant::now() + self.timeout;
+        let shown_timeout = humantime::format_duration(self.timeout).to_string();
+        let timed_out = |what: String| {
+            fail(format!(
+                "{what} after {shown_timeout} (builders.jenkins.timeout)"
+            ))
+        };
+        let session = Session::open(Endpoint {
+            url: &self.url,
+            user: self.user.as_deref(),
+            token: self.token.as_deref(),
+            crumb: self.crumb,
+            timeout: REQUEST_TIMEOUT.min(self.timeout),
+        })
+        .await
+        .map_err(|e| fail(e.message))?;
+        let mut parameters = vec![
+            ("IMAGE".to_string(), b.image.clone()),
+            ("VERSION".to_string(), version.to_string()),
+            ("TARGET".to_string(), target.to_string()),
+        ];
+        parameters.extend(b.parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let location = session
+            .start(job, &parameters)
+            .await
+            .map_err(|e| fail(e.message))?;
+        let item = location
+            .as_deref()
+            .and_then(QueueItem::from_location)
+            .ok_or_else(|| {
+                fail(format!(
+                    "Jenkins {} started it without naming its queue item (Location {:?}); \
+                     Jenkins 1.519 or later is needed",
+                    session.shown(),
+                    location.unwrap_or_default()
+                ))
+            })?;
+        tracing::info!(image = %b.image, job, queue_item = item.id, %target, "Jenkins build queued");
+        // A poll that fails for a moment (Jenkins restarting, a proxy's
+        // 502) must not fail an hour-long build: a few in a row are
+        // tolerated; an answer that cannot change (401, 403, 404) is not.
+        let mut misses = 0;
+        let tolerate = |misses: &mut u32, e: JenkinsError| -> Result<(), BuildError> {
+            let transient = e.status.is_none_or(|s| s == 429 || s >= 500);
+            *misses += 1;
+            if !transient || *misses > MAX_MISSES || Instant::now() >= deadline {
+                return Err(fail(e.message));
+            }
+            tracing::warn!(image = %b.image, job, error = %e, "Jenkins poll failed; trying again");
+            Ok(())
+        };
+        // The queue item, until it became a build.
+        let (number, url) = loop {
+            let state = match session.queue_item(&item).await {
+                Ok(s) => {
+                    misses = 0;
+                    s
+                }
+                Err(e) => {
+                    tolerate(&mut misses, e)?;
+                    tokio::time::sleep(self.poll_interval.min(remaining(deadline))).await;
+                    continue;
+                }
+            };
+            match state {
+                QueueState::Started { number, url } => break (number, url),
+                QueueState::Cancelled => {
+                    return Err(fail(format!(
+                        "queue item {} was cancelled before it started",
+                        item.id
+                    )));
+                }
+                QueueState::Waiting(why) => {
+                    if Instant::now() >= deadline {
+                        return Err(timed_out(format!(
+                            "still queued ({})",
+                            why.unwrap_or_else(|| "no reason given".into())
+                        )));
+                    }
+                }
+            }
+            tokio::time::sleep(self.poll_interval.min(remaining(deadline))).await;
+        };
+        tracing::info!(image = %b.image, job, build = number, %url, "Jenkins build started");
+        // The build, until it finished.
+        loop {
+            let state = match session.build(job, number).await {
+                Ok(s) => {
+                    misses = 0;
+                    s
+                }
+                Err(e) => {
+                    tolerate(&mut misses, e)?;
+                    tokio::time::sleep(self.poll_interval.min(remaining(deadline))).await;
+                    continue;
+                }
+            };
+            if !state.building {
+                return match state.result.as_deref() {
+                    Some("SUCCESS") => Ok(String::new()),
+                    other => Err(fail(format!(
+                        "build #{number} ended {}: {url}",
+                        other.unwrap_or("without a result")
+                    ))),
+                };
+            }
+            if Instant::now() >= deadline {
+                return Err(timed_out(format!("build #{number} still running ({url})")));
+            }
+            tokio::time::sleep(self.poll_interval.min(remaining(deadline))).await;
+        }
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_default_and_never_show_the_token() {
+        let s: JenkinsSettings = serde_json::from_value(serde_json::json!({
+            "url": "https://jenkins.example/ci", "user": "freshen", "token": "11abcdef-secret"
+        }))
+        .unwrap();
+        s.validate().unwrap();
+        assert!(s.crumb);
+        assert_eq!(s.timeout, Duration::from_secs(3600));
+        assert_eq!(s.poll_interval, Duration::from_secs(5));
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("11abcdef-secret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+
+        let s: JenkinsSettings = serde_json::from_value(serde_json::json!({
+            "url": "http://j:8080", "token": "t", "timeout": "90s", "poll_interval": "250ms"
+        }))
+        .unwrap();
+        assert_eq!(s.timeout, Duration::from_secs(90));
+        assert_eq!(s.poll_interval, Duration::from_millis(250));
+        assert_eq!(s.validate().unwrap_err(), "user and token go together");
+        let bad: Result<JenkinsSettings, _> =
+            serde_json::from_value(serde_json::json!({"url": "http://j", "jobs": "x"}));
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("unknown field `jobs`")
+        );
+        let s: JenkinsSettings =
+            serde_json::from_value(serde_json::json!({"url": "ftp://j"})).unwrap();
+        assert_eq!(s.validate().unwrap_err(), "url: only http and https");
+    }
+}
