@@ -468,6 +468,31 @@ impl FromStr for Platform {
     }
 }
 
+/// Whether `text` matches `pattern`, where `*` matches any run of
+/// characters (`/` included) and everything else is literal: the image
+/// patterns of policies and receivers (`localhost:5000/team-a/*`).
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == b'*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use freshen_reference::glob;
 use serde::{Deserialize, Serialize};
 
 use crate::index::Finding;
@@ -373,29 +374,6 @@ impl PolicySet {
         self.default.mode() == Mode::Always
             && self.groups.iter().all(|(_, _, p)| p.mode() == Mode::Always)
     }
-}
-
-/// `*` matches any run of characters (`/` included); everything else is literal.
-fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == b'*')
 }
 
 fn summary(counts: &Counts) -> String {
