@@ -147,8 +147,9 @@ fn distribution(spec: &ReceiverSpec, v: &Value, n: &mut Notice) -> Result<(), St
             continue;
         };
         let Some(tag) = str_at(e, "/target/tag") else {
-            n.skipped
-                .push(format!("events[{i}]: {repository} pushed by digest, no tag"));
+            n.skipped.push(format!(
+                "events[{i}]: {repository} pushed by digest, no tag"
+            ));
             continue;
         };
         let Some(host) = spec
@@ -195,7 +196,8 @@ fn harbor(spec: &ReceiverSpec, v: &Value, n: &mut Notice) -> Result<(), String> 
             "harbor.artifact.pushed" => "PUSH_ARTIFACT",
             "harbor.scan.completed" => "SCANNING_COMPLETED",
             other => {
-                n.skipped.push(format!("event type {other:?} is not acted on"));
+                n.skipped
+                    .push(format!("event type {other:?} is not acted on"));
                 return Ok(());
             }
         };
@@ -230,7 +232,10 @@ fn harbor(spec: &ReceiverSpec, v: &Value, n: &mut Notice) -> Result<(), String> 
         let host = spec.registry.as_deref().unwrap_or(parsed.registry());
         let repository = full_name.unwrap_or(parsed.repository());
         if kind == "SCANNING_COMPLETED" {
-            let Some(d) = digest.clone().or_else(|| parsed.digest().map(str::to_string)) else {
+            let Some(d) = digest
+                .clone()
+                .or_else(|| parsed.digest().map(str::to_string))
+            else {
                 n.skipped
                     .push(format!("resources[{i}]: a scan without a digest"));
                 continue;
@@ -266,10 +271,7 @@ fn generic(
     n: &mut Notice,
 ) -> Result<(), String> {
     let (data, subject) = if v.get("specversion").is_some() {
-        (
-            v.get("data").unwrap_or(&Value::Null),
-            str_at(v, "/subject"),
-        )
+        (v.get("data").unwrap_or(&Value::Null), str_at(v, "/subject"))
     } else if headers.ce_specversion.is_some() {
         (v, headers.ce_subject)
     } else {
@@ -334,7 +336,12 @@ mod tests {
              "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 500, "digest": D1, "repository": "team/app", "tag": "1.0"},
              "request": {"host": "127.0.0.1:5000"}}
         ]});
-        let n = parse(&spec("registry"), Headers::default(), body.to_string().as_bytes()).unwrap();
+        let n = parse(
+            &spec("registry"),
+            Headers::default(),
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
         assert_eq!(
             n.pushes,
             [Push {
@@ -362,14 +369,22 @@ mod tests {
             "repo_url": "https://registry.hub.docker.com/u/svendowideit/testhook/", "star_count": 0, "status": "Active"}
         }"#;
         let n = parse(&spec("dockerhub"), Headers::default(), body.as_bytes()).unwrap();
-        assert_eq!(n.pushes[0].reference, "docker.io/svendowideit/testhook:latest");
+        assert_eq!(
+            n.pushes[0].reference,
+            "docker.io/svendowideit/testhook:latest"
+        );
         assert_eq!(
             n.callback_url.as_deref(),
             Some(
                 "https://registry.hub.docker.com/u/svendowideit/testhook/hook/2141b5bi5i5b02bec211i4eeih0242eg11000a/"
             )
         );
-        let e = parse(&spec("dockerhub"), Headers::default(), br#"{"push_data":{}}"#).unwrap_err();
+        let e = parse(
+            &spec("dockerhub"),
+            Headers::default(),
+            br#"{"push_data":{}}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("repository.repo_name"), "{e}");
     }
 
@@ -387,7 +402,12 @@ mod tests {
             "datacontenttype": "application/json", "time": "2023-04-03T06:18:13Z",
             "data": data, "operator": "admin"});
         for body in [default, cloud] {
-            let n = parse(&spec("harbor"), Headers::default(), body.to_string().as_bytes()).unwrap();
+            let n = parse(
+                &spec("harbor"),
+                Headers::default(),
+                body.to_string().as_bytes(),
+            )
+            .unwrap();
             assert_eq!(
                 n.pushes,
                 [Push {
@@ -403,11 +423,24 @@ mod tests {
                     {"report_id": "x", "scan_status": "Success", "severity": "High",
                      "summary": {"total": 3, "fixable": 2, "summary": {"High": 1, "Low": 2}}}}}],
                 "repository": {"name": "busybox", "namespace": "library", "repo_full_name": "library/busybox"}}});
-        let n = parse(&spec("harbor"), Headers::default(), scanned.to_string().as_bytes()).unwrap();
+        let n = parse(
+            &spec("harbor"),
+            Headers::default(),
+            scanned.to_string().as_bytes(),
+        )
+        .unwrap();
         assert!(n.pushes.is_empty());
-        assert_eq!(n.scans[0].reference, format!("harbor.example.com/library/busybox@{D1}"));
+        assert_eq!(
+            n.scans[0].reference,
+            format!("harbor.example.com/library/busybox@{D1}")
+        );
         let pulled = serde_json::json!({"type": "PULL_ARTIFACT", "event_data": {}});
-        let n = parse(&spec("harbor"), Headers::default(), pulled.to_string().as_bytes()).unwrap();
+        let n = parse(
+            &spec("harbor"),
+            Headers::default(),
+            pulled.to_string().as_bytes(),
+        )
+        .unwrap();
         assert!(n.pushes.is_empty() && n.skipped.len() == 1);
     }
 
@@ -435,7 +468,10 @@ mod tests {
         for (body, says) in [
             (&b"not json"[..], "not JSON"),
             (br#"{"digest":"sha256:00"}"#, "no \"ref\""),
-            (br#"{"ref":"localhost:5000/app:1","digest":"md5:x"}"#, "digest"),
+            (
+                br#"{"ref":"localhost:5000/app:1","digest":"md5:x"}"#,
+                "digest",
+            ),
         ] {
             let e = parse(&s, Headers::default(), body).unwrap_err().to_string();
             assert!(e.contains(says), "{e}");

@@ -172,10 +172,7 @@ impl ReceiverSpec {
         }
         if let Some(s) = &self.hmac_secret {
             if s.is_empty() {
-                return Err((
-                    "hmac_secret",
-                    "is empty (an unset ${ENV} variable?)".into(),
-                ));
+                return Err(("hmac_secret", "is empty (an unset ${ENV} variable?)".into()));
             }
             if self.kind != Kind::Generic {
                 return Err((
@@ -210,7 +207,8 @@ impl ReceiverSpec {
                 ));
             }
             for (i, a) in c.allow.iter().enumerate() {
-                crate::callback::prefix(a).map_err(|e| ("callback.allow", format!("[{i}]: {e}")))?;
+                crate::callback::prefix(a)
+                    .map_err(|e| ("callback.allow", format!("[{i}]: {e}")))?;
             }
         }
         Ok(())
@@ -233,7 +231,10 @@ impl fmt::Debug for ReceiverSpec {
             .field("kind", &self.kind)
             .field("key", &"[redacted]")
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
-            .field("hmac_secret", &self.hmac_secret.as_ref().map(|_| "[redacted]"))
+            .field(
+                "hmac_secret",
+                &self.hmac_secret.as_ref().map(|_| "[redacted]"),
+            )
             .field("registry", &self.registry)
             .field("images", &self.images)
             .field("on_change", &self.on_change)
@@ -264,7 +265,10 @@ mod tests {
         let bad = spec(r#"{"kind":"registry","key":"a/b?c=0123456789abcdef"}"#);
         assert_eq!(bad.validate().unwrap_err().0, "key");
         assert_eq!(
-            spec(r#"{"kind":"registry","key":""}"#).validate().unwrap_err().0,
+            spec(r#"{"kind":"registry","key":""}"#)
+                .validate()
+                .unwrap_err()
+                .0,
             "key"
         );
     }
@@ -308,7 +312,8 @@ mod tests {
 
     #[test]
     fn debug_redacts_secrets() {
-        let s = spec(r#"{"kind":"generic","key":"k3y-s3cr3t","token":"t0k3n","hmac_secret":"hm4c"}"#);
+        let s =
+            spec(r#"{"kind":"generic","key":"k3y-s3cr3t","token":"t0k3n","hmac_secret":"hm4c"}"#);
         let d = format!("{s:?}");
         for secret in ["k3y-s3cr3t", "t0k3n", "hm4c"] {
             assert!(!d.contains(secret), "{d}");
