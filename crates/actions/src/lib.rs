@@ -2,11 +2,13 @@
 //! commands). Every call carries the event's stable id so receivers can
 //! deduplicate; delivery is at least once, retried until acknowledged.
 
+pub mod callback;
 pub mod jenkins;
 pub mod outbox;
 pub mod targets;
 pub mod template;
 
+pub use callback::{CallbackPayload, HUB_CALLBACK};
 pub use outbox::{CASCADE, Deliverer, LocalTarget, OutboxSettings, Outcome};
 pub use targets::{
     CommandSpec, DeliveryError, JenkinsSpec, TriggerSpec, WebhookFormat, WebhookSpec, redact_url,

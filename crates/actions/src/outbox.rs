@@ -11,6 +11,7 @@ use freshen_store::{Delivery, Store, StoreError, TriggerFilter};
 use futures::StreamExt as _;
 use serde::Deserialize;
 
+use crate::callback::{self, HUB_CALLBACK, Step};
 use crate::targets::{self, DeliveryError, TriggerSpec};
 
 /// Outbox behaviour, as written under `outbox:` in the config.
@@ -50,7 +51,8 @@ pub struct Outcome {
     pub delivery_id: i64,
     pub event_id: String,
     pub trigger: String,
-    /// `delivered`, `retrying` or `failed`.
+    /// `delivered`, `retrying`, `failed`, or `waiting` (a callback waiting
+    /// for the event's other deliveries).
     pub state: &'static str,
     /// The receiver's answer (queue item URL) or the error.
     pub detail: Option<String>,
@@ -183,6 +185,20 @@ impl Deliverer {
     async fn attempt(&self, d: Delivery) -> Result<Outcome, StoreError> {
         let result = match (self.triggers.get(&d.trigger), &self.cascade) {
             (_, Some(local)) if d.trigger == CASCADE => self.run_local(local.as_ref(), &d).await,
+            _ if d.trigger == HUB_CALLBACK => match callback::attempt(&self.store, &d).await {
+                Ok(Step::Sent(ack)) => Ok(ack),
+                Ok(Step::Wait(at)) => {
+                    self.store.postpone_delivery(d.id, &self.owner, at).await?;
+                    return Ok(Outcome {
+                        delivery_id: d.id,
+                        event_id: d.event_id.clone(),
+                        trigger: d.trigger.clone(),
+                        state: "waiting",
+                        detail: None,
+                    });
+                }
+                Err(e) => Err(e),
+            },
             (None, _) => Err(DeliveryError {
                 message: format!("trigger {:?} is no longer in the config", d.trigger),
                 retryable: false,

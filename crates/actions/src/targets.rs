@@ -208,7 +208,7 @@ pub type Ack = Option<String>;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The webhooks' client (Jenkins has its own session, in `jenkins.rs`).
-fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, DeliveryError> {
+pub(crate) fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, DeliveryError> {
     // rustls needs one process-wide crypto provider; ring is the only one built.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()

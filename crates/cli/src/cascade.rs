@@ -28,14 +28,20 @@ pub fn cascader(
     store: &Store,
     client: freshen_registry::Client,
 ) -> Result<Option<std::sync::Arc<freshen_watch::Cascader>>> {
+    let cascade = |t: &String| t == freshen_actions::CASCADE;
     let wanted = loaded
         .watches
         .iter()
-        .any(|w| w.triggers.iter().any(|t| t == freshen_actions::CASCADE));
+        .any(|w| w.triggers.iter().any(cascade))
+        || loaded
+            .config
+            .receivers
+            .values()
+            .any(|r| r.on_change.iter().any(cascade));
     if !wanted {
         return Ok(None);
     }
-    let builds = load_builds(loaded).context("a watch has `on_change: [cascade]`")?;
+    let builds = load_builds(loaded).context("a watch or receiver has `on_change: [cascade]`")?;
     let scanner =
         freshen_inventory::Scanner::new(client.clone(), store.clone(), loaded.defaults.clone());
     let runner = freshen_build::Runner::new(

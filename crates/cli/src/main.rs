@@ -92,7 +92,12 @@ enum Command {
     },
     /// Run the watcher: check each watch on its schedule and deliver triggers
     /// until SIGTERM or Ctrl-C (in-flight work finishes first).
-    Watch,
+    Watch {
+        /// Also serve the HTTP API and the webhook receivers
+        /// (`receivers:`), on the config's server.listen or this address.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "config")]
+        serve: Option<String>,
+    },
     /// Every digest seen for a tag, per platform, with first and last sight.
     History {
         reference: String,
@@ -407,7 +412,7 @@ enum StateArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Watch => "info",
+        Command::Watch { .. } => "info",
         // A cascade `check` runs is long and worth following.
         Command::Check { .. } => "warn,freshen_watch::cascade=info",
         _ => "warn",
@@ -481,9 +486,16 @@ async fn run(cli: Cli) -> Result<u8> {
             )
             .await
         }
-        Command::Watch => {
+        Command::Watch { serve } => {
             let store = open_store(&cli.global, &loaded).await?;
-            watch(&loaded, store).await
+            let listen = match serve.as_deref() {
+                None => None,
+                Some("config") => Some(loaded.config.server.listen),
+                Some(addr) => Some(addr.parse().with_context(|| {
+                    format!("--serve {addr:?} is not an address like 127.0.0.1:8080")
+                })?),
+            };
+            watch(&loaded, store, listen).await
         }
         Command::History { reference, json } => {
             let store = open_store(&cli.global, &loaded).await?;
@@ -618,11 +630,12 @@ async fn run(cli: Cli) -> Result<u8> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
-            if settings.write_tokens.is_empty() {
-                tracing::warn!("no server.write_tokens in the config: POST/PUT/DELETE are refused");
+            if !loaded.config.receivers.is_empty() {
+                eprintln!(
+                    "freshen: receiving webhooks; their triggers are delivered by `freshen watch` (or run `freshen watch --serve` alone)"
+                );
             }
-            let router =
-                freshen_server::router(Queries::new(store, loaded.defaults.clone()), settings);
+            let router = api_router(&loaded, &store)?;
             eprintln!("freshen: serving on http://{}", listener.local_addr()?);
             freshen_server::serve(listener, router, shutdown_signal()).await?;
             Ok(0)
@@ -843,23 +856,27 @@ async fn run(cli: Cli) -> Result<u8> {
 /// The scan report of every scanned artifact of a Harbor project (or one
 /// repository of it), each stored for its digest. Artifacts not scanned
 /// (successfully) are named on stderr and skipped.
+/// The Harbor robot account in FRESHEN_HARBOR_USER and FRESHEN_HARBOR_PASSWORD.
+fn harbor_credentials() -> Result<Option<freshen_harbor::Credentials>> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (env("FRESHEN_HARBOR_USER"), env("FRESHEN_HARBOR_PASSWORD")) {
+        (Some(username), Some(password)) => {
+            Ok(Some(freshen_harbor::Credentials { username, password }))
+        }
+        (None, None) => Ok(None),
+        _ => bail!(
+            "set both FRESHEN_HARBOR_USER and FRESHEN_HARBOR_PASSWORD (a Harbor robot account), or neither"
+        ),
+    }
+}
+
 async fn import_harbor(
     store: &Store,
     url: &str,
     project: &str,
     repository: Option<&str>,
 ) -> Result<Vec<freshen_inventory::Imported>> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let credentials = match (env("FRESHEN_HARBOR_USER"), env("FRESHEN_HARBOR_PASSWORD")) {
-        (Some(username), Some(password)) => {
-            Some(freshen_harbor::Credentials { username, password })
-        }
-        (None, None) => None,
-        _ => bail!(
-            "set both FRESHEN_HARBOR_USER and FRESHEN_HARBOR_PASSWORD (a Harbor robot account), or neither"
-        ),
-    };
-    let client = freshen_harbor::Client::new(url, credentials)?;
+    let client = freshen_harbor::Client::new(url, harbor_credentials()?)?;
     let repos = match repository {
         Some(r) if r.starts_with(&format!("{project}/")) => vec![r.to_string()],
         Some(r) => vec![format!("{project}/{r}")],
@@ -872,42 +889,14 @@ async fn import_harbor(
     };
     let mut out = Vec::new();
     for repo in &repos {
-        let mut artifacts = Vec::new();
-        for a in client.artifacts(project, repo).await? {
-            // Harbor scans an index's children one by one: each is a
-            // platform manifest, as the inventory knows images.
-            if a.references.is_empty() {
-                artifacts.push(a);
-            } else {
-                for r in &a.references {
-                    artifacts.push(client.artifact(project, repo, &r.child_digest).await?);
-                }
-            }
+        let artifacts = client.artifacts(project, repo).await?;
+        let done =
+            freshen_inventory::import_harbor_artifacts(store, &client, project, repo, artifacts)
+                .await?;
+        for why in done.skipped {
+            eprintln!("freshen: {why}: skipped");
         }
-        for a in artifacts {
-            let source = format!("{}#{repo}@{}", client.base(), a.digest);
-            if a.scanned().is_none() {
-                let status: Vec<String> = a
-                    .scan_overview
-                    .values()
-                    .filter_map(|o| o.scan_status.clone())
-                    .collect();
-                eprintln!(
-                    "freshen: {repo}@{}: no successful scan in Harbor ({}): skipped",
-                    a.digest,
-                    if status.is_empty() {
-                        "not scanned".to_string()
-                    } else {
-                        status.join(", ")
-                    }
-                );
-                continue;
-            }
-            let bytes = client.vulnerabilities(project, repo, &a.digest).await?;
-            out.push(
-                freshen_inventory::import_report_bytes(store, &source, &bytes, &a.digest).await?,
-            );
-        }
+        out.extend(done.imported);
     }
     Ok(out)
 }
@@ -1112,9 +1101,50 @@ fn cascades(loaded: &Loaded, store: Store) -> Result<Option<Deliverer>> {
         .map(|c| Deliverer::cascades(store, c, loaded.config.outbox.clone())))
 }
 
-async fn watch(loaded: &Loaded, store: Store) -> Result<u8> {
-    if loaded.watches.is_empty() {
-        bail!("nothing to watch: the config has no watches");
+/// The API's router, with the config's webhook receivers when it has any.
+fn api_router(loaded: &Loaded, store: &Store) -> Result<axum::Router> {
+    let settings = &loaded.config.server;
+    if settings.write_tokens.is_empty() {
+        tracing::warn!("no server.write_tokens in the config: POST/PUT/DELETE are refused");
+    }
+    let queries = Queries::new(store.clone(), loaded.defaults.clone());
+    if loaded.config.receivers.is_empty() {
+        return Ok(freshen_server::router(queries, settings));
+    }
+    let intake = freshen_watch::Intake::new(
+        checker(loaded, store, 1),
+        &loaded.watches,
+        &loaded.config.receivers,
+        loaded.defaults.clone(),
+        &loaded.default_platforms,
+    )?
+    .with_harbor_credentials(harbor_credentials()?);
+    let hooks = freshen_server::Hooks::new(intake.specs(), std::sync::Arc::new(IntakeSink(intake)));
+    Ok(freshen_server::router_with_hooks(queries, settings, hooks))
+}
+
+/// The watcher's intake behind the server's webhook endpoints.
+struct IntakeSink(freshen_watch::Intake);
+
+impl freshen_server::HookSink for IntakeSink {
+    fn take<'a>(
+        &'a self,
+        receiver: &'a str,
+        notice: freshen_receive::Notice,
+    ) -> futures::future::BoxFuture<'a, freshen_server::HookAnswer> {
+        Box::pin(async move {
+            let taken = self.0.take(receiver, notice).await;
+            freshen_server::HookAnswer {
+                retry: taken.failed(),
+                body: serde_json::to_value(&taken).expect("the answer serialises"),
+            }
+        })
+    }
+}
+
+async fn watch(loaded: &Loaded, store: Store, serve: Option<std::net::SocketAddr>) -> Result<u8> {
+    if loaded.watches.is_empty() && (serve.is_none() || loaded.config.receivers.is_empty()) {
+        bail!("nothing to watch: the config has no watches (and no receivers to serve)");
     }
     let checker = checker(
         loaded,
@@ -1134,16 +1164,37 @@ async fn watch(loaded: &Loaded, store: Store) -> Result<u8> {
         loaded.watches.clone(),
         settings,
     );
-    if let Some(c) = cascades(loaded, store)? {
+    if let Some(c) = cascades(loaded, store.clone())? {
         daemon = daemon.with_cascades(c);
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let server = match serve {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let router = api_router(loaded, &store)?;
+            eprintln!("freshen: serving on http://{}", listener.local_addr()?);
+            let mut stop = rx.clone();
+            Some(tokio::spawn(freshen_server::serve(
+                listener,
+                router,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
+    };
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("signal received: finishing in-flight work");
         let _ = tx.send(true);
     });
     daemon.run(rx).await?;
+    if let Some(server) = server {
+        server.await??;
+    }
     Ok(0)
 }
 

@@ -92,6 +92,10 @@ pub struct Config {
     /// The rebuild cascades the watcher runs on its own (`on_change: [cascade]`).
     #[serde(default)]
     pub cascade: CascadeSettings,
+    /// Registry webhooks `freshen serve` (and `freshen watch --serve`)
+    /// accepts at `POST /hooks/{kind}/{key}`, by name.
+    #[serde(default)]
+    pub receivers: BTreeMap<String, freshen_receive::ReceiverSpec>,
 }
 
 /// A loaded, validated configuration.
@@ -362,6 +366,14 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
                 "\"cascade\" is reserved: `on_change: [cascade]` makes freshen rebuild what is built on the watched tag itself; name this trigger otherwise".into(),
             ));
         }
+        if name == freshen_actions::HUB_CALLBACK {
+            return Err(invalid(
+                format!("triggers.{name}"),
+                format!(
+                    "{name:?} is reserved for Docker Hub callbacks; name this trigger otherwise"
+                ),
+            ));
+        }
         t.validate()
             .map_err(|e| invalid(format!("triggers.{name}"), e))?;
     }
@@ -370,36 +382,10 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
     for (i, spec) in config.watches.iter().enumerate() {
         let w = Watch::from_spec(spec, &defaults, &default_platforms, &default_schedule)
             .map_err(|(field, e)| invalid(format!("watches[{i}].{field}"), e))?;
-        for (j, t) in spec.on_change.iter().enumerate() {
-            if t != freshen_actions::CASCADE && !config.triggers.contains_key(t) {
-                let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();
-                return Err(invalid(
-                    format!("watches[{i}].on_change[{j}]"),
-                    format!(
-                        "no trigger named {t:?} (defined: {}; and `cascade` rebuilds what is built on the tag)",
-                        if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                ));
-            }
-        }
-        if let Some(p) = &spec.policy
-            && p != freshen_vuln::DEFAULT_POLICY
-            && !config.policies.contains_key(p)
-        {
-            let known: Vec<&str> = config.policies.keys().map(String::as_str).collect();
-            return Err(invalid(
-                format!("watches[{i}].policy"),
-                format!(
-                    "no policy named {p:?} (defined: default{}{})",
-                    if known.is_empty() { "" } else { ", " },
-                    known.join(", ")
-                ),
-            ));
-        }
+        known_triggers(&config, &spec.on_change, &format!("watches[{i}]"))
+            .map_err(|(k, m)| invalid(k, m))?;
+        known_policy(&config, spec.policy.as_deref(), &format!("watches[{i}]"))
+            .map_err(|(k, m)| invalid(k, m))?;
         if let Some(first) = seen.insert(w.key(), i) {
             return Err(invalid(
                 format!("watches[{i}].ref"),
@@ -410,6 +396,30 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
             ));
         }
         watches.push(w);
+    }
+    let mut keys = std::collections::HashMap::new();
+    for (name, r) in &config.receivers {
+        let at = format!("receivers.{name}");
+        if name.is_empty() {
+            return Err(invalid(
+                "receivers".into(),
+                "a receiver needs a name".into(),
+            ));
+        }
+        r.validate()
+            .map_err(|(field, e)| invalid(format!("{at}.{field}"), e))?;
+        for (i, p) in r.platforms.iter().enumerate() {
+            Platform::parse(p)
+                .map_err(|e| invalid(format!("{at}.platforms[{i}]"), e.to_string()))?;
+        }
+        known_triggers(&config, &r.on_change, &at).map_err(|(k, m)| invalid(k, m))?;
+        known_policy(&config, r.policy.as_deref(), &at).map_err(|(k, m)| invalid(k, m))?;
+        if let Some(other) = keys.insert((r.kind, r.key.clone()), name) {
+            return Err(invalid(
+                format!("{at}.key"),
+                format!("receivers.{other} has the same kind and key: give each its own key"),
+            ));
+        }
     }
     config
         .server
@@ -449,6 +459,47 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         watches,
         policies,
     })
+}
+
+/// Each of `on_change` (under `at`) names a trigger, or `cascade`; else
+/// the key and the message.
+fn known_triggers(config: &Config, on_change: &[String], at: &str) -> Result<(), (String, String)> {
+    for (j, t) in on_change.iter().enumerate() {
+        if t != freshen_actions::CASCADE && !config.triggers.contains_key(t) {
+            let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();
+            return Err((
+                format!("{at}.on_change[{j}]"),
+                format!(
+                    "no trigger named {t:?} (defined: {}; and `cascade` rebuilds what is built on the tag)",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `policy` (under `at`), when set, is `default` or a defined policy.
+fn known_policy(config: &Config, policy: Option<&str>, at: &str) -> Result<(), (String, String)> {
+    if let Some(p) = policy
+        && p != freshen_vuln::DEFAULT_POLICY
+        && !config.policies.contains_key(p)
+    {
+        let known: Vec<&str> = config.policies.keys().map(String::as_str).collect();
+        return Err((
+            format!("{at}.policy"),
+            format!(
+                "no policy named {p:?} (defined: default{}{})",
+                if known.is_empty() { "" } else { ", " },
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

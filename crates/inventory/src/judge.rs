@@ -164,17 +164,21 @@ impl Judge {
         tag: &Reference,
         ch: &PlatformChange,
     ) -> Result<Vec<Subject>, InventoryError> {
+        // A first sight has no old image: nothing was built on it.
+        let Some(old_digest) = &ch.old_digest else {
+            return Ok(Vec::new());
+        };
         let built = self
             .queries
-            .built_on(tag, std::slice::from_ref(&ch.old_digest))
+            .built_on(tag, std::slice::from_ref(old_digest))
             .await?;
         if built.is_empty() {
             // Nothing of ours is known to be built on the tag: the image
             // watched is the one that runs.
-            let old = tag.with_digest(&ch.old_digest)?;
+            let old = tag.with_digest(old_digest)?;
             self.ensure_scanned(&old, &ch.platform).await?;
             return Ok(vec![Subject {
-                digest: ch.old_digest.clone(),
+                digest: old_digest.clone(),
                 label: format!("{tag} (old digest)"),
                 references: vec![tag.to_string()],
             }]);
@@ -232,7 +236,8 @@ impl Judge {
 
 /// A change decision's reason: the move, then the policy's words.
 pub(crate) fn change_reason(ch: &PlatformChange, reason: &str) -> String {
-    format!("{} -> {}: {reason}", ch.old_digest, ch.new_digest)
+    let old = ch.old_digest.as_deref().unwrap_or("(first sight)");
+    format!("{old} -> {}: {reason}", ch.new_digest)
 }
 
 /// What the new base ships, and what of it is still vulnerable.

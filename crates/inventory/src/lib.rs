@@ -4,6 +4,7 @@
 //! and records packages and lineage; `query` answers the questions users ask
 //! of it, for the CLI and the HTTP API alike.
 
+mod harbor;
 mod judge;
 mod query;
 mod replay;
@@ -11,6 +12,7 @@ mod reports;
 mod scan;
 mod vulns;
 
+pub use harbor::{HarborImport, import_harbor_artifacts};
 pub use judge::Judge;
 pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,
@@ -41,4 +43,6 @@ pub enum InventoryError {
     Registry(#[from] freshen_registry::RegistryError),
     #[error(transparent)]
     Store(#[from] freshen_store::StoreError),
+    #[error(transparent)]
+    Harbor(#[from] freshen_harbor::HarborError),
 }

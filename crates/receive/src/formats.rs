@@ -27,6 +27,8 @@ pub struct Push {
 pub struct Scan {
     /// `registry/repository@digest`.
     pub reference: String,
+    /// Harbor's repository name, `project/name`.
+    pub repository: String,
     /// The scanned artifact's digest.
     pub digest: String,
     /// The scan overview as Harbor sent it (status, severity, summary).
@@ -242,6 +244,7 @@ fn harbor(spec: &ReceiverSpec, v: &Value, n: &mut Notice) -> Result<(), String> 
             };
             n.scans.push(Scan {
                 reference: format!("{host}/{repository}@{d}"),
+                repository: repository.to_string(),
                 digest: d,
                 overview: r.get("scan_overview").cloned().unwrap_or(Value::Null),
             });

@@ -90,6 +90,13 @@ pub struct ReceiverSpec {
     /// Docker Hub: where and how outcomes are posted back.
     #[serde(default)]
     pub callback: Option<CallbackSpec>,
+    /// Harbor: the API's base URL (`https://harbor.example`) a completed
+    /// scan's full report is read from (a robot account in
+    /// `FRESHEN_HARBOR_USER` / `FRESHEN_HARBOR_PASSWORD`). Without it,
+    /// `SCANNING_COMPLETED` is skipped: its overview counts findings but
+    /// does not name them.
+    #[serde(default)]
+    pub harbor_url: Option<String>,
 }
 
 /// How a Docker Hub receiver reports outcomes to `callback_url`.
@@ -106,6 +113,10 @@ pub struct CallbackSpec {
     /// The `target_url` posted, e.g. this freshen's UI.
     #[serde(default)]
     pub target_url: Option<String>,
+    /// Longest wait for the work a push set off (its triggers, a cascade)
+    /// before reporting `error`; default 1h.
+    #[serde(default = "default_max_wait", with = "humantime_serde")]
+    pub max_wait: std::time::Duration,
 }
 
 impl Default for CallbackSpec {
@@ -114,8 +125,13 @@ impl Default for CallbackSpec {
             allow: default_allow(),
             context: default_context(),
             target_url: None,
+            max_wait: default_max_wait(),
         }
     }
+}
+
+fn default_max_wait() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
 }
 
 fn default_allow() -> Vec<String> {
@@ -193,6 +209,26 @@ impl ReceiverSpec {
         if let Some(i) = self.images.iter().position(|p| p.is_empty()) {
             return Err(("images", format!("[{i}] is an empty pattern")));
         }
+        if let Some(u) = &self.harbor_url {
+            if self.kind != Kind::Harbor {
+                return Err((
+                    "harbor_url",
+                    format!("only Harbor receivers read scans, not {}", self.kind),
+                ));
+            }
+            match url::Url::parse(u) {
+                Ok(p)
+                    if matches!(p.scheme(), "http" | "https")
+                        && p.username().is_empty()
+                        && p.password().is_none() => {}
+                _ => {
+                    return Err((
+                        "harbor_url",
+                        "must be an http(s) URL without credentials (they go in FRESHEN_HARBOR_USER and FRESHEN_HARBOR_PASSWORD)".into(),
+                    ));
+                }
+            }
+        }
         if let Some(c) = &self.callback {
             if self.kind != Kind::Dockerhub {
                 return Err((
@@ -241,6 +277,7 @@ impl fmt::Debug for ReceiverSpec {
             .field("platforms", &self.platforms)
             .field("policy", &self.policy)
             .field("callback", &self.callback)
+            .field("harbor_url", &self.harbor_url)
             .finish()
     }
 }

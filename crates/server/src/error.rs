@@ -67,8 +67,8 @@ impl From<InventoryError> for ApiError {
             InventoryError::Layer(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
-            InventoryError::Registry(_) => {
-                // Registry errors carry URLs cut to scheme, host and port, never credentials.
+            InventoryError::Registry(_) | InventoryError::Harbor(_) => {
+                // Registry and Harbor errors carry URLs without credentials.
                 tracing::warn!(error = %e, "registry request failed");
                 ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
             }

@@ -12,6 +12,8 @@
 //! | `PUT /images/{ref}` | register or replace (200) |
 //! | `DELETE /images/{ref}` | remove (204; 404 when unknown) |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document |
+//! | `POST /hooks/{kind}/{key}` | a registry webhook (`dockerhub`, `registry`, `harbor`, `generic`): what each pushed tag set off |
+//! | `GET /metrics` | Prometheus counters (`freshen_hook_requests_total{kind,outcome}`) |
 //! | `GET /healthz` | `{"status":"ok"}` |
 //! | `GET /`, `/ui/packages`, `/ui/children` | a small HTML page with lookup forms |
 //!
@@ -23,6 +25,7 @@
 
 mod auth;
 mod error;
+mod hooks;
 mod openapi;
 mod routes;
 mod settings;
@@ -32,6 +35,7 @@ use std::future::Future;
 
 use freshen_inventory::Queries;
 
+pub use hooks::{HookAnswer, HookSink, Hooks};
 pub use settings::ServerSettings;
 
 /// The OpenAPI 3.1 document the server serves at `/openapi.json`.
@@ -42,7 +46,16 @@ pub fn openapi_document() -> serde_json::Value {
 /// The API's router over `queries`, configured by `settings` (write tokens,
 /// body limit; `listen` is the caller's to bind).
 pub fn router(queries: Queries, settings: &ServerSettings) -> axum::Router {
-    routes::build(queries, settings)
+    routes::build(queries, settings, None)
+}
+
+/// [`router`] with webhook receivers at `POST /hooks/{kind}/{key}`.
+pub fn router_with_hooks(
+    queries: Queries,
+    settings: &ServerSettings,
+    hooks: Hooks,
+) -> axum::Router {
+    routes::build(queries, settings, Some(std::sync::Arc::new(hooks)))
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops

@@ -46,7 +46,71 @@ pub fn document() -> Value {
     let mut doc = inventory_document();
     merge(&mut doc["paths"], events_paths());
     merge(&mut doc["components"]["schemas"], events_schemas());
+    merge(&mut doc["paths"], hooks_paths());
+    merge(&mut doc["components"]["schemas"], hooks_schemas());
     doc
+}
+
+/// Webhook receivers and metrics.
+fn hooks_paths() -> Value {
+    json!({
+        "/hooks/{kind}/{key}": {
+            "parameters": [
+                { "name": "kind", "in": "path", "required": true, "description": "The sender's format.", "schema": { "type": "string", "enum": ["dockerhub", "registry", "harbor", "generic"] } },
+                { "name": "key", "in": "path", "required": true, "description": "The receiver's secret key (`receivers.<name>.key`).", "schema": { "type": "string" } }
+            ],
+            "post": {
+                "tags": ["hooks"],
+                "operationId": "receiveHook",
+                "summary": "A registry webhook: Docker Hub, Distribution notifications, Harbor (default or CloudEvents), or a generic CloudEvent / {ref, digest}",
+                "description": "Needs the receiver's key in the path and, when configured, `Authorization: Bearer <token>` or a `X-Freshen-Signature`/`X-Hub-Signature-256` HMAC of the body. Each pushed tag is checked like a poll: a digest already known is no new event.",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
+                "responses": {
+                    "200": json_response("What each pushed tag set off.", "HookResult"),
+                    "400": r("BadRequest"),
+                    "401": error_response("Unknown key, missing or wrong token or signature (always the same answer)."),
+                    "404": error_response("No such receiver kind."),
+                    "413": r("PayloadTooLarge"),
+                    "502": json_response("A pushed tag could not be read from its registry; retry.", "HookResult")
+                }
+            }
+        },
+        "/metrics": {
+            "get": {
+                "tags": ["service"],
+                "operationId": "metrics",
+                "summary": "Prometheus counters: freshen_hook_requests_total{kind,outcome}",
+                "responses": { "200": { "description": "The Prometheus text exposition.", "content": { "text/plain": { "schema": { "type": "string" } } } } }
+            }
+        }
+    })
+}
+
+fn hooks_schemas() -> Value {
+    json!({
+        "HookResult": {
+            "type": "object",
+            "required": ["receiver", "pushes", "skipped"],
+            "properties": {
+                "receiver": { "type": "string" },
+                "pushes": { "type": "array", "items": {
+                    "type": "object",
+                    "required": ["reference", "outcome"],
+                    "properties": {
+                        "reference": { "type": "string" },
+                        "pushed_digest": { "type": "string", "description": "The digest the payload named." },
+                        "digest": { "type": "string", "description": "The tag's digest as read from the registry." },
+                        "outcome": { "type": "string", "enum": ["fired", "quiet", "unchanged", "ignored", "failed"] },
+                        "event_id": { "type": "string" },
+                        "reason": { "type": "string" }
+                    }
+                } },
+                "scans": { "type": "array", "items": { "type": "object" }, "description": "Harbor scans completed, and what was imported." },
+                "skipped": { "type": "array", "items": { "type": "string" }, "description": "Payload items not acted on, with why." },
+                "callback": { "type": "string", "description": "Docker Hub: `queued`, `posted <state>`, or why not." }
+            }
+        }
+    })
 }
 
 fn merge(into: &mut Value, from: Value) {
@@ -585,7 +649,7 @@ fn events_schemas() -> Value {
                             "required": ["platform", "old_digest", "new_digest"],
                             "properties": {
                                 "platform": { "type": "string" },
-                                "old_digest": { "type": "string" },
+                                "old_digest": nullable("string", "The platform's previous digest; null when a pushed tag was seen first."),
                                 "new_digest": { "type": "string" }
                             }
                         } },

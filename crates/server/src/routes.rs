@@ -23,13 +23,17 @@ use tower_http::trace::TraceLayer;
 use crate::ServerSettings;
 use crate::auth::WriteAuth;
 use crate::error::ApiError;
+use crate::hooks::{Hooks, Metrics};
 
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub queries: Queries,
     auth: Arc<WriteAuth>,
     openapi: Bytes,
-    max_body_bytes: usize,
+    pub max_body_bytes: usize,
+    /// Webhook receivers, when configured.
+    pub hooks: Option<Arc<Hooks>>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// One route: its axum path, the OpenAPI operations (method, path) it
@@ -105,6 +109,16 @@ pub(crate) fn table() -> Vec<Route> {
             service: get(decisions),
         },
         Route {
+            path: "/hooks/{kind}/{key}",
+            operations: &[("post", "/hooks/{kind}/{key}")],
+            service: axum::routing::post(crate::hooks::receive),
+        },
+        Route {
+            path: "/metrics",
+            operations: &[("get", "/metrics")],
+            service: get(crate::hooks::metrics),
+        },
+        Route {
             path: "/vulnerabilities/{*rest}",
             operations: &[("get", "/vulnerabilities/{id}/images")],
             service: get(vulnerability_images),
@@ -112,7 +126,11 @@ pub(crate) fn table() -> Vec<Route> {
     ]
 }
 
-pub(crate) fn build(queries: Queries, settings: &ServerSettings) -> Router {
+pub(crate) fn build(
+    queries: Queries,
+    settings: &ServerSettings,
+    hooks: Option<Arc<Hooks>>,
+) -> Router {
     let auth = WriteAuth::new(&settings.write_tokens);
     if !auth.enabled() {
         tracing::info!(
@@ -127,6 +145,8 @@ pub(crate) fn build(queries: Queries, settings: &ServerSettings) -> Router {
         auth: Arc::new(auth),
         openapi,
         max_body_bytes: settings.max_body_bytes,
+        hooks,
+        metrics: Arc::new(Metrics::default()),
     };
     let mut router = Router::new();
     for r in table() {
@@ -137,7 +157,16 @@ pub(crate) fn build(queries: Queries, settings: &ServerSettings) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::middleware::map_response(nosniff))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            // The default span shows the URI, and a hook's path holds its key.
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<Body>| {
+                tracing::debug_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %crate::hooks::redacted_path(req.uri().path()),
+                )
+            }),
+        )
         // Outermost: anything that prints headers shows `Sensitive`.
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
@@ -489,7 +518,7 @@ pub(crate) fn parse_ref(q: &Queries, raw: &str) -> Result<Reference, ApiError> {
     Ok(q.parse(raw)?)
 }
 
-fn too_large(max: usize) -> ApiError {
+pub(crate) fn too_large(max: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!(
@@ -500,13 +529,13 @@ fn too_large(max: usize) -> ApiError {
 
 /// How much of an unwanted body is read and dropped before answering, so
 /// the client finishes sending and sees the answer instead of a reset.
-fn drain_allowance(max: usize) -> usize {
+pub(crate) fn drain_allowance(max: usize) -> usize {
     max.max(1024 * 1024)
 }
 
 /// Reads and drops up to `limit` bytes of `body`, for at most two seconds.
 /// A body left over is the connection's end (hyper closes it).
-async fn drain(mut stream: BodyDataStream, limit: usize) {
+pub(crate) async fn drain(mut stream: BodyDataStream, limit: usize) {
     let mut read = 0usize;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
         while let Some(Ok(chunk)) = stream.next().await {
@@ -521,7 +550,7 @@ async fn drain(mut stream: BodyDataStream, limit: usize) {
 
 /// Reads a body of at most `max` bytes; past that, drains a little more and
 /// answers 413.
-async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {

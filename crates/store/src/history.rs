@@ -168,7 +168,8 @@ impl Store {
     /// ([`Status::Unchanged`]); a different one starts a new run
     /// ([`Status::Changed`]); first sight starts the first run
     /// ([`Status::New`], a baseline). A change event is created iff at least
-    /// one watched platform is `Changed`; a top-level change alone (another
+    /// one watched platform is `Changed` (or, with
+    /// [`Observation::first_sight_fires`] on a never-observed reference, `New`); a top-level change alone (another
     /// architecture moved) is history only. Deliveries are due at
     /// `min(seen_at, now)`, i.e. at once.
     ///
@@ -217,12 +218,20 @@ impl Store {
                 current.get(&m.platform),
             )
             .await?;
-            if let Status::Changed { old } = &status {
-                changes.push(PlatformChange {
+            match &status {
+                Status::Changed { old } => changes.push(PlatformChange {
                     platform: m.platform.clone(),
-                    old_digest: old.clone(),
+                    old_digest: Some(old.clone()),
                     new_digest: m.digest.clone(),
-                });
+                }),
+                Status::New if obs.first_sight_fires && current.is_empty() => {
+                    changes.push(PlatformChange {
+                        platform: m.platform.clone(),
+                        old_digest: None,
+                        new_digest: m.digest.clone(),
+                    })
+                }
+                _ => {}
             }
             platforms.push((m.platform.clone(), status));
         }

@@ -44,6 +44,11 @@ pub struct Observation {
     /// nothing; either way the decisions are stored with the event's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judgement: Option<Judgement>,
+    /// When the reference was never observed before, count its watched
+    /// platforms as changed (from nothing) instead of as a baseline: a
+    /// registry's push notification is news even for a tag seen first.
+    #[serde(default)]
+    pub first_sight_fires: bool,
 }
 
 /// A policy's judgement of a change: whether to fire, why, and the
@@ -71,7 +76,8 @@ pub struct EventDecision {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Status {
-    /// First sight of this platform: a baseline, never a change.
+    /// First sight of this platform: a baseline (a change only when the
+    /// observation says first sights fire).
     New,
     /// Same digest as the current one.
     Unchanged,
@@ -134,8 +140,10 @@ pub struct ChangeEvent {
 pub struct PlatformChange {
     /// e.g. `linux/amd64`.
     pub platform: String,
-    /// Digest before the change.
-    pub old_digest: String,
+    /// Digest before the change; `None` when the change is the tag's first
+    /// sight and the observation counted it as a change (a webhook's push).
+    #[serde(default)]
+    pub old_digest: Option<String>,
     /// Digest after the change.
     pub new_digest: String,
 }

@@ -365,6 +365,48 @@ impl Store {
         rows.into_iter().map(DeliveryRow::into_delivery).collect()
     }
 
+    /// The deliveries of one change event, oldest first.
+    pub async fn event_deliveries(&self, event_id: &str) -> Result<Vec<Delivery>, StoreError> {
+        let rows: Vec<DeliveryRow> = with_pool!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM deliveries WHERE event_id = $1 ORDER BY id"
+            ))
+            .bind(event_id)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(query_err("list an event's deliveries"))?;
+        rows.into_iter().map(DeliveryRow::into_delivery).collect()
+    }
+
+    /// Hands a delivery `owner` holds back to the queue, due at `at`,
+    /// without counting an attempt: it is waiting for something else (a
+    /// callback for the event's other deliveries), not failing. Returns
+    /// false if the lease was lost.
+    pub async fn postpone_delivery(
+        &self,
+        id: i64,
+        owner: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = with_pool!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(to_ms(at))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .map_err(query_err("postpone a delivery"))?;
+        Ok(result == 1)
+    }
+
     /// Puts a failed delivery back to pending, due at `now` (attempt count
     /// kept). Returns false if it is not in state failed.
     pub async fn retry_delivery(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -43,6 +43,7 @@ pub use pusher::{
 };
 pub use registry::{Registry, RegistryOptions};
 pub use token_proxy::{TokenAuthOptions, TokenAuthProxy, TokenProxyRequest};
+pub use util::free_port;
 pub use webhook::{EVENT_ID_HEADER, Received, SIGNATURE_HEADER, WebhookReceiver, sign};
 
 /// Turns `async fn name(db: Db)` into two multi-thread `#[tokio::test]`s,

@@ -23,6 +23,9 @@ pub struct RegistryOptions {
     /// Adds a `notifications.endpoints` entry (name `freshen`, timeout 1s,
     /// threshold 3, backoff 1s) that POSTs registry events to this URL.
     pub notifications_url: Option<String>,
+    /// Sent with each notification as `Authorization: Bearer <token>`
+    /// (the endpoint's `headers`).
+    pub notifications_token: Option<String>,
 }
 
 /// A running `docker-registry serve` (CNCF Distribution 2.8) on
@@ -67,7 +70,7 @@ impl Registry {
     pub async fn start_with_auth(user: &str, pass: &str) -> Registry {
         Registry::start_with(RegistryOptions {
             auth: Some((user.to_string(), pass.to_string())),
-            notifications_url: None,
+            ..RegistryOptions::default()
         })
         .await
     }
@@ -103,6 +106,7 @@ impl Registry {
                 &secret,
                 htpasswd_path.as_deref(),
                 opts.notifications_url.as_deref(),
+                opts.notifications_token.as_deref(),
             );
             std::fs::write(&config_path, config).expect("writing the registry config failed");
             // Fresh log for each attempt.
@@ -286,6 +290,7 @@ fn render_config(
     secret: &str,
     htpasswd: Option<&Path>,
     notifications_url: Option<&str>,
+    notifications_token: Option<&str>,
 ) -> String {
     // `http.debug` is left out on purpose: that is how the debug server stays off.
     let mut y = format!(
@@ -309,6 +314,12 @@ fn render_config(
             "notifications:\n  endpoints:\n    - name: freshen\n      url: {}\n      timeout: 1s\n      threshold: 3\n      backoff: 1s\n",
             q(url)
         ));
+        if let Some(token) = notifications_token {
+            y.push_str(&format!(
+                "      headers:\n        Authorization: [{}]\n",
+                q(&format!("Bearer {token}"))
+            ));
+        }
     }
     y
 }

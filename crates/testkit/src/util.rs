@@ -25,7 +25,7 @@ pub(crate) fn http_client(timeout: Option<Duration>) -> reqwest::Client {
 
 /// Finds a free TCP port on 127.0.0.1 (there is a small window in which
 /// another process could take it; callers that spawn servers retry).
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 failed");
     l.local_addr().expect("local_addr").port()
 }

@@ -9,7 +9,8 @@ use freshen_inventory::Judge;
 use freshen_reference::{Platform, Reference};
 use freshen_registry::{Client, RegistryError};
 use freshen_store::{
-    EventDecision, Observation, PlatformChange, PlatformDigest, Status, Store, StoreError,
+    EventDecision, Judgement, Observation, PlatformChange, PlatformDigest, Status, Store,
+    StoreError,
 };
 use futures::StreamExt as _;
 use serde::Serialize;
@@ -60,11 +61,10 @@ pub struct PlatformResult {
 }
 
 impl CheckResult {
-    /// True when a watched platform's digest moved (the change that fires triggers).
+    /// True when a watched platform's digest moved, or a pushed tag was
+    /// seen first: a change event was recorded.
     pub fn changed(&self) -> bool {
-        self.platforms
-            .iter()
-            .any(|p| matches!(p.status, Status::Changed { .. }))
+        self.event_id.is_some()
     }
 
     /// True when a change fired the watch's triggers: it changed, and no
@@ -142,6 +142,28 @@ impl Checker {
         current: Option<&[PlatformDigest]>,
         source: &str,
     ) -> Result<CheckResult, CheckError> {
+        self.check_with(watch, current, source, false).await
+    }
+
+    /// Checks a tag a registry says was pushed: like [`Checker::check`], but
+    /// a tag never observed before is a change (from nothing), not a
+    /// baseline. A policy other than `always` keeps such a first sight
+    /// quiet: with no earlier digest, nothing can be judged fixed.
+    pub async fn check_pushed(
+        &self,
+        watch: &Watch,
+        source: &str,
+    ) -> Result<CheckResult, CheckError> {
+        self.check_with(watch, None, source, true).await
+    }
+
+    async fn check_with(
+        &self,
+        watch: &Watch,
+        current: Option<&[PlatformDigest]>,
+        source: &str,
+        first_sight_fires: bool,
+    ) -> Result<CheckResult, CheckError> {
         let looked_up;
         let current = match current {
             Some(c) => c,
@@ -154,6 +176,17 @@ impl Checker {
             .observe(&watch.reference, &watch.platforms, current)
             .await?;
         let judgement = match &self.judge {
+            Some(judge) if first_sight_fires && current.is_empty() => judge
+                .needed(watch.policy.as_deref())
+                .then(|| Judgement {
+                    act: false,
+                    reason: format!(
+                        "first sight of {}: no earlier digest to judge a fix against, and the policy {} acts on fixes only",
+                        watch.reference,
+                        watch.policy.as_deref().map_or("of each image".to_string(), |p| format!("{p:?}"))
+                    ),
+                    decisions: Vec::new(),
+                }),
             Some(judge) if judge.needed(watch.policy.as_deref()) => {
                 let moved = moves(current, &manifests);
                 if moved.is_empty() {
@@ -182,6 +215,7 @@ impl Checker {
                 seen_at: Utc::now(),
                 triggers: watch.triggers.clone(),
                 judgement,
+                first_sight_fires,
             })
             .await?;
         let statuses: HashMap<&str, &Status> = recorded
@@ -267,7 +301,7 @@ fn moves(current: &[PlatformDigest], seen: &[PlatformDigest]) -> Vec<PlatformCha
             let old = current.iter().find(|c| c.platform == m.platform)?;
             (old.digest != m.digest).then(|| PlatformChange {
                 platform: m.platform.clone(),
-                old_digest: old.digest.clone(),
+                old_digest: Some(old.digest.clone()),
                 new_digest: m.digest.clone(),
             })
         })

@@ -5,6 +5,7 @@
 mod cascade;
 mod check;
 mod daemon;
+mod intake;
 mod schedule;
 
 use freshen_reference::{Defaults, Platform, Reference};
@@ -13,6 +14,7 @@ use serde::Deserialize;
 pub use cascade::{CascadeDone, CascadeError, CascadeSettings, Cascader};
 pub use check::{CheckError, CheckResult, Checker, PlatformResult};
 pub use daemon::{Daemon, DaemonSettings};
+pub use intake::{Intake, PushOutcome, ReceiverError, ScanOutcome, Taken};
 pub use schedule::Schedule;
 
 /// A watch as written under `watches:` in the config.

@@ -183,6 +183,7 @@ pub fn obs(
         source: "poll".to_string(),
         seen_at: t(secs),
         triggers: triggers.iter().map(|s| s.to_string()).collect(),
+        first_sight_fires: false,
         judgement: None,
     }
 }

@@ -243,7 +243,7 @@ async fn event_and_outbox_rows(ctx: Ctx) {
         event.changes,
         vec![PlatformChange {
             platform: "linux/amd64".into(),
-            old_digest: "sha256:a1".into(),
+            old_digest: Some("sha256:a1".into()),
             new_digest: "sha256:a2".into(),
         }]
     );

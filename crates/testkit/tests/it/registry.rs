@@ -348,6 +348,7 @@ async fn notifications_reach_the_endpoint() {
     let reg = Registry::start_with(RegistryOptions {
         auth: None,
         notifications_url: Some(format!("{}/registry-events", hook.base_url())),
+        ..RegistryOptions::default()
     })
     .await;
     let d = reg

@@ -1,0 +1,237 @@
+//! `POST /hooks/{kind}/{key}`: registry webhooks.
+//!
+//! In order, so that nothing is read or stored for a caller who is not a
+//! receiver: the declared size (413), the body within the limit (413), the
+//! receiver's secrets (401, the same answer whatever was wrong, with the
+//! reason in the log and a metric), the payload (400 with the reason), and
+//! then the [`HookSink`] (200, or 502 when a tag could not be checked, so
+//! the sender retries). The path's key is a secret: logs show `/hooks/{kind}/…`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use freshen_receive::{Gate, Headers, Kind, Notice, Presented, ReceiverSpec};
+
+use crate::error::ApiError;
+use crate::routes::{AppState, drain, drain_allowance, read_body, too_large};
+
+/// What handles an authenticated, parsed notice (the watcher's intake).
+pub trait HookSink: Send + Sync + 'static {
+    /// Acts on `notice`, which receiver `receiver` admitted.
+    fn take<'a>(
+        &'a self,
+        receiver: &'a str,
+        notice: Notice,
+    ) -> futures::future::BoxFuture<'a, HookAnswer>;
+}
+
+/// A sink's answer: the JSON body, and whether the sender should retry.
+pub struct HookAnswer {
+    /// What became of each tag pushed.
+    pub body: serde_json::Value,
+    /// True when part of the work failed for a reason a retry may fix.
+    pub retry: bool,
+}
+
+/// The configured receivers and where their notices go.
+pub struct Hooks {
+    gate: Gate,
+    specs: BTreeMap<String, ReceiverSpec>,
+    sink: Arc<dyn HookSink>,
+}
+
+impl Hooks {
+    /// Receivers `specs` (validated), handled by `sink`.
+    pub fn new(specs: BTreeMap<String, ReceiverSpec>, sink: Arc<dyn HookSink>) -> Hooks {
+        Hooks {
+            gate: Gate::new(&specs),
+            specs,
+            sink,
+        }
+    }
+}
+
+/// Request counts by receiver kind and outcome, for `GET /metrics`.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    hooks: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl Metrics {
+    fn count(&self, kind: &'static str, outcome: &'static str) {
+        *self
+            .hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((kind, outcome))
+            .or_default() += 1;
+    }
+
+    /// The Prometheus text exposition.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::from(
+            "# HELP freshen_hook_requests_total Webhook requests by receiver kind and outcome.\n\
+             # TYPE freshen_hook_requests_total counter\n",
+        );
+        for ((kind, outcome), n) in self.hooks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "freshen_hook_requests_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        out
+    }
+}
+
+/// The path with a hook's key hidden, for logs.
+pub(crate) fn redacted_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/hooks/") {
+        Some(rest) => {
+            let kind = rest.split('/').next().unwrap_or_default();
+            format!("/hooks/{kind}/…").into()
+        }
+        None => path.into(),
+    }
+}
+
+fn unauthorised() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "not authorised")
+}
+
+/// `POST /hooks/{kind}/{key}`.
+pub(crate) async fn receive(State(st): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let mut segments = path
+        .strip_prefix("/hooks/")
+        .unwrap_or_default()
+        .splitn(2, '/');
+    let (kind, key) = (
+        segments.next().unwrap_or_default(),
+        segments.next().unwrap_or_default(),
+    );
+    let Some(kind) = Kind::parse(kind) else {
+        st.metrics.count("unknown", "not_found");
+        return refuse(
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no receiver kind {kind:?}: one of {}",
+                    Kind::ALL.map(Kind::as_str).join(", ")
+                ),
+            ),
+            body,
+            st.max_body_bytes,
+        )
+        .await;
+    };
+    let label = kind.as_str();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_body_bytes as u64) {
+        st.metrics.count(label, "too_large");
+        return refuse(too_large(st.max_body_bytes), body, st.max_body_bytes).await;
+    }
+    let bytes = match read_body(body, st.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            st.metrics.count(label, "too_large");
+            return e.into_response();
+        }
+    };
+    let Some(hooks) = &st.hooks else {
+        tracing::warn!(kind = label, "webhook refused: no receivers are configured");
+        st.metrics.count(label, "unauthorised");
+        return unauthorised().into_response();
+    };
+    let presented = Presented {
+        authorization: header_bytes(&parts.headers, header::AUTHORIZATION.as_str()),
+        signature: header_bytes(&parts.headers, "x-freshen-signature")
+            .or_else(|| header_bytes(&parts.headers, "x-hub-signature-256")),
+    };
+    let name = match hooks.gate.admit(kind, key, presented, &bytes) {
+        Ok(name) => name.to_string(),
+        Err(why) => {
+            tracing::warn!(kind = label, reason = %why, "webhook refused");
+            st.metrics.count(label, "unauthorised");
+            return unauthorised().into_response();
+        }
+    };
+    let spec = &hooks.specs[&name];
+    let text = |h: &str| parts.headers.get(h).and_then(|v| v.to_str().ok());
+    let headers = Headers {
+        ce_specversion: text("ce-specversion"),
+        ce_type: text("ce-type"),
+        ce_subject: text("ce-subject"),
+    };
+    let notice = match freshen_receive::parse(spec, headers, &bytes) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(receiver = %name, error = %e, "webhook payload refused");
+            st.metrics.count(label, "malformed");
+            return ApiError::bad_request(format!("receiver {name:?}: {e}")).into_response();
+        }
+    };
+    let answer = hooks.sink.take(&name, notice).await;
+    if answer.retry {
+        st.metrics.count(label, "failed");
+        (StatusCode::BAD_GATEWAY, axum::Json(answer.body)).into_response()
+    } else {
+        st.metrics.count(label, "accepted");
+        axum::Json(answer.body).into_response()
+    }
+}
+
+fn header_bytes<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    h.get(name).map(|v| v.as_bytes())
+}
+
+/// Answers `e` after draining some of the unread body, so the client sees
+/// the answer rather than a reset.
+async fn refuse(e: ApiError, body: Body, max: usize) -> Response {
+    drain(body.into_data_stream(), drain_allowance(max)).await;
+    e.into_response()
+}
+
+/// `GET /metrics`.
+pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_reach_logs() {
+        assert_eq!(redacted_path("/hooks/registry/s3cret"), "/hooks/registry/…");
+        assert_eq!(redacted_path("/images/debian"), "/images/debian");
+    }
+
+    #[test]
+    fn metrics_render_as_prometheus_text() {
+        let m = Metrics::default();
+        m.count("registry", "accepted");
+        m.count("registry", "accepted");
+        m.count("dockerhub", "unauthorised");
+        let text = m.render();
+        assert!(
+            text.contains(
+                "freshen_hook_requests_total{kind=\"registry\",outcome=\"accepted\"} 2\n"
+            )
+        );
+        assert!(text.contains("{kind=\"dockerhub\",outcome=\"unauthorised\"} 1\n"));
+    }
+}
