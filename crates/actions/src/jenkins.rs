@@ -10,7 +10,7 @@ use reqwest::header::LOCATION;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::targets::redact_url;
+use crate::targets::{redact_url, send_failure};
 
 /// Why a call to Jenkins failed; the message names Jenkins (its URL
 /// redacted), the call and what to check. It never holds the token.
@@ -122,15 +122,9 @@ pub fn auth_hint(s: StatusCode) -> &'static str {
     }
 }
 
+/// A request Jenkins never answered: timed out, no connection, or other.
 fn send_error(what: &str, e: &reqwest::Error) -> JenkinsError {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    JenkinsError::new(format!("{what}: {kind}"))
+    JenkinsError::new(send_failure(what, e))
 }
 
 impl Session {

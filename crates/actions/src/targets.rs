@@ -221,7 +221,10 @@ pub(crate) fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, 
         .map_err(|e| DeliveryError::retry(format!("HTTP client: {e}")))
 }
 
-fn send_error(what: &str, e: &reqwest::Error) -> DeliveryError {
+/// `<what>: timed out`, `could not connect` or `request failed`, for a
+/// request that got no answer (webhooks here, Jenkins in `jenkins.rs`). The
+/// reqwest error itself is left out: it can hold a URL with credentials.
+pub(crate) fn send_failure(what: &str, e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -229,7 +232,7 @@ fn send_error(what: &str, e: &reqwest::Error) -> DeliveryError {
     } else {
         "request failed"
     };
-    DeliveryError::retry(format!("{what}: {kind}"))
+    format!("{what}: {kind}")
 }
 
 /// Starts a Jenkins build: crumb (with its session cookie) when CSRF
@@ -311,7 +314,7 @@ pub async fn deliver_webhook(spec: &WebhookSpec, payload: &Value) -> Result<Ack,
         .body(body)
         .send()
         .await
-        .map_err(|e| send_error(&format!("webhook {shown}"), &e))?;
+        .map_err(|e| DeliveryError::retry(send_failure(&format!("webhook {shown}"), &e)))?;
     if resp.status().is_success() {
         Ok(None)
     } else {

@@ -124,6 +124,18 @@ fn creds() -> Vec<(String, String, String)> {
     )]
 }
 
+/// A push of `reg.example/apps/api:2026.49.1`, the version the builders' tests push.
+fn target<'a>(
+    insecure: &'a BTreeSet<String>,
+    credentials: &'a [(String, String, String)],
+) -> PushTarget<'a> {
+    PushTarget {
+        reference: "reg.example/apps/api:2026.49.1",
+        insecure,
+        credentials,
+    }
+}
+
 #[tokio::test]
 async fn docker_buildx_builds_every_platform_and_pushes() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,14 +148,7 @@ async fn docker_buildx_builds_every_platform_and_pushes() {
     let insecure = BTreeSet::from(["localhost:5000".to_string()]);
     let credentials = creds();
     let digest = settings
-        .build_push(
-            &b,
-            &PushTarget {
-                reference: "reg.example/apps/api:2026.49.1",
-                insecure: &insecure,
-                credentials: &credentials,
-            },
-        )
+        .build_push(&b, &target(&insecure, &credentials))
         .await
         .unwrap();
     assert_eq!(digest, DIGEST);
@@ -182,14 +187,7 @@ async fn docker_buildx_builds_every_platform_and_pushes() {
     std::fs::remove_file(d.join("calls")).unwrap();
     let insecure = BTreeSet::from(["reg.example".to_string()]);
     settings
-        .build_push(
-            &b,
-            &PushTarget {
-                reference: "reg.example/apps/api:2026.49.1",
-                insecure: &insecure,
-                credentials: &[],
-            },
-        )
+        .build_push(&b, &target(&insecure, &[]))
         .await
         .unwrap();
     let args = &calls(d)[0];
@@ -215,14 +213,7 @@ async fn kaniko_builds_one_platform_and_pushes() {
     let insecure = BTreeSet::from(["localhost:5000".to_string(), "reg.example".to_string()]);
     let credentials = creds();
     let digest = settings
-        .build_push(
-            &b,
-            &PushTarget {
-                reference: "reg.example/apps/api:2026.49.1",
-                insecure: &insecure,
-                credentials: &credentials,
-            },
-        )
+        .build_push(&b, &target(&insecure, &credentials))
         .await
         .unwrap();
     assert_eq!(digest, DIGEST);
@@ -271,11 +262,7 @@ async fn podman_builds_pushes_and_cleans_up() {
         isolation: None,
     };
     let insecure = BTreeSet::from(["reg.example".to_string()]);
-    let to = PushTarget {
-        reference: "reg.example/apps/api:2026.49.1",
-        insecure: &insecure,
-        credentials: &[],
-    };
+    let to = target(&insecure, &[]);
     // One platform: build, push with a digest file, rmi.
     let b = build(d, Executor::Podman, &["linux/amd64"]);
     let digest = settings
@@ -361,18 +348,13 @@ async fn a_failing_builder_names_the_image_the_step_and_its_stderr() {
         command: Some(fake(d, 3)),
         builder: None,
     };
-    let e = settings
-        .build_push(
-            &b,
-            &PushTarget {
-                reference: "reg.example/apps/api:2",
-                insecure: &BTreeSet::new(),
-                credentials: &[],
-            },
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+    let none = BTreeSet::new();
+    let to = PushTarget {
+        reference: "reg.example/apps/api:2",
+        insecure: &none,
+        credentials: &[],
+    };
+    let e = settings.build_push(&b, &to).await.unwrap_err().to_string();
     assert_eq!(
         e,
         "reg.example/apps/api:1: docker buildx build failed (exit status: 3): step 1/2: something broke | error: no space left"
@@ -381,14 +363,7 @@ async fn a_failing_builder_names_the_image_the_step_and_its_stderr() {
         command: Some(d.join("no-such-executor")),
     };
     let e = missing
-        .build_push(
-            &build(d, Executor::Kaniko, &["linux/amd64"]),
-            &PushTarget {
-                reference: "reg.example/apps/api:2",
-                insecure: &BTreeSet::new(),
-                credentials: &[],
-            },
-        )
+        .build_push(&build(d, Executor::Kaniko, &["linux/amd64"]), &to)
         .await
         .unwrap_err()
         .to_string();

@@ -9,14 +9,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{Buildah, Env, unpack};
-use freshen_testkit::{Db, Registry, both_stores};
+use common::{Buildah, base_digests, golden_base, item, item_detail, rig, unpack, write};
+use freshen_testkit::{Db, Pusher, Registry, both_stores};
 use serde_json::Value;
-
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
 
 /// The upstream OS, version `v` (buildah commits each build as one layer).
 fn upstream_context(d: &Path, v: &str) -> std::path::PathBuf {
@@ -36,13 +31,37 @@ fn upstream_dockerfile(v: &str) -> &'static str {
     }
 }
 
+/// Pushes the upstream OS v1 and v2 as `upstream/os:v1` and `:v2` (one
+/// image each, or an index of `platforms` when given) and tags v1
+/// `stable`; returns v2's digest.
+async fn upstream(
+    buildah: &Buildah,
+    push: &Pusher,
+    d: &Path,
+    host: &str,
+    platforms: &[&str],
+) -> String {
+    for v in ["1", "2"] {
+        let (ctx, to) = (upstream_context(d, v), format!("{host}/upstream/os:v{v}"));
+        if platforms.is_empty() {
+            buildah
+                .build_push(&ctx, upstream_dockerfile(v), &to, &[])
+                .await;
+        } else {
+            buildah
+                .build_push_index(&ctx, upstream_dockerfile(v), &to, platforms)
+                .await;
+        }
+    }
+    let v1 = push.head_digest("upstream/os", "v1").await.unwrap();
+    let v2 = push.head_digest("upstream/os", "v2").await.unwrap();
+    push.tag("upstream/os", &v1, "stable").await;
+    v2
+}
+
 /// Our tree: golden/base FROM the upstream tag, apps/api FROM golden/base.
 fn tree(d: &Path, host: &str) {
-    write(
-        &d.join("images/base/Dockerfile"),
-        &format!("FROM {host}/upstream/os:stable\nCOPY base.txt /base.txt\n"),
-    );
-    write(&d.join("images/base/base.txt"), "base\n");
+    golden_base(d, host);
     write(
         &d.join("images/api/Dockerfile"),
         &format!("FROM {host}/golden/base:1\nCOPY app.txt /srv/app.txt\nCOPY conf /srv/conf\n"),
@@ -59,42 +78,29 @@ fn config(host: &str, root: &Path, platforms: &str) -> String {
     )
 }
 
-fn item<'a>(run: &'a Value, image: &str) -> &'a Value {
-    run["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["image"] == image)
-        .unwrap_or_else(|| panic!("{image} not in {run}"))
+/// GETs `/v2/<path>` from the registry as JSON, with `accept` if given.
+async fn registry_json(reg: &Registry, path: &str, accept: Option<&str>) -> Value {
+    let mut req = reqwest::Client::new().get(format!("{}/v2/{path}", reg.url()));
+    if let Some(accept) = accept {
+        req = req.header("accept", accept);
+    }
+    req.send().await.unwrap().json().await.unwrap()
 }
 
 /// An image config's diff_ids, read through the registry API.
 async fn diff_ids(reg: &Registry, repo: &str, reference: &str) -> Vec<String> {
-    let http = reqwest::Client::new();
-    let m: Value = http
-        .get(format!("{}/v2/{repo}/manifests/{reference}", reg.url()))
-        .header(
-            "accept",
-            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let c: Value = http
-        .get(format!(
-            "{}/v2/{repo}/blobs/{}",
-            reg.url(),
-            m["config"]["digest"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let m = registry_json(
+        reg,
+        &format!("{repo}/manifests/{reference}"),
+        Some("application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"),
+    )
+    .await;
+    let c = registry_json(
+        reg,
+        &format!("{repo}/blobs/{}", m["config"]["digest"].as_str().unwrap()),
+        None,
+    )
+    .await;
     c["rootfs"]["diff_ids"]
         .as_array()
         .unwrap()
@@ -103,41 +109,19 @@ async fn diff_ids(reg: &Registry, repo: &str, reference: &str) -> Vec<String> {
         .collect()
 }
 
+/// A manifest or an index, through the registry API.
 async fn manifest(reg: &Registry, repo: &str, reference: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}/v2/{repo}/manifests/{reference}", reg.url()))
-        .header(
-            "accept",
-            "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    registry_json(
+        reg,
+        &format!("{repo}/manifests/{reference}"),
+        Some("application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"),
+    )
+    .await
 }
 
 async fn rebase_matches_a_real_rebuild(db: Db) {
-    let reg = Registry::start().await;
-    let host = reg.host();
-    let push = reg.pusher();
-    let buildah = Buildah::new();
-    let env = Env::new(db).await;
-    let d = env.path().to_path_buf();
-    for v in ["1", "2"] {
-        buildah
-            .build_push(
-                &upstream_context(&d, v),
-                upstream_dockerfile(v),
-                &format!("{host}/upstream/os:v{v}"),
-                &[],
-            )
-            .await;
-    }
-    let v1 = push.head_digest("upstream/os", "v1").await.unwrap();
-    let v2 = push.head_digest("upstream/os", "v2").await.unwrap();
-    push.tag("upstream/os", &v1, "stable").await;
+    let (reg, host, push, buildah, env, d) = rig(db).await;
+    let v2 = upstream(&buildah, &push, &d, &host, &[]).await;
     tree(&d, &host);
     let root = tempfile::tempdir().unwrap();
     let cfg = env.config(&config(&host, root.path(), ""));
@@ -146,13 +130,11 @@ async fn rebase_matches_a_real_rebuild(db: Db) {
     let api = format!("{host}/apps/api:1");
 
     // Nothing exists yet: a rebase is refused, and the fallback builds.
-    let first = env
-        .run(&["rebuild", "--config", cfg, "--all", "--json"])
-        .await;
+    let first = env.rebuild(cfg, &["--all"]).await;
     first.expect(0);
     let first = first.json();
     assert_eq!(first["run"]["state"], "done", "{first}");
-    let detail = item(&first, &api)["detail"].as_str().unwrap().to_string();
+    let detail = item_detail(&first, &api);
     assert!(
         detail.contains("rebase refused") && detail.contains("does not exist yet"),
         "{detail}"
@@ -164,13 +146,7 @@ async fn rebase_matches_a_real_rebuild(db: Db) {
     // The upstream tag moves: both images are rebased, parents first.
     push.tag("upstream/os", &v2, "stable").await;
     let plan = env
-        .run(&[
-            "plan",
-            "--config",
-            cfg,
-            "--base",
-            &format!("{host}/upstream/os:stable"),
-        ])
+        .plan(cfg, &format!("{host}/upstream/os:stable"), &[])
         .await;
     plan.expect(0);
     assert!(
@@ -179,14 +155,7 @@ async fn rebase_matches_a_real_rebuild(db: Db) {
         plan.stdout
     );
     let run = env
-        .run(&[
-            "rebuild",
-            "--config",
-            cfg,
-            "--base",
-            &format!("{host}/upstream/os:stable"),
-            "--json",
-        ])
+        .rebuild(cfg, &["--base", &format!("{host}/upstream/os:stable")])
         .await;
     run.expect(0);
     let run = run.json();
@@ -275,14 +244,7 @@ async fn rebase_matches_a_real_rebuild(db: Db) {
     assert!(rebased.contains_key("more/new"));
 
     // The inventory shows the rebased api on the rebased base.
-    let show = env.run(&["images", "show", &api, "--json"]).await;
-    show.expect(0);
-    let bases: Vec<String> = show.json()["platforms"][0]["base"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|b| b["base_digest"].as_str().map(str::to_string))
-        .collect();
+    let (bases, show) = base_digests(&env, &api).await;
     assert!(bases.contains(&base2), "{show}");
 
     // The upstream changes its architecture: a rebase is unsafe. Without
@@ -303,21 +265,14 @@ async fn rebase_matches_a_real_rebuild(db: Db) {
         &config(&host, root.path(), "").replace(", fallback: buildah", ""),
     );
     let refused = env
-        .run(&[
-            "rebuild",
-            "--config",
+        .rebuild(
             strict.to_str().unwrap(),
-            "--base",
-            &format!("{host}/upstream/os:stable"),
-            "--json",
-        ])
+            &["--base", &format!("{host}/upstream/os:stable")],
+        )
         .await;
     assert_ne!(refused.code, 0, "{refused}");
     let refused = refused.json();
-    let why = item(&refused, &base)["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let why = item_detail(&refused, &base);
     assert_eq!(item(&refused, &base)["state"], "failed");
     assert!(
         why.contains("rebase refused") && why.contains("has no linux/amd64 image"),
@@ -333,26 +288,9 @@ both_stores!(rebase_matches_a_real_rebuild);
 /// for it, under a new index.
 #[tokio::test]
 async fn two_platform_rebase() {
-    let reg = Registry::start().await;
-    let host = reg.host();
-    let push = reg.pusher();
-    let buildah = Buildah::new();
-    let env = Env::new(Db::Sqlite).await;
-    let d = env.path().to_path_buf();
+    let (reg, host, push, buildah, env, d) = rig(Db::Sqlite).await;
     let both = ["linux/amd64", "linux/arm64"];
-    for v in ["1", "2"] {
-        buildah
-            .build_push_index(
-                &upstream_context(&d, v),
-                upstream_dockerfile(v),
-                &format!("{host}/upstream/os:v{v}"),
-                &both,
-            )
-            .await;
-    }
-    let v1 = push.head_digest("upstream/os", "v1").await.unwrap();
-    let v2 = push.head_digest("upstream/os", "v2").await.unwrap();
-    push.tag("upstream/os", &v1, "stable").await;
+    let v2 = upstream(&buildah, &push, &d, &host, &both).await;
     tree(&d, &host);
     let root = tempfile::tempdir().unwrap();
     let cfg = env.config(&config(
@@ -367,14 +305,7 @@ async fn two_platform_rebase() {
     let api1 = push.head_digest("apps/api", "1").await.unwrap();
     push.tag("upstream/os", &v2, "stable").await;
     let run = env
-        .run(&[
-            "rebuild",
-            "--config",
-            cfg,
-            "--base",
-            &format!("{host}/upstream/os:stable"),
-            "--json",
-        ])
+        .rebuild(cfg, &["--base", &format!("{host}/upstream/os:stable")])
         .await;
     run.expect(0);
     let run = run.json();

@@ -8,40 +8,20 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Buildah, Env, holding_buildah, tags, write};
-use freshen_testkit::{Db, Registry, both_stores};
+use common::{base_digests, golden_base, holding_buildah, rig, tags, upstream_v1_v2, write};
+use freshen_testkit::{Db, both_stores};
 
 async fn cascade_rebuilds_in_order(db: Db) {
-    let reg = Registry::start().await;
-    let host = reg.host();
-    let push = reg.pusher();
-    let buildah = Buildah::new();
-    let env = Env::new(db).await;
-    let d = env.path().to_path_buf();
+    let (reg, host, push, buildah, env, d) = rig(db).await;
 
     // The upstream base ("debian"), two versions, v1 at the tag for now.
-    for v in ["1", "2"] {
-        let ctx = d.join(format!("upstream-{v}"));
-        write(&ctx.join("etc/upstream"), &format!("upstream {v}\n"));
-        buildah
-            .build_push(
-                &ctx,
-                "FROM scratch\nCOPY etc /etc\n",
-                &format!("{host}/upstream/os:v{v}"),
-                &[],
-            )
-            .await;
-    }
+    upstream_v1_v2(&buildah, &d, &host).await;
     let v1 = push.head_digest("upstream/os", "v1").await.unwrap();
     let v2 = push.head_digest("upstream/os", "v2").await.unwrap();
     push.tag("upstream/os", &v1, "stable").await;
 
     // Our tree: golden/base FROM upstream, golden/mid FROM base, three apps FROM mid.
-    write(
-        &d.join("images/base/Dockerfile"),
-        &format!("FROM {host}/upstream/os:stable\nCOPY base.txt /base.txt\n"),
-    );
-    write(&d.join("images/base/base.txt"), "base\n");
+    golden_base(&d, &host);
     write(
         &d.join("images/mid/Dockerfile"),
         &format!("ARG REG={host}\nFROM ${{REG}}/golden/base:1\nCOPY mid.txt /mid.txt\n"),
@@ -71,9 +51,7 @@ async fn cascade_rebuilds_in_order(db: Db) {
     let cfg = config.to_str().unwrap();
 
     // First, build everything once (parents first).
-    let all = env
-        .run(&["rebuild", "--config", cfg, "--all", "--json"])
-        .await;
+    let all = env.rebuild(cfg, &["--all"]).await;
     all.expect(0);
     assert_eq!(all.json()["run"]["state"], "done", "{all}");
     let base1 = push.head_digest("golden/base", "1").await.unwrap();
@@ -83,14 +61,7 @@ async fn cascade_rebuilds_in_order(db: Db) {
     // The plan for the upstream change: base, then mid, then the three apps.
     push.tag("upstream/os", &v2, "stable").await;
     let plan = env
-        .run(&[
-            "plan",
-            "--config",
-            cfg,
-            "--base",
-            &format!("{host}/upstream/os:stable"),
-            "--json",
-        ])
+        .plan(cfg, &format!("{host}/upstream/os:stable"), &["--json"])
         .await;
     plan.expect(0);
     let waves: Vec<usize> = plan.json()["waves"]
@@ -168,9 +139,7 @@ async fn cascade_rebuilds_in_order(db: Db) {
 
     // Resume: the apps only; mid and base are not rebuilt.
     std::fs::remove_file(d.join("hold")).unwrap();
-    let resumed = env
-        .run(&["rebuild", "--config", cfg, "--resume", "--json"])
-        .await;
+    let resumed = env.rebuild(cfg, &["--resume"]).await;
     resumed.expect(0);
     let r = resumed.json();
     assert_eq!(r["run"]["state"], "done", "{r}");
@@ -210,21 +179,7 @@ async fn cascade_rebuilds_in_order(db: Db) {
             .head_digest(&format!("apps/{app}"), "1.0")
             .await
             .unwrap();
-        let show = env
-            .run(&[
-                "images",
-                "show",
-                &format!("{host}/apps/{app}:1.0"),
-                "--json",
-            ])
-            .await;
-        show.expect(0);
-        let bases: Vec<String> = show.json()["platforms"][0]["base"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|b| b["base_digest"].as_str().map(str::to_string))
-            .collect();
+        let (bases, show) = base_digests(&env, &format!("{host}/apps/{app}:1.0")).await;
         assert!(bases.contains(&mid2), "{app} on the new mid: {show}");
         assert_ne!(now, "");
     }

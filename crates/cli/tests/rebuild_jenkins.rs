@@ -14,33 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Buildah, Env, Run};
+use common::{Buildah, Env, Run, base_digests, golden_base, item, item_detail, write};
 use freshen_testkit::{Db, Jenkins, JenkinsOptions, Registry, both_stores};
-use serde_json::Value;
-
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-fn item<'a>(run: &'a Value, image: &str) -> &'a Value {
-    run["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["image"] == image)
-        .unwrap_or_else(|| panic!("{image} not in {run}"))
-}
 
 /// golden/base FROM the upstream tag (job `images/base`), and two apps
 /// found by discovery FROM golden/base (jobs `apps/{app}`). Returns each
 /// image's build directory, which is what its job checks out.
 fn tree(d: &Path, host: &str) -> BTreeMap<String, PathBuf> {
-    write(
-        &d.join("images/base/Dockerfile"),
-        &format!("FROM {host}/upstream/os:stable\nCOPY base.txt /base.txt\n"),
-    );
-    write(&d.join("images/base/base.txt"), "base\n");
+    golden_base(d, host);
     let mut dirs = BTreeMap::new();
     dirs.insert(format!("{host}/golden/base:1"), d.join("images/base"));
     for app in ["api", "web"] {
@@ -95,6 +76,22 @@ async fn env_for(db: Db, jenkins: &Jenkins) -> Env {
     env
 }
 
+/// A registry (and its host), the Jenkins double, and an env on SQLite
+/// with the token and the tree written.
+async fn sqlite_setup() -> (Registry, String, Jenkins, Env) {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let jenkins = jenkins().await;
+    let env = env_for(Db::Sqlite, &jenkins).await;
+    tree(env.path(), &host);
+    (reg, host, jenkins, env)
+}
+
+/// `rebuild --config CONFIG --all --json`.
+async fn rebuild_all(env: &Env, config: &Path) -> Run {
+    env.rebuild(config.to_str().unwrap(), &["--all"]).await
+}
+
 fn no_token(run: &Run, jenkins: &Jenkins) {
     let shown = run.to_string();
     assert!(
@@ -135,9 +132,7 @@ async fn jobs_build_and_push(db: Db) {
     }
     let cfg = env.config(&config(&host, &jenkins, ""));
     let cfg = cfg.to_str().unwrap();
-    let run = env
-        .run(&["rebuild", "--config", cfg, "--all", "--json"])
-        .await;
+    let run = env.rebuild(cfg, &["--all"]).await;
     no_token(&run, &jenkins);
     run.expect(0);
     let r = run.json();
@@ -194,14 +189,7 @@ async fn jobs_build_and_push(db: Db) {
             digest
         );
         // Scanned into the inventory, on the base the base job pushed.
-        let show = env.run(&["images", "show", &image, "--json"]).await;
-        show.expect(0);
-        let bases: Vec<String> = show.json()["platforms"][0]["base"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|b| b["base_digest"].as_str().map(str::to_string))
-            .collect();
+        let (bases, show) = base_digests(&env, &image).await;
         assert!(
             bases.contains(&base_digest),
             "{app} on the new base: {show}"
@@ -215,22 +203,10 @@ both_stores!(jobs_build_and_push);
 /// names the job, the build number, the result and the build's URL.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_build_fails_the_image_and_skips_the_apps() {
-    let reg = Registry::start().await;
-    let host = reg.host();
-    let jenkins = jenkins().await;
-    let env = env_for(Db::Sqlite, &jenkins).await;
-    tree(env.path(), &host);
+    let (_reg, host, jenkins, env) = sqlite_setup().await;
     jenkins.on_build("images/base", |_| async { "FAILURE".to_string() });
     let cfg = env.config(&config(&host, &jenkins, ""));
-    let run = env
-        .run(&[
-            "rebuild",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--all",
-            "--json",
-        ])
-        .await;
+    let run = rebuild_all(&env, &cfg).await;
     no_token(&run, &jenkins);
     assert_ne!(run.code, 0, "{run}");
     let r = run.json();
@@ -256,30 +232,15 @@ async fn a_failed_build_fails_the_image_and_skips_the_apps() {
 /// timeout; a queue item cancelled before it started fails too.
 #[tokio::test(flavor = "multi_thread")]
 async fn timeouts_and_cancelled_queue_items_fail() {
-    let reg = Registry::start().await;
-    let host = reg.host();
-    let jenkins = jenkins().await;
-    let env = env_for(Db::Sqlite, &jenkins).await;
-    tree(env.path(), &host);
+    let (_reg, host, jenkins, env) = sqlite_setup().await;
     jenkins.on_build("images/base", |_| std::future::pending::<String>());
     let cfg = env.config(&config(&host, &jenkins, "    timeout: 2s\n"));
     let started = std::time::Instant::now();
-    let run = env
-        .run(&[
-            "rebuild",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--all",
-            "--json",
-        ])
-        .await;
+    let run = rebuild_all(&env, &cfg).await;
     assert_ne!(run.code, 0, "{run}");
     assert!(started.elapsed() < Duration::from_secs(30), "{run}");
     let r = run.json();
-    let detail = item(&r, &format!("{host}/golden/base:1"))["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let detail = item_detail(&r, &format!("{host}/golden/base:1"));
     assert!(
         detail.contains("Jenkins job images/base")
             && detail.contains("build #1 still running")
@@ -288,21 +249,10 @@ async fn timeouts_and_cancelled_queue_items_fail() {
     );
 
     jenkins.cancel_queued("images/base");
-    let run = env
-        .run(&[
-            "rebuild",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--all",
-            "--json",
-        ])
-        .await;
+    let run = rebuild_all(&env, &cfg).await;
     assert_ne!(run.code, 0, "{run}");
     let r = run.json();
-    let detail = item(&r, &format!("{host}/golden/base:1"))["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let detail = item_detail(&r, &format!("{host}/golden/base:1"));
     assert!(
         detail.contains("Jenkins job images/base") && detail.contains("was cancelled"),
         "{detail}"
@@ -319,22 +269,11 @@ async fn a_wrong_token_says_what_to_check() {
     env.env("JENKINS_TOKEN", "not-the-token-42");
     tree(env.path(), &host);
     let cfg = env.config(&config(&host, &jenkins, ""));
-    let run = env
-        .run(&[
-            "rebuild",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--all",
-            "--json",
-        ])
-        .await;
+    let run = rebuild_all(&env, &cfg).await;
     assert_ne!(run.code, 0, "{run}");
     assert!(!run.to_string().contains("not-the-token-42"), "{run}");
     let r = run.json();
-    let detail = item(&r, &format!("{host}/golden/base:1"))["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let detail = item_detail(&r, &format!("{host}/golden/base:1"));
     assert!(
         detail.contains("HTTP 401") && detail.contains("check jenkins.user and jenkins.token"),
         "{detail}"
@@ -369,11 +308,7 @@ fn jobs_push_small_images(jenkins: &Jenkins, reg: &Registry, jobs: &[&str]) {
 /// image with what the job must do.
 #[tokio::test(flavor = "multi_thread")]
 async fn rebase_falls_back_to_jenkins_and_a_job_must_push() {
-    let reg = Registry::start().await;
-    let host = reg.host();
-    let jenkins = jenkins().await;
-    let env = env_for(Db::Sqlite, &jenkins).await;
-    tree(env.path(), &host);
+    let (reg, host, jenkins, env) = sqlite_setup().await;
     reg.pusher()
         .push_image("upstream/os", "stable", "linux/amd64", "os")
         .await;
@@ -384,21 +319,10 @@ async fn rebase_falls_back_to_jenkins_and_a_job_must_push() {
         1,
     );
     let cfg = env.config(&yaml);
-    let run = env
-        .run(&[
-            "rebuild",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--all",
-            "--json",
-        ])
-        .await;
+    let run = rebuild_all(&env, &cfg).await;
     run.expect(0);
     let r = run.json();
-    let note = item(&r, &format!("{host}/golden/base:1"))["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let note = item_detail(&r, &format!("{host}/golden/base:1"));
     assert!(
         note.starts_with("rebase refused (") && note.ends_with("; built by jenkins"),
         "{note}"
@@ -409,21 +333,10 @@ async fn rebase_falls_back_to_jenkins_and_a_job_must_push() {
     // a rebase would succeed: the base is a Jenkins build here).
     jenkins.on_build("images/base", |_| async { "SUCCESS".to_string() });
     let cfg = env.config_file("jenkins.yaml", &config(&host, &jenkins, ""));
-    let run = env
-        .run(&[
-            "rebuild",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--all",
-            "--json",
-        ])
-        .await;
+    let run = rebuild_all(&env, &cfg).await;
     assert_ne!(run.code, 0, "{run}");
     let r = run.json();
-    let detail = item(&r, &format!("{host}/golden/base:1"))["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let detail = item_detail(&r, &format!("{host}/golden/base:1"));
     assert!(
         detail.contains("is not in the registry (the Jenkins job must push its TARGET parameter)"),
         "{detail}"
@@ -434,41 +347,18 @@ async fn rebase_falls_back_to_jenkins_and_a_job_must_push() {
 /// again; one Jenkins answers "not found" fails the image at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_poll_failures_are_retried_lasting_ones_are_not() {
-    let reg = Registry::start().await;
-    let host = reg.host();
-    let jenkins = jenkins().await;
-    let env = env_for(Db::Sqlite, &jenkins).await;
-    tree(env.path(), &host);
+    let (reg, host, jenkins, env) = sqlite_setup().await;
     jobs_push_small_images(&jenkins, &reg, &["images/base", "apps/api", "apps/web"]);
     jenkins.fail_polls(3, 503);
     let cfg = env.config(&config(&host, &jenkins, ""));
-    let run = env
-        .run(&[
-            "rebuild",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--all",
-            "--json",
-        ])
-        .await;
+    let run = rebuild_all(&env, &cfg).await;
     run.expect(0);
     assert_eq!(run.json()["run"]["state"], "done", "{run}");
 
     jenkins.fail_polls(1, 404);
-    let run = env
-        .run(&[
-            "rebuild",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--all",
-            "--json",
-        ])
-        .await;
+    let run = rebuild_all(&env, &cfg).await;
     assert_ne!(run.code, 0, "{run}");
     let r = run.json();
-    let detail = item(&r, &format!("{host}/golden/base:1"))["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let detail = item_detail(&r, &format!("{host}/golden/base:1"));
     assert!(detail.contains("HTTP 404"), "{detail}");
 }

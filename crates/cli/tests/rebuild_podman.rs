@@ -6,25 +6,9 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{Buildah, Env};
-use freshen_testkit::{Db, Registry, both_stores};
+use common::{base_digests, golden_base, item, rig, write};
+use freshen_testkit::{Db, both_stores};
 use serde_json::Value;
-
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-fn item<'a>(run: &'a Value, image: &str) -> &'a Value {
-    run["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["image"] == image)
-        .unwrap_or_else(|| panic!("{image} not in {run}"))
-}
 
 async fn podman_builds_and_pushes(db: Db) {
     let ok = std::process::Command::new("podman")
@@ -32,16 +16,13 @@ async fn podman_builds_and_pushes(db: Db) {
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(ok, "podman is needed for this test: apt-get install podman");
-    let reg = Registry::start().await;
-    let host = reg.host();
-    let push = reg.pusher();
-    let env = Env::new(db).await;
-    let d = env.path().to_path_buf();
+    // `_reg`: the registry runs until the test ends.
+    let (_reg, host, push, buildah, env, d) = rig(db).await;
     let both = ["linux/amd64", "linux/arm64"];
     // The upstream OS, for both platforms (made by buildah: not what is tested).
     let up = d.join("upstream");
     write(&up.join("etc/os-release"), "VERSION=1\n");
-    Buildah::new()
+    buildah
         .build_push_index(
             &up,
             "FROM scratch\nCOPY etc /etc\n",
@@ -49,11 +30,7 @@ async fn podman_builds_and_pushes(db: Db) {
             &both,
         )
         .await;
-    write(
-        &d.join("images/base/Dockerfile"),
-        &format!("FROM {host}/upstream/os:stable\nCOPY base.txt /base.txt\n"),
-    );
-    write(&d.join("images/base/base.txt"), "base\n");
+    golden_base(&d, &host);
     write(
         &d.join("images/api/Dockerfile"),
         &format!("ARG REG={host}\nFROM ${{REG}}/golden/base:1\nCOPY app.txt /srv/app.txt\n"),
@@ -65,15 +42,7 @@ async fn podman_builds_and_pushes(db: Db) {
          builders:\n  podman:\n    root: {root}/root\n    runroot: {root}/run\n    storage_driver: vfs\n",
         root = root.path().display(),
     ));
-    let run = env
-        .run(&[
-            "rebuild",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--all",
-            "--json",
-        ])
-        .await;
+    let run = env.rebuild(cfg.to_str().unwrap(), &["--all"]).await;
     run.expect(0);
     let r = run.json();
     assert_eq!(r["run"]["state"], "done", "{r}");
@@ -112,10 +81,7 @@ async fn podman_builds_and_pushes(db: Db) {
     let api = item(&r, &format!("{host}/apps/api:1"));
     let api_digest = api["digest"].as_str().unwrap();
     assert_eq!(push.head_digest("apps/api", "1").await.unwrap(), api_digest);
-    let show = env
-        .run(&["images", "show", &format!("{host}/apps/api:1"), "--json"])
-        .await;
-    show.expect(0);
+    let (bases, show) = base_digests(&env, &format!("{host}/apps/api:1")).await;
     let amd64 = index["manifests"]
         .as_array()
         .unwrap()
@@ -125,12 +91,6 @@ async fn podman_builds_and_pushes(db: Db) {
         .as_str()
         .unwrap()
         .to_string();
-    let bases: Vec<String> = show.json()["platforms"][0]["base"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|b| b["base_digest"].as_str().map(str::to_string))
-        .collect();
     assert!(
         bases.contains(&digest) || bases.contains(&amd64),
         "the app on the new base {digest}: {show}"

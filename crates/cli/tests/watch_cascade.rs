@@ -13,19 +13,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Buildah, Env, holding_buildah, tags, write};
+use common::{Env, golden_base, holding_buildah, item, rig, tags, upstream_v1_v2, write};
 use freshen_testkit::{Db, Registry, both_stores};
 use serde_json::Value;
-
-/// The run's item for `image`.
-fn item<'a>(run: &'a Value, image: &str) -> &'a Value {
-    run["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["image"] == image)
-        .unwrap_or_else(|| panic!("{image} not in {run}"))
-}
 
 /// Every rebuild run, newest first.
 async fn runs(env: &Env) -> Vec<Value> {
@@ -70,38 +60,15 @@ async fn wait_run(env: &Env, event: &str, log: &str, until: impl Fn(&Value) -> b
 }
 
 async fn watcher_cascades(db: Db) {
-    let reg = Registry::start().await;
-    let host = reg.host();
-    let push = reg.pusher();
-    let buildah = Buildah::new();
-    let env = Env::new(db).await;
-    let d = env.path().to_path_buf();
+    let (reg, host, push, buildah, env, d) = rig(db).await;
 
     // The upstream base, two versions; v1 at the watched tag for now.
-    let mut up = Vec::new();
-    for v in ["1", "2"] {
-        let ctx = d.join(format!("upstream-{v}"));
-        write(&ctx.join("etc/upstream"), &format!("upstream {v}\n"));
-        up.push(
-            buildah
-                .build_push(
-                    &ctx,
-                    "FROM scratch\nCOPY etc /etc\n",
-                    &format!("{host}/upstream/os:v{v}"),
-                    &[],
-                )
-                .await,
-        );
-    }
+    let up = upstream_v1_v2(&buildah, &d, &host).await;
     let watched = format!("{host}/upstream/os:stable");
     push.tag("upstream/os", &up[0], "stable").await;
 
     // Our tree: golden/base on the upstream tag, two apps on golden/base.
-    write(
-        &d.join("images/base/Dockerfile"),
-        &format!("FROM {watched}\nCOPY base.txt /base.txt\n"),
-    );
-    write(&d.join("images/base/base.txt"), "base\n");
+    golden_base(&d, &host);
     let app_dockerfile =
         |app: &str| format!("FROM {host}/golden/base:1\nCOPY app.txt /{app}.txt\n");
     for app in ["api", "web"] {

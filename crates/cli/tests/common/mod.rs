@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use freshen_testkit::Db;
+use freshen_testkit::{Db, Pusher, Registry};
+use serde_json::Value;
 
 /// A scratch directory with a database URL and a config file path.
 pub struct Env {
@@ -84,6 +85,35 @@ impl Env {
         let out = self.command(args).output().await.expect("run freshen");
         Run::from(out)
     }
+
+    /// Runs `freshen rebuild --config CONFIG what... --json` (`what`:
+    /// `--all`, `--base REF`, `--resume`) to completion.
+    pub async fn rebuild(&self, config: &str, what: &[&str]) -> Run {
+        let mut args = vec!["rebuild", "--config", config];
+        args.extend_from_slice(what);
+        args.push("--json");
+        self.run(&args).await
+    }
+
+    /// Runs `freshen plan --config CONFIG --base BASE more...` to completion.
+    pub async fn plan(&self, config: &str, base: &str, more: &[&str]) -> Run {
+        let mut args = vec!["plan", "--config", config, "--base", base];
+        args.extend_from_slice(more);
+        self.run(&args).await
+    }
+}
+
+/// What the tests that build real images start with: a real registry,
+/// its `host:port` and a pusher to it, buildah, and an [`Env`] with its
+/// scratch dir, as `(reg, host, push, buildah, env, d)`.
+pub async fn rig(db: Db) -> (Registry, String, Pusher, Buildah, Env, PathBuf) {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let push = reg.pusher();
+    let buildah = Buildah::new();
+    let env = Env::new(db).await;
+    let d = env.path().to_path_buf();
+    (reg, host, push, buildah, env, d)
 }
 
 /// A finished run: exit code and output.
@@ -125,6 +155,36 @@ impl std::fmt::Display for Run {
             self.code, self.stdout, self.stderr
         )
     }
+}
+
+/// The item for `image` in a rebuild run (`rebuild --json`,
+/// `rebuilds ID --json`).
+pub fn item<'a>(run: &'a Value, image: &str) -> &'a Value {
+    run["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["image"] == image)
+        .unwrap_or_else(|| panic!("{image} not in {run}"))
+}
+
+/// The detail of `image`'s item in a rebuild run.
+pub fn item_detail(run: &Value, image: &str) -> String {
+    item(run, image)["detail"].as_str().unwrap().to_string()
+}
+
+/// The base digests `images show` gives `image` (its first platform), and
+/// the run for failure messages.
+pub async fn base_digests(env: &Env, image: &str) -> (Vec<String>, Run) {
+    let show = env.run(&["images", "show", image, "--json"]).await;
+    show.expect(0);
+    let bases = show.json()["platforms"][0]["base"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["base_digest"].as_str().map(str::to_string))
+        .collect();
+    (bases, show)
 }
 
 /// The status of one platform in `freshen check --json` output.
@@ -425,6 +485,37 @@ pub async fn serve(env: &Env, config: &Path) -> Served {
 pub fn write(p: &Path, text: &str) {
     std::fs::create_dir_all(p.parent().expect("a file in a directory")).expect("create dir");
     std::fs::write(p, text).expect("write file");
+}
+
+/// golden/base in `<d>/images/base`: `FROM <host>/upstream/os:stable`,
+/// adding `base.txt`.
+pub fn golden_base(d: &Path, host: &str) {
+    write(
+        &d.join("images/base/Dockerfile"),
+        &format!("FROM {host}/upstream/os:stable\nCOPY base.txt /base.txt\n"),
+    );
+    write(&d.join("images/base/base.txt"), "base\n");
+}
+
+/// The upstream OS, built by buildah and pushed as `upstream/os:v1` and
+/// `:v2` (`etc/upstream` says which); returns their digests.
+pub async fn upstream_v1_v2(buildah: &Buildah, d: &Path, host: &str) -> Vec<String> {
+    let mut digests = Vec::new();
+    for v in ["1", "2"] {
+        let ctx = d.join(format!("upstream-{v}"));
+        write(&ctx.join("etc/upstream"), &format!("upstream {v}\n"));
+        digests.push(
+            buildah
+                .build_push(
+                    &ctx,
+                    "FROM scratch\nCOPY etc /etc\n",
+                    &format!("{host}/upstream/os:v{v}"),
+                    &[],
+                )
+                .await,
+        );
+    }
+    digests
 }
 
 /// Tags of a repository, sorted, through the registry API.
