@@ -29,8 +29,8 @@ pub const HUB_CALLBACK: &str = "dockerhub-callback";
 /// How often a waiting callback looks at the event's other deliveries.
 const POLL: Duration = Duration::from_secs(5);
 
-/// A callback delivery's payload.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A callback delivery's payload. `Debug` shows the URL's host only.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct CallbackPayload {
     /// Where to post; checked against the receiver's allowlist on receipt.
     pub url: String,
@@ -43,6 +43,31 @@ pub struct CallbackPayload {
     pub deadline: DateTime<Utc>,
     /// The tag pushed, for the description.
     pub reference: String,
+}
+
+impl std::fmt::Debug for CallbackPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackPayload")
+            .field("url", &format_args!("{} (path redacted)", host(&self.url)))
+            .field("context", &self.context)
+            .field("target_url", &self.target_url)
+            .field("deadline", &self.deadline)
+            .field("reference", &self.reference)
+            .finish()
+    }
+}
+
+/// A delivery's payload as shown to users: a callback's URL (a
+/// capability) reduced to its host.
+pub fn shown_payload(trigger: &str, payload: &serde_json::Value) -> serde_json::Value {
+    let mut p = payload.clone();
+    if trigger == HUB_CALLBACK
+        && let Some(url) = p.get_mut("url")
+    {
+        let h = host(url.as_str().unwrap_or_default());
+        *url = format!("(redacted: a callback URL on {h})").into();
+    }
+    p
 }
 
 /// What one attempt of a callback did.
@@ -95,16 +120,18 @@ fn outcome(others: &[Delivery], p: &CallbackPayload, now: DateTime<Utc>) -> Opti
     let delivered: Vec<&str> = of(DeliveryState::Delivered)
         .map(|o| o.trigger.as_str())
         .collect();
-    let (state, description) = if let Some(f) = failed.first() {
+    // Docker Hub is a third party: trigger names and counts only, never
+    // an error's text (it names internal hosts).
+    let (state, description) = if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|f| f.trigger.as_str()).collect();
         (
             "failure",
             format!(
-                "{}: {} of {} trigger(s) failed; {}: {}",
+                "{}: {} of {} trigger(s) gave up: {}",
                 p.reference,
                 failed.len(),
                 others.len(),
-                f.trigger,
-                f.last_error.as_deref().unwrap_or("no error recorded")
+                names.join(", ")
             ),
         )
     } else if pending == 0 {

@@ -1135,7 +1135,7 @@ impl freshen_server::HookSink for IntakeSink {
         Box::pin(async move {
             let taken = self.0.take(receiver, notice).await;
             freshen_server::HookAnswer {
-                retry: taken.failed(),
+                retry: taken.retry(),
                 body: serde_json::to_value(&taken).expect("the answer serialises"),
             }
         })

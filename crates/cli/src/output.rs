@@ -147,7 +147,15 @@ fn verdict_word(act: bool) -> &'static str {
 /// `freshen outbox list`.
 pub fn deliveries(list: &[Delivery], json: bool) {
     if json {
-        print_json(&list);
+        // A Docker Hub callback's URL is a capability: never printed.
+        let shown: Vec<Delivery> = list
+            .iter()
+            .map(|d| Delivery {
+                payload: freshen_actions::callback::shown_payload(&d.trigger, &d.payload),
+                ..d.clone()
+            })
+            .collect();
+        print_json(&shown);
         return;
     }
     table(

@@ -198,7 +198,8 @@ receivers:
         "unchanged"
     );
     assert_eq!(events(&url, &watched).await.len(), 1);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Past the daemon's idle wait: a second delivery would have gone out.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(hooks.received().len(), 2, "{:#?}", hooks.received());
     assert_ne!(
         env.run(&["history", &format!("{host}/nobody:1")])
@@ -339,7 +340,8 @@ receivers:
             .contains("notify done")
     );
 
-    // The same digest again: no event, the callback posted at once.
+    // The same digest again: no new event; the callback reports on the
+    // event of that digest, whose deliveries are done.
     let answer: Value = http()
         .post(&hook_url)
         .json(&docker_hub_payload(&callback))
@@ -350,14 +352,17 @@ receivers:
         .await
         .unwrap();
     assert_eq!(answer["pushes"][0]["outcome"], "unchanged", "{answer:#}");
-    assert_eq!(answer["callback"], "posted success");
+    assert!(
+        answer["callback"].as_str().unwrap().starts_with("queued"),
+        "{answer:#}"
+    );
     let got = hooks.wait_for(3, Duration::from_secs(10)).await;
     assert_eq!(got[2].body["state"], "success");
     assert!(
         got[2].body["description"]
             .as_str()
             .unwrap()
-            .contains("already known")
+            .contains("notify done")
     );
     assert_eq!(events(&url, &reference).await.len(), 1);
 
@@ -423,12 +428,15 @@ receivers:
         "{:#}",
         failure.body
     );
-    // Only the three posts above and the notify trigger reached the server.
+    // Deliveries list the callback without its URL (a capability).
+    let listed = env.run(&["outbox", "list", "--json"]).await;
+    listed.expect(0);
+    assert!(listed.stdout.contains("dockerhub-callback"), "{listed}");
     assert!(
-        hooks
-            .received()
-            .iter()
-            .all(|r| r.path != "/latest/meta-data/")
+        !listed
+            .stdout
+            .contains("2141b5bi5i5b02bec211i4eeih0242eg11000a"),
+        "{listed}"
     );
     let log = env.log("watch.log");
     assert!(
@@ -462,11 +470,13 @@ receivers:
     kind: registry
     key: {KEY}
     token: {TOKEN}
+    images: ["{host}/*"]
     on_change: [notify]
   gen:
     kind: generic
     key: generic-key
     hmac_secret: the-hmac-secret
+    registry: "{host}"
     on_change: [notify]
 "#,
         hooks.base_url()
@@ -585,6 +595,28 @@ receivers:
     let ok: Value = ok.json().await.unwrap();
     assert_eq!(ok["pushes"][0]["outcome"], "fired", "{ok:#}");
     hooks.wait_for(1, Duration::from_secs(30)).await;
+    // A tag that does not exist: a permanent failure, answered 200 with the
+    // reason (502 would make a registry retry it forever).
+    let missing = json!({"ref": format!("{host}/missing:1")}).to_string();
+    let resp = post("/hooks/generic/generic-key")
+        .header(
+            "X-Freshen-Signature",
+            freshen_testkit::sign("the-hmac-secret", missing.as_bytes()),
+        )
+        .body(missing)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["pushes"][0]["outcome"], "failed", "{answer:#}");
+    assert!(
+        answer["pushes"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not found"),
+        "{answer:#}"
+    );
     let log = env.log("watch.log");
     for secret in [KEY, TOKEN, "generic-key", "the-hmac-secret"] {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
@@ -676,6 +708,7 @@ receivers:
     key: harbor-key
     token: harbor-auth-header
     harbor_url: "{}"
+    images: ["127.0.0.1:*/golden/*"]
     on_change: [notify]
   harbor-blind:
     kind: harbor

@@ -527,7 +527,8 @@ mod tests {
     #[test]
     fn the_documented_example_loads() {
         let text = include_str!("../../../freshen.example.yaml");
-        let env = |_: &str| Some("x".to_string());
+        // Long enough to be a receiver's only secret.
+        let env = |_: &str| Some("x-from-the-environment".to_string());
         let l = parse(
             text,
             Path::new("freshen.example.yaml"),
@@ -536,6 +537,53 @@ mod tests {
         )
         .unwrap();
         assert!(!l.watches.is_empty());
+        assert_eq!(l.config.receivers.len(), 2);
+    }
+
+    #[test]
+    fn receivers_are_checked() {
+        let ok = load_str(
+            "triggers:\n  notify:\n    webhook: {url: \"https://hooks.example/x\"}\n\
+             receivers:\n  reg: {kind: registry, key: abc, token: t0k, on_change: [notify, cascade]}\n\
+             \x20 hub: {kind: dockerhub, key: a-key-of-sixteen-chars}\n",
+        )
+        .unwrap();
+        assert_eq!(ok.config.receivers.len(), 2);
+        let cases = [
+            (
+                "receivers:\n  r: {kind: registry, key: abc, token: t, on_change: [nope]}\n",
+                "receivers.r.on_change[0]: no trigger named \"nope\"",
+            ),
+            (
+                "receivers:\n  r: {kind: registry, key: short}\n",
+                "receivers.r.key: is the only secret",
+            ),
+            (
+                "receivers:\n  r: {kind: quay, key: a-key-of-sixteen-chars}\n",
+                "receivers.r.kind",
+            ),
+            (
+                "receivers:\n  r: {kind: registry, key: abc, token: t, policy: strict}\n",
+                "receivers.r.policy: no policy named \"strict\"",
+            ),
+            (
+                "receivers:\n  r: {kind: registry, key: abc, token: t, platforms: [linux]}\n",
+                "receivers.r.platforms[0]",
+            ),
+            (
+                "receivers:\n  a: {kind: registry, key: same-key-for-both, token: t}\n\
+                 \x20 b: {kind: registry, key: same-key-for-both, token: u}\n",
+                "receivers.b.key: receivers.a has the same kind and key",
+            ),
+            (
+                "triggers:\n  dockerhub-callback:\n    webhook: {url: \"https://x.example/\"}\n",
+                "triggers.dockerhub-callback: \"dockerhub-callback\" is reserved",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = err(yaml);
+            assert!(e.contains(want), "{yaml}\n=> {e}");
+        }
     }
 
     #[test]

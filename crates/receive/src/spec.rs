@@ -206,6 +206,19 @@ impl ReceiverSpec {
         {
             return Err(("registry", format!("{r:?} is not a registry host[:port]")));
         }
+        if !self.on_change.is_empty()
+            && self.kind != Kind::Dockerhub
+            && self.registry.is_none()
+            && self.images.is_empty()
+        {
+            // Else the payload (a Host header, a CloudEvent's subject)
+            // would choose which host freshen reads the pushed tag from.
+            return Err((
+                "on_change",
+                "needs registry or images patterns naming the hosts pushed tags may come from"
+                    .into(),
+            ));
+        }
         if let Some(i) = self.images.iter().position(|p| p.is_empty()) {
             return Err(("images", format!("[{i}] is an empty pattern")));
         }

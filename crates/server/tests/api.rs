@@ -366,6 +366,11 @@ fn documented(method: &str, path: &str, r: &Resp) {
             r.header("content-type").starts_with("text/html"),
             "{method} {path}"
         );
+    } else if resp.pointer("/content/text~1plain").is_some() {
+        assert!(
+            r.header("content-type").starts_with("text/plain"),
+            "{method} {path}"
+        );
     } else {
         assert!(
             r.text.is_empty(),

@@ -33,6 +33,22 @@ pub enum CheckError {
     },
 }
 
+impl CheckError {
+    /// True when trying again later may succeed: the registry was
+    /// unreachable, overloaded or rate limiting, or the store failed. A
+    /// missing tag, refused credentials or bad content are not.
+    pub fn retryable(&self) -> bool {
+        match self {
+            CheckError::Registry(e) => e.is_transient(),
+            CheckError::Store(_) => true,
+            CheckError::Judge { source, .. } => {
+                matches!(source, freshen_inventory::InventoryError::Store(_))
+                    || matches!(source, freshen_inventory::InventoryError::Registry(e) if e.is_transient())
+            }
+        }
+    }
+}
+
 /// What one check saw.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
@@ -306,4 +322,38 @@ fn moves(current: &[PlatformDigest], seen: &[PlatformDigest]) -> Vec<PlatformCha
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_passing_failures_are_retried() {
+        let registry = |e| CheckError::Registry(e);
+        assert!(
+            registry(RegistryError::Transport {
+                host: "r".into(),
+                image: "i".into(),
+                detail: "connection refused".into(),
+                attempts: 4,
+            })
+            .retryable()
+        );
+        assert!(
+            !registry(RegistryError::NotFound {
+                host: "r".into(),
+                image: "i".into(),
+                what: "manifest".into(),
+            })
+            .retryable()
+        );
+        assert!(
+            !registry(RegistryError::AuthRequired {
+                host: "r".into(),
+                image: "i".into(),
+            })
+            .retryable()
+        );
+    }
 }

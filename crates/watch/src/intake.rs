@@ -51,14 +51,19 @@ pub struct Taken {
     /// deliveries), `posted <state>`, or why not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callback: Option<String>,
+    /// The callback could not be queued.
+    #[serde(skip)]
+    callback_failed: bool,
 }
 
 impl Taken {
-    /// True when a tag could not be checked (the registry failed): the
-    /// sender should try again.
-    pub fn failed(&self) -> bool {
-        self.pushes.iter().any(|p| p.outcome == "failed")
-            || self.scans.iter().any(|s| s.outcome == "failed")
+    /// True when part of the work failed for a reason a retry may fix (the
+    /// registry unreachable or overloaded, the store down): the sender
+    /// should try again. A permanent failure (a tag gone, access refused)
+    /// is answered as taken, with the reason, so a sender that retries
+    /// in order (Distribution) is not stuck on it.
+    pub fn retry(&self) -> bool {
+        self.pushes.iter().any(|p| p.retry) || self.callback_failed
     }
 }
 
@@ -100,6 +105,9 @@ pub struct PushOutcome {
     /// Why, for `quiet`, `ignored` and `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A `failed` check a retry may fix.
+    #[serde(skip)]
+    pub retry: bool,
 }
 
 /// A receiver that cannot be used: the field and why.
@@ -181,27 +189,24 @@ impl Intake {
                 scans: Vec::new(),
                 skipped: vec![format!("no receiver named {receiver:?}")],
                 callback: None,
+                callback_failed: false,
             };
         };
         let source = format!("webhook:{receiver}");
         let mut pushes = Vec::with_capacity(notice.pushes.len());
-        let mut events = Vec::new();
         for push in &notice.pushes {
-            let outcome = self.push(r, &source, &push.reference, &push.digest).await;
-            if let (Some(id), "fired") = (&outcome.event_id, outcome.outcome) {
-                events.push((id.clone(), outcome.reference.clone()));
-            }
-            pushes.push(outcome);
+            pushes.push(self.push(r, &source, &push.reference, &push.digest).await);
         }
         let mut scans = Vec::with_capacity(notice.scans.len());
         for scan in &notice.scans {
             scans.push(self.scan(r, scan).await);
         }
-        let callback = match (&notice.callback_url, r.spec.callback()) {
+        let (callback, callback_failed) = match (&notice.callback_url, r.spec.callback()) {
             (Some(url), Some(spec)) if r.spec.kind == Kind::Dockerhub => {
-                Some(self.callback(url, &spec, &pushes, &events).await)
+                let (said, failed) = self.callback(url, &spec, &pushes).await;
+                (Some(said), failed)
             }
-            _ => None,
+            _ => (None, false),
         };
         Taken {
             receiver: receiver.to_string(),
@@ -209,6 +214,7 @@ impl Intake {
             scans,
             skipped: notice.skipped,
             callback,
+            callback_failed,
         }
     }
 
@@ -226,6 +232,7 @@ impl Intake {
             outcome: "ignored",
             event_id: None,
             reason: None,
+            retry: false,
         };
         let reference = match Reference::parse_with(raw, &self.defaults) {
             Ok(reference) if reference.digest().is_none() => reference,
@@ -278,7 +285,14 @@ impl Intake {
             Err(e) => {
                 tracing::warn!(reference = %out.reference, error = %e, source, "checking a pushed tag failed");
                 out.outcome = "failed";
-                out.reason = Some(e.to_string());
+                out.retry = e.retryable();
+                // The store's detail is for the log, not for the sender.
+                out.reason = Some(match e {
+                    crate::CheckError::Store(_) => {
+                        "the store failed (the server log has the detail)".into()
+                    }
+                    e => e.to_string(),
+                });
             }
         }
         if out.outcome != "failed" {
@@ -343,50 +357,65 @@ impl Intake {
         out
     }
 
-    /// Queues the callback after the events' deliveries, or posts it now
-    /// when there is nothing to wait for. Returns what was done.
+    /// Queues the callback on the change event of the digest the tag now
+    /// points at, so it is posted once that event's deliveries end (this
+    /// push's event, or an earlier one when a poll saw the digest first);
+    /// posts it at once when no event is known for it. Returns what was
+    /// done, and whether queueing failed (the sender should retry).
     async fn callback(
         &self,
         url: &str,
         spec: &freshen_receive::CallbackSpec,
         pushes: &[PushOutcome],
-        events: &[(String, String)],
-    ) -> String {
+    ) -> (String, bool) {
         if let Err(why) = allowed_callback(url, &spec.allow) {
             tracing::warn!(reason = %why, "refused to call a callback_url");
-            return format!("refused: {why}");
+            return (format!("refused: {why}"), false);
         }
-        if let Some((event, reference)) = events.first() {
+        let store = self.checker.store();
+        for p in pushes {
+            let Some(digest) = &p.digest else { continue };
+            let event = match store.events(Some(&p.reference), 1).await {
+                Ok(mut list) => list.pop().filter(|e| &e.new_digest == digest),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look up the push's event");
+                    return ("not queued: the store failed".into(), true);
+                }
+            };
+            let Some(event) = event else { continue };
             let payload = CallbackPayload {
                 url: url.to_string(),
                 context: spec.context.clone(),
                 target_url: spec.target_url.clone(),
                 deadline: Utc::now()
                     + chrono::Duration::from_std(spec.max_wait).unwrap_or(chrono::Duration::MAX),
-                reference: reference.clone(),
+                reference: p.reference.clone(),
             };
             let value = serde_json::to_value(&payload).expect("the payload serialises");
-            return match self
-                .checker
-                .store()
-                .enqueue(event, &[HUB_CALLBACK.to_string()], &value, Utc::now())
+            return match store
+                .enqueue(&event.id, &[HUB_CALLBACK.to_string()], &value, Utc::now())
                 .await
             {
-                Ok(()) => "queued: posted once the event's deliveries end".into(),
+                Ok(()) => (
+                    format!("queued: posted once event {}'s deliveries end", event.id),
+                    false,
+                ),
                 Err(e) => {
-                    tracing::warn!(event = %event, error = %e, "could not queue the callback");
-                    format!("not queued: {e}")
+                    tracing::warn!(event = %event.id, error = %e, "could not queue the callback");
+                    ("not queued: the store failed".into(), true)
                 }
             };
         }
+        // Nothing to wait for: post now, without holding up the answer.
         let body = immediate(pushes, spec);
-        match freshen_actions::callback::post(url, &body).await {
-            Ok(()) => format!("posted {}", body.state),
-            Err(e) => {
+        let state = body.state;
+        let url = url.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = freshen_actions::callback::post(&url, &body).await {
                 tracing::warn!(error = %e.message, "posting the callback failed");
-                format!("not posted: {}", e.message)
             }
-        }
+        });
+        (format!("posting {state}"), false)
     }
 }
 
@@ -407,13 +436,13 @@ fn describe(out: &mut PushOutcome, result: &CheckResult) {
 /// The callback for a push that set nothing off.
 fn immediate(pushes: &[PushOutcome], spec: &freshen_receive::CallbackSpec) -> CallbackBody {
     let failed: Vec<&PushOutcome> = pushes.iter().filter(|p| p.outcome == "failed").collect();
+    // Docker Hub is a third party: no error text (it names internal hosts).
     let (state, description) = if let Some(f) = failed.first() {
         (
             "error",
             format!(
-                "{}: {}",
-                f.reference,
-                f.reason.as_deref().unwrap_or("failed")
+                "{}: could not be read from its registry (freshen's log has why)",
+                f.reference
             ),
         )
     } else {
