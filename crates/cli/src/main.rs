@@ -635,7 +635,7 @@ async fn run(cli: Cli) -> Result<u8> {
                     "freshen: receiving webhooks; their triggers are delivered by `freshen watch` (or run `freshen watch --serve` alone)"
                 );
             }
-            let router = api_router(&loaded, &store)?;
+            let router = api_router(&loaded, &store, None)?;
             eprintln!("freshen: serving on http://{}", listener.local_addr()?);
             freshen_server::serve(listener, router, shutdown_signal()).await?;
             Ok(0)
@@ -1102,7 +1102,13 @@ fn cascades(loaded: &Loaded, store: Store) -> Result<Option<Deliverer>> {
 }
 
 /// The API's router, with the config's webhook receivers when it has any.
-fn api_router(loaded: &Loaded, store: &Store) -> Result<axum::Router> {
+/// `wake` is notified when a webhook queues deliveries (the daemon's, in
+/// `watch --serve`).
+fn api_router(
+    loaded: &Loaded,
+    store: &Store,
+    wake: Option<std::sync::Arc<tokio::sync::Notify>>,
+) -> Result<axum::Router> {
     let settings = &loaded.config.server;
     if settings.write_tokens.is_empty() {
         tracing::warn!("no server.write_tokens in the config: POST/PUT/DELETE are refused");
@@ -1111,7 +1117,7 @@ fn api_router(loaded: &Loaded, store: &Store) -> Result<axum::Router> {
     if loaded.config.receivers.is_empty() {
         return Ok(freshen_server::router(queries, settings));
     }
-    let intake = freshen_watch::Intake::new(
+    let mut intake = freshen_watch::Intake::new(
         checker(loaded, store, 1),
         &loaded.watches,
         &loaded.config.receivers,
@@ -1119,6 +1125,9 @@ fn api_router(loaded: &Loaded, store: &Store) -> Result<axum::Router> {
         &loaded.default_platforms,
     )?
     .with_harbor_credentials(harbor_credentials()?);
+    if let Some(wake) = wake {
+        intake = intake.with_wake(wake);
+    }
     let hooks = freshen_server::Hooks::new(intake.specs(), std::sync::Arc::new(IntakeSink(intake)));
     Ok(freshen_server::router_with_hooks(queries, settings, hooks))
 }
@@ -1167,13 +1176,15 @@ async fn watch(loaded: &Loaded, store: Store, serve: Option<std::net::SocketAddr
     if let Some(c) = cascades(loaded, store.clone())? {
         daemon = daemon.with_cascades(c);
     }
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    daemon = daemon.with_wake(wake.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let server = match serve {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
-            let router = api_router(loaded, &store)?;
+            let router = api_router(loaded, &store, Some(wake.clone()))?;
             eprintln!("freshen: serving on http://{}", listener.local_addr()?);
             let mut stop = rx.clone();
             Some(tokio::spawn(freshen_server::serve(

@@ -544,14 +544,14 @@ mod tests {
     fn receivers_are_checked() {
         let ok = load_str(
             "triggers:\n  notify:\n    webhook: {url: \"https://hooks.example/x\"}\n\
-             receivers:\n  reg: {kind: registry, key: abc, token: t0k, on_change: [notify, cascade]}\n\
+             receivers:\n  reg: {kind: registry, key: abc, token: t0k, registry: \"r.example\", on_change: [notify, cascade]}\n\
              \x20 hub: {kind: dockerhub, key: a-key-of-sixteen-chars}\n",
         )
         .unwrap();
         assert_eq!(ok.config.receivers.len(), 2);
         let cases = [
             (
-                "receivers:\n  r: {kind: registry, key: abc, token: t, on_change: [nope]}\n",
+                "receivers:\n  r: {kind: registry, key: abc, token: t, registry: r.example, on_change: [nope]}\n",
                 "receivers.r.on_change[0]: no trigger named \"nope\"",
             ),
             (
@@ -565,6 +565,11 @@ mod tests {
             (
                 "receivers:\n  r: {kind: registry, key: abc, token: t, policy: strict}\n",
                 "receivers.r.policy: no policy named \"strict\"",
+            ),
+            (
+                "triggers:\n  n:\n    webhook: {url: \"https://x.example/\"}\n\
+                 receivers:\n  r: {kind: registry, key: abc, token: t, on_change: [n]}\n",
+                "receivers.r.on_change: needs registry or images",
             ),
             (
                 "receivers:\n  r: {kind: registry, key: abc, token: t, platforms: [linux]}\n",

@@ -166,6 +166,7 @@ pub(crate) async fn receive(State(st): State<AppState>, req: Request) -> Respons
         }
     };
     let spec = &hooks.specs[&name];
+    let hooks = hooks.clone();
     let text = |h: &str| parts.headers.get(h).and_then(|v| v.to_str().ok());
     let headers = Headers {
         ce_specversion: text("ce-specversion"),
@@ -180,7 +181,21 @@ pub(crate) async fn receive(State(st): State<AppState>, req: Request) -> Respons
             return ApiError::bad_request(format!("receiver {name:?}: {e}")).into_response();
         }
     };
-    let answer = hooks.sink.take(&name, notice).await;
+    // In a task of its own: a sender that hangs up (its timeout) must not
+    // cancel a check halfway; its retry then finds the work done.
+    let sink = hooks.clone();
+    let answer = match tokio::spawn(async move { sink.sink.take(&name, notice).await }).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "handling a webhook panicked");
+            st.metrics.count(label, "failed");
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error handling the webhook",
+            )
+            .into_response();
+        }
+    };
     if answer.retry {
         st.metrics.count(label, "failed");
         (StatusCode::BAD_GATEWAY, axum::Json(answer.body)).into_response()

@@ -1016,7 +1016,9 @@ async fn openapi_html_and_service(db: Db) {
         {
             let concrete = path
                 .replace("{ref}", &enc(BASE)[8..])
-                .replace("{name}", "openssl");
+                .replace("{name}", "openssl")
+                .replace("{kind}", "registry")
+                .replace("{key}", "not-a-configured-key");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut rb = s.http.request(m, s.url(&concrete));
             if concrete.starts_with("/ui/") {
@@ -1033,7 +1035,7 @@ async fn openapi_html_and_service(db: Db) {
             operations += 1;
         }
     }
-    assert_eq!(operations, 17);
+    assert_eq!(operations, 19);
 
     // The HTML page: a count, forms, everything escaped, strict CSP.
     let r = s.get("/").await;

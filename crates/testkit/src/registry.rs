@@ -20,7 +20,7 @@ pub struct RegistryOptions {
     /// `(user, password)`: turns on htpasswd (HTTP basic) auth with this one
     /// account; the bcrypt file is made with `htpasswd -Bbn`.
     pub auth: Option<(String, String)>,
-    /// Adds a `notifications.endpoints` entry (name `freshen`, timeout 1s,
+    /// Adds a `notifications.endpoints` entry (name `freshen`, timeout 5s,
     /// threshold 3, backoff 1s) that POSTs registry events to this URL.
     pub notifications_url: Option<String>,
     /// Sent with each notification as `Authorization: Bearer <token>`
@@ -311,7 +311,7 @@ fn render_config(
     }
     if let Some(url) = notifications_url {
         y.push_str(&format!(
-            "notifications:\n  endpoints:\n    - name: freshen\n      url: {}\n      timeout: 1s\n      threshold: 3\n      backoff: 1s\n",
+            "notifications:\n  endpoints:\n    - name: freshen\n      url: {}\n      timeout: 5s\n      threshold: 3\n      backoff: 1s\n",
             q(url)
         ));
         if let Some(token) = notifications_token {

@@ -7,11 +7,13 @@
 //! restart resumes where the last process left off.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use freshen_actions::Deliverer;
 use futures::StreamExt as _;
+use tokio::sync::Notify;
 use tokio::sync::watch as signal;
 
 use crate::{Checker, Watch};
@@ -74,6 +76,9 @@ pub struct Daemon {
     watches: HashMap<String, Watch>,
     settings: DaemonSettings,
     owner: String,
+    /// Poked when work is queued in this process (a webhook's event), so
+    /// it is delivered now rather than after the idle wait.
+    wake: Arc<Notify>,
 }
 
 impl Daemon {
@@ -91,7 +96,15 @@ impl Daemon {
             watches: watches.into_iter().map(|w| (w.key(), w)).collect(),
             settings,
             owner: format!("watch-{}", uuid::Uuid::new_v4().simple()),
+            wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Wakes the daemon from its idle wait when `wake` is notified (an
+    /// [`crate::Intake`] in the same process queued deliveries).
+    pub fn with_wake(mut self, wake: Arc<Notify>) -> Daemon {
+        self.wake = wake;
+        self
     }
 
     /// Carries out due cascades with `cascades` (a deliverer made by
@@ -139,6 +152,7 @@ impl Daemon {
                 let wait = self.until_next(cascading.is_none()).await?;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
+                    _ = self.wake.notified() => {}
                     _ = shutdown.changed() => {}
                 }
             }

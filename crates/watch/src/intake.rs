@@ -33,6 +33,8 @@ pub struct Intake {
     defaults: Defaults,
     /// The Harbor robot account completed scans' reports are read with.
     harbor_credentials: Option<freshen_harbor::Credentials>,
+    /// Notified when deliveries were queued (the daemon's wake-up).
+    queued: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// What became of one request.
@@ -159,7 +161,15 @@ impl Intake {
             receivers: rs,
             defaults,
             harbor_credentials: None,
+            queued: None,
         })
+    }
+
+    /// Notifies `queued` whenever a request queued deliveries, so a
+    /// [`crate::Daemon`] in this process delivers them at once.
+    pub fn with_wake(mut self, queued: std::sync::Arc<tokio::sync::Notify>) -> Intake {
+        self.queued = Some(queued);
+        self
     }
 
     /// Reads completed scans' reports from Harbor as this robot account.
@@ -208,6 +218,12 @@ impl Intake {
             }
             _ => (None, false),
         };
+        if let Some(q) = &self.queued
+            && (pushes.iter().any(|p| p.outcome == "fired")
+                || callback.as_deref().is_some_and(|c| c.starts_with("queued")))
+        {
+            q.notify_one();
+        }
         Taken {
             receiver: receiver.to_string(),
             pushes,
