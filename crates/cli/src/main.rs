@@ -1179,6 +1179,7 @@ async fn watch(loaded: &Loaded, store: Store, serve: Option<std::net::SocketAddr
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     daemon = daemon.with_wake(wake.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let tx = std::sync::Arc::new(tx);
     let server = match serve {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -1187,13 +1188,20 @@ async fn watch(loaded: &Loaded, store: Store, serve: Option<std::net::SocketAddr
             let router = api_router(loaded, &store, Some(wake.clone()))?;
             eprintln!("freshen: serving on http://{}", listener.local_addr()?);
             let mut stop = rx.clone();
-            Some(tokio::spawn(freshen_server::serve(
-                listener,
-                router,
-                async move {
+            let failed = tx.clone();
+            Some(tokio::spawn(async move {
+                let served = freshen_server::serve(listener, router, async move {
                     let _ = stop.wait_for(|s| *s).await;
-                },
-            )))
+                })
+                .await;
+                // Without its server, `watch --serve` would miss every
+                // webhook unnoticed: stop the daemon too.
+                if let Err(e) = &served {
+                    tracing::error!(error = %e, "the API server failed: stopping");
+                    let _ = failed.send(true);
+                }
+                served
+            }))
         }
         None => None,
     };

@@ -46,6 +46,19 @@ async fn watch_serving(env: &Env, config: &str, port: u16, log: &str) -> tokio::
     }
 }
 
+/// Writes `yaml` as the config and starts `freshen watch --serve` on
+/// `port`: the config's path, the server's URL, and the process.
+async fn serving(env: &Env, port: u16, yaml: &str) -> (String, String, tokio::process::Child) {
+    let config = env.config(yaml).to_str().unwrap().to_string();
+    let child = watch_serving(env, &config, port, "watch.log").await;
+    (config, format!("http://127.0.0.1:{port}"), child)
+}
+
+/// Sends `req` and reads its JSON answer.
+async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 /// `skopeo copy` between two tags of the local registry, manifest bytes kept.
 async fn skopeo_copy(from: &str, to: &str) {
     let out = tokio::process::Command::new("skopeo")
@@ -129,8 +142,11 @@ async fn registry_notifications(db: Db) {
     let v2 = push.push_image("app", "src-v2", "linux/amd64", "v2").await;
     push.tag("app", &v1, "1").await;
     let env = Env::new(db).await;
-    let config = env.config(&format!(
-        r#"
+    let (config, url, _watch) = serving(
+        &env,
+        port,
+        &format!(
+            r#"
 default_schedule: 1h
 jitter: 0s
 watches:
@@ -148,12 +164,12 @@ receivers:
     images: ["{host}/side/*"]
     on_change: [other]
 "#,
-        hooks.base_url(),
-        hooks.base_url()
-    ));
-    let config = config.to_str().unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let _watch = watch_serving(&env, config, port, "watch.log").await;
+            hooks.base_url(),
+            hooks.base_url()
+        ),
+    )
+    .await;
+    let config = config.as_str();
     let watched = format!("{host}/app:1");
     wait_until(
         &env,
@@ -268,8 +284,11 @@ async fn docker_hub_callback(db: Db) {
         .await;
     let env = Env::new(db).await;
     let dead = free_port();
-    let config = env.config(&format!(
-        r#"
+    let (_config, url, _watch) = serving(
+        &env,
+        port,
+        &format!(
+            r#"
 jitter: 0s
 outbox: {{initial_backoff: 100ms, max_attempts: 2}}
 triggers:
@@ -295,11 +314,10 @@ receivers:
     on_change: [broken]
     callback: {{allow: ["{base}/callback/"]}}
 "#,
-        base = hooks.base_url()
-    ));
-    let config = config.to_str().unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let _watch = watch_serving(&env, config, port, "watch.log").await;
+            base = hooks.base_url()
+        ),
+    )
+    .await;
     let hook_url = format!("{url}/hooks/dockerhub/the-docker-hub-receiver-key");
     let callback = format!(
         "{}/callback/u/svendowideit/testhook/hook/2141b5bi5i5b02bec211i4eeih0242eg11000a/",
@@ -342,15 +360,7 @@ receivers:
 
     // The same digest again: no new event; the callback reports on the
     // event of that digest, whose deliveries are done.
-    let answer: Value = http()
-        .post(&hook_url)
-        .json(&docker_hub_payload(&callback))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = json_of(http().post(&hook_url).json(&docker_hub_payload(&callback))).await;
     assert_eq!(answer["pushes"][0]["outcome"], "unchanged", "{answer:#}");
     assert!(
         answer["callback"].as_str().unwrap().starts_with("queued"),
@@ -459,8 +469,11 @@ async fn forged_hooks_change_nothing(db: Db) {
         .await;
     let env = Env::new(db).await;
     let hooks = WebhookReceiver::start("s").await;
-    let config = env.config(&format!(
-        r#"
+    let (_config, url, _watch) = serving(
+        &env,
+        port,
+        &format!(
+            r#"
 server: {{max_body_bytes: 65536}}
 triggers:
   notify:
@@ -479,11 +492,10 @@ receivers:
     registry: "{host}"
     on_change: [notify]
 "#,
-        hooks.base_url()
-    ));
-    let config = config.to_str().unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let _watch = watch_serving(&env, config, port, "watch.log").await;
+            hooks.base_url()
+        ),
+    )
+    .await;
     let body = json!({"ref": format!("{host}/app:1")}).to_string();
     let signed = freshen_testkit::sign("the-hmac-secret", body.as_bytes());
     let envelope = json!({"events": [{
@@ -697,8 +709,11 @@ async fn harbor_push_and_scan(db: Db) {
     let mut env = Env::new(db).await;
     env.env("FRESHEN_HARBOR_USER", &harbor.user());
     env.env("FRESHEN_HARBOR_PASSWORD", &harbor.password());
-    let config = env.config(&format!(
-        r#"
+    let (_config, url, _watch) = serving(
+        &env,
+        port,
+        &format!(
+            r#"
 triggers:
   notify:
     webhook: {{url: "{}/notify"}}
@@ -715,12 +730,11 @@ receivers:
     key: harbor-key-without-api
     token: harbor-auth-header
 "#,
-        hooks.base_url(),
-        harbor.url()
-    ));
-    let config = config.to_str().unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let _watch = watch_serving(&env, config, port, "watch.log").await;
+            hooks.base_url(),
+            harbor.url()
+        ),
+    )
+    .await;
     let post = |key: &str, body: &Value| {
         http()
             .post(format!("{url}/hooks/harbor/{key}"))

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use freshen_receive::{Gate, Headers, Kind, Notice, Presented, ReceiverSpec};
 
 use crate::error::ApiError;
-use crate::routes::{AppState, drain, drain_allowance, read_body, too_large};
+use crate::routes::{AppState, declared_too_large, drain, drain_allowance, read_body, too_large};
 
 /// What handles an authenticated, parsed notice (the watcher's intake).
 pub trait HookSink: Send + Sync + 'static {
@@ -131,12 +131,7 @@ pub(crate) async fn receive(State(st): State<AppState>, req: Request) -> Respons
         .await;
     };
     let label = kind.as_str();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > st.max_body_bytes as u64) {
+    if declared_too_large(&parts.headers, st.max_body_bytes) {
         st.metrics.count(label, "too_large");
         return refuse(too_large(st.max_body_bytes), body, st.max_body_bytes).await;
     }

@@ -486,12 +486,7 @@ async fn write(
         tracing::info!(reference = %r, "removed through the API");
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > st.max_body_bytes as u64) {
+    if declared_too_large(&parts.headers, st.max_body_bytes) {
         return Err(too_large(st.max_body_bytes));
     }
     let bytes = read_body(body.take().unwrap_or_default(), st.max_body_bytes).await?;
@@ -516,6 +511,16 @@ async fn write(
 
 pub(crate) fn parse_ref(q: &Queries, raw: &str) -> Result<Reference, ApiError> {
     Ok(q.parse(raw)?)
+}
+
+/// True when the request's `Content-Length` is over `max`: answered
+/// before anything is read.
+pub(crate) fn declared_too_large(headers: &axum::http::HeaderMap, max: usize) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > max as u64)
 }
 
 pub(crate) fn too_large(max: usize) -> ApiError {
