@@ -723,7 +723,7 @@ receivers:
     key: harbor-key
     token: harbor-auth-header
     harbor_url: "{}"
-    images: ["127.0.0.1:*/golden/*"]
+    images: ["*/golden/*"]
     on_change: [notify]
   harbor-blind:
     kind: harbor

@@ -326,6 +326,10 @@ impl Intake {
             findings: 0,
             reason: None,
         };
+        if !r.spec.images.is_empty() && !r.spec.images.iter().any(|p| glob(p, &scan.reference)) {
+            out.reason = Some("matches none of the receiver's images patterns".into());
+            return out;
+        }
         let Some(url) = &r.spec.harbor_url else {
             out.reason = Some(
                 "the receiver has no harbor_url to read the report from (the overview counts findings but does not name them)"
