@@ -291,6 +291,9 @@ impl Intake {
                 (&adhoc, true)
             }
         };
+        if let Some(pushed) = pushed_digest {
+            self.settled(&watch.reference, pushed).await;
+        }
         let checked = if first_sight_fires {
             self.checker.check_pushed(watch, source).await
         } else {
@@ -315,6 +318,25 @@ impl Intake {
             tracing::info!(reference = %out.reference, outcome = out.outcome, event = ?out.event_id, source, "push received");
         }
         out
+    }
+
+    /// Waits (3 s at most) until the tag reads as the digest the payload
+    /// says was pushed. Distribution notifies before it moves the tag, so
+    /// a check at once can read the old digest (or no tag yet) and miss
+    /// the push. If the
+    /// tag never reads so (pushed over again meanwhile), the check goes on
+    /// with what the registry says.
+    async fn settled(&self, reference: &Reference, pushed: &str) {
+        for wait_ms in [0u64, 50, 150, 300, 500, 1000, 1000] {
+            tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+            match self.checker.client().head_manifest(reference).await {
+                Ok(h) if h.digest.as_deref() == Some(pushed) => return,
+                // Not yet: the old digest, or no tag at all (404) for a
+                // new one. Other errors are reported by the check.
+                Ok(_) | Err(_) => {}
+            }
+        }
+        tracing::info!(%reference, pushed, "the tag never read as the pushed digest; checking what it reads now");
     }
 
     /// Imports a completed scan's full report from Harbor.
