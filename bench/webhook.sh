@@ -230,16 +230,17 @@ triggers:
   notify:
     webhook: {url: "http://127.0.0.1:$RECV_PORT/hook/poll"}
 EOF
+mkdir -p "$WORK/data-hook" "$WORK/data-poll"
 fr() { # $1: hook|poll, then freshen's arguments
-  local w=$1
-  shift
-  mkdir -p "$WORK/data-$w"
-  FRESHEN_DATABASE="sqlite://$WORK/$w.db" FRESHEN_DATA_DIR="$WORK/data-$w" "$FRESHEN" "$@"
+  FRESHEN_DATABASE="sqlite://$WORK/$1.db" FRESHEN_DATA_DIR="$WORK/data-$1" "$FRESHEN" "${@:2}"
 }
-fr hook watch --config "$WORK/hook.yaml" --serve "127.0.0.1:$HOOK_PORT" --log info >"$WORK/hook.out" 2>"$WORK/hook.log" &
+# Simple commands, so that $! is freshen itself (stopped on exit).
+FRESHEN_DATABASE="sqlite://$WORK/hook.db" FRESHEN_DATA_DIR="$WORK/data-hook" \
+  "$FRESHEN" watch --config "$WORK/hook.yaml" --serve "127.0.0.1:$HOOK_PORT" --log info >"$WORK/hook.out" 2>"$WORK/hook.log" &
 HOOK_PID=$!
 PIDS+=("$HOOK_PID")
-fr poll watch --config "$WORK/poll.yaml" --log info >"$WORK/poll.out" 2>"$WORK/poll.log" &
+FRESHEN_DATABASE="sqlite://$WORK/poll.db" FRESHEN_DATA_DIR="$WORK/data-poll" \
+  "$FRESHEN" watch --config "$WORK/poll.yaml" --log info >"$WORK/poll.out" 2>"$WORK/poll.log" &
 POLL_PID=$!
 PIDS+=("$POLL_PID")
 wait_http "http://127.0.0.1:$HOOK_PORT/healthz" "freshen watch --serve"
