@@ -20,7 +20,10 @@ use freshen_store::{Delivery, DeliveryState, Store};
 use reqwest::header::CONTENT_TYPE;
 use serde::{Deserialize, Serialize};
 
-use crate::targets::{Ack, DeliveryError};
+use std::collections::BTreeMap;
+
+use crate::jenkins::{QueueItem, QueueState, Session};
+use crate::targets::{Ack, DeliveryError, TriggerSpec};
 
 /// The reserved trigger name of Docker Hub callbacks; no trigger under
 /// `triggers:` may take it.
@@ -78,8 +81,24 @@ pub(crate) enum Step {
     Wait(DateTime<Utc>),
 }
 
+/// Where one of the event's other deliveries stands, for the callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Work {
+    /// Not done yet: pending, or a Jenkins build queued or running.
+    Running,
+    /// Done: the trigger's name (and build).
+    Done(String),
+    /// Gave up, or its build did not succeed: the trigger's name and a
+    /// word on why (never an error's text: it names internal hosts).
+    Failed(String),
+}
+
 /// Posts the outcome of `d`'s event, or says when to look again.
-pub(crate) async fn attempt(store: &Store, d: &Delivery) -> Result<Step, DeliveryError> {
+pub(crate) async fn attempt(
+    store: &Store,
+    triggers: &BTreeMap<String, TriggerSpec>,
+    d: &Delivery,
+) -> Result<Step, DeliveryError> {
     let p: CallbackPayload =
         serde_json::from_value(d.payload.clone()).map_err(|e| DeliveryError {
             message: format!("callback delivery {}: unreadable payload: {e}", d.id),
@@ -95,8 +114,12 @@ pub(crate) async fn attempt(store: &Store, d: &Delivery) -> Result<Step, Deliver
         .into_iter()
         .filter(|o| o.id != d.id && o.trigger != HUB_CALLBACK)
         .collect();
+    let mut works = Vec::with_capacity(others.len());
+    for o in &others {
+        works.push(work_of(o, triggers).await);
+    }
     let now = Utc::now();
-    let body = match outcome(&others, &p, now) {
+    let body = match outcome(&works, &p, now) {
         Some(body) => body,
         None => {
             return Ok(Step::Wait(
@@ -112,33 +135,81 @@ pub(crate) async fn attempt(store: &Store, d: &Delivery) -> Result<Step, Deliver
     ))))
 }
 
-/// The body to post given the other deliveries, or `None` to keep waiting.
-fn outcome(others: &[Delivery], p: &CallbackPayload, now: DateTime<Utc>) -> Option<CallbackBody> {
-    let of = |state| others.iter().filter(move |o| o.state == state);
-    let failed: Vec<&Delivery> = of(DeliveryState::Failed).collect();
-    let pending = of(DeliveryState::Pending).count();
-    let delivered: Vec<&str> = of(DeliveryState::Delivered)
-        .map(|o| o.trigger.as_str())
+/// Where `d` stands. A delivered Jenkins trigger is done when the build
+/// it queued has ended: the queue item (its acknowledgement) is followed
+/// to the build and its result.
+async fn work_of(d: &Delivery, triggers: &BTreeMap<String, TriggerSpec>) -> Work {
+    match d.state {
+        DeliveryState::Pending => return Work::Running,
+        DeliveryState::Failed => return Work::Failed(format!("{} gave up", d.trigger)),
+        DeliveryState::Delivered => {}
+    }
+    let item = d.response.as_deref().and_then(QueueItem::from_location);
+    let (Some(TriggerSpec::Jenkins(j)), Some(item)) = (triggers.get(&d.trigger), item) else {
+        return Work::Done(d.trigger.clone());
+    };
+    let build = async {
+        let session = Session::open(j.endpoint(false)).await?;
+        match session.queue_item(&item).await? {
+            QueueState::Waiting(_) => Ok::<_, crate::jenkins::JenkinsError>(Work::Running),
+            QueueState::Cancelled => Ok(Work::Failed(format!(
+                "{}: the build was cancelled",
+                d.trigger
+            ))),
+            QueueState::Started { number, .. } => {
+                let b = session.build(&j.job, number).await?;
+                Ok(match (b.building, b.result.as_deref()) {
+                    (true, _) | (false, None) => Work::Running,
+                    (false, Some("SUCCESS")) => Work::Done(format!("{} #{number}", d.trigger)),
+                    (false, Some(r)) => Work::Failed(format!("{} #{number} {r}", d.trigger)),
+                })
+            }
+        }
+    };
+    match build.await {
+        Ok(w) => w,
+        Err(e) => {
+            // Jenkins unreachable for now: look again, until the deadline.
+            tracing::debug!(trigger = %d.trigger, error = %e, "following a Jenkins build for a callback");
+            Work::Running
+        }
+    }
+}
+
+/// The body to post given where the other deliveries stand, or `None` to
+/// keep waiting.
+fn outcome(works: &[Work], p: &CallbackPayload, now: DateTime<Utc>) -> Option<CallbackBody> {
+    let failed: Vec<&str> = works
+        .iter()
+        .filter_map(|w| match w {
+            Work::Failed(why) => Some(why.as_str()),
+            _ => None,
+        })
         .collect();
-    // Docker Hub is a third party: trigger names and counts only, never
-    // an error's text (it names internal hosts).
+    let running = works.iter().filter(|w| **w == Work::Running).count();
+    let done: Vec<&str> = works
+        .iter()
+        .filter_map(|w| match w {
+            Work::Done(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
     let (state, description) = if !failed.is_empty() {
-        let names: Vec<&str> = failed.iter().map(|f| f.trigger.as_str()).collect();
         (
             "failure",
             format!(
-                "{}: {} of {} trigger(s) gave up: {}",
+                "{}: {} of {} trigger(s) failed: {}",
                 p.reference,
                 failed.len(),
-                others.len(),
-                names.join(", ")
+                works.len(),
+                failed.join(", ")
             ),
         )
-    } else if pending == 0 {
-        let description = if delivered.is_empty() {
+    } else if running == 0 {
+        let description = if done.is_empty() {
             format!("{}: nothing to do", p.reference)
         } else {
-            format!("{}: {} done", p.reference, delivered.join(", "))
+            format!("{}: {} done", p.reference, done.join(", "))
         };
         ("success", description)
     } else if now < p.deadline {
@@ -147,7 +218,7 @@ fn outcome(others: &[Delivery], p: &CallbackPayload, now: DateTime<Utc>) -> Opti
         (
             "error",
             format!(
-                "{}: {pending} trigger(s) still running or retrying at the callback deadline",
+                "{}: {running} trigger(s) still running or retrying at the callback deadline",
                 p.reference
             ),
         )
@@ -224,22 +295,6 @@ pub fn shorten(mut s: String, max: usize) -> String {
 mod tests {
     use super::*;
 
-    fn delivery(id: i64, trigger: &str, state: DeliveryState, err: Option<&str>) -> Delivery {
-        Delivery {
-            id,
-            event_id: "e".into(),
-            trigger: trigger.into(),
-            payload: serde_json::json!({}),
-            state,
-            attempts: 1,
-            next_attempt_at: Utc::now(),
-            last_error: err.map(str::to_string),
-            response: None,
-            created_at: Utc::now(),
-            delivered_at: None,
-        }
-    }
-
     fn payload(deadline: DateTime<Utc>) -> CallbackPayload {
         CallbackPayload {
             url: "https://registry.hub.docker.com/u/a/b/hook/x/".into(),
@@ -254,30 +309,28 @@ mod tests {
     fn waits_then_reports() {
         let now = Utc::now();
         let later = now + chrono::Duration::hours(1);
-        let pending = [delivery(1, "jenkins", DeliveryState::Pending, None)];
-        assert!(outcome(&pending, &payload(later), now).is_none());
-        let late = outcome(&pending, &payload(now), now).unwrap();
+        let done = |n: &str| Work::Done(n.into());
+        assert!(outcome(&[Work::Running], &payload(later), now).is_none());
+        let late = outcome(&[Work::Running], &payload(now), now).unwrap();
         assert_eq!(late.state, "error");
-        let done = [
-            delivery(1, "jenkins", DeliveryState::Delivered, None),
-            delivery(2, "cascade", DeliveryState::Delivered, None),
-        ];
-        let ok = outcome(&done, &payload(later), now).unwrap();
+        let ok = outcome(&[done("jenkins #4"), done("cascade")], &payload(later), now).unwrap();
         assert_eq!(ok.state, "success");
         assert_eq!(
             ok.description,
-            "docker.io/a/b:latest: jenkins, cascade done"
+            "docker.io/a/b:latest: jenkins #4, cascade done"
         );
-        let failed = [
-            delivery(1, "jenkins", DeliveryState::Failed, Some("HTTP 500")),
-            delivery(2, "cascade", DeliveryState::Pending, None),
-        ];
-        let bad = outcome(&failed, &payload(later), now).unwrap();
+        // A failure is reported without waiting for the rest; trigger
+        // names only, never error text.
+        let bad = outcome(
+            &[Work::Failed("jenkins #4 FAILURE".into()), Work::Running],
+            &payload(later),
+            now,
+        )
+        .unwrap();
         assert_eq!(bad.state, "failure");
-        // Trigger names only: error text names internal hosts.
         assert_eq!(
             bad.description,
-            "docker.io/a/b:latest: 1 of 2 trigger(s) gave up: jenkins"
+            "docker.io/a/b:latest: 1 of 2 trigger(s) failed: jenkins #4 FAILURE"
         );
         assert_eq!(outcome(&[], &payload(later), now).unwrap().state, "success");
     }

@@ -185,20 +185,22 @@ impl Deliverer {
     async fn attempt(&self, d: Delivery) -> Result<Outcome, StoreError> {
         let result = match (self.triggers.get(&d.trigger), &self.cascade) {
             (_, Some(local)) if d.trigger == CASCADE => self.run_local(local.as_ref(), &d).await,
-            _ if d.trigger == HUB_CALLBACK => match callback::attempt(&self.store, &d).await {
-                Ok(Step::Sent(ack)) => Ok(ack),
-                Ok(Step::Wait(at)) => {
-                    self.store.postpone_delivery(d.id, &self.owner, at).await?;
-                    return Ok(Outcome {
-                        delivery_id: d.id,
-                        event_id: d.event_id.clone(),
-                        trigger: d.trigger.clone(),
-                        state: "waiting",
-                        detail: None,
-                    });
+            _ if d.trigger == HUB_CALLBACK => {
+                match callback::attempt(&self.store, &self.triggers, &d).await {
+                    Ok(Step::Sent(ack)) => Ok(ack),
+                    Ok(Step::Wait(at)) => {
+                        self.store.postpone_delivery(d.id, &self.owner, at).await?;
+                        return Ok(Outcome {
+                            delivery_id: d.id,
+                            event_id: d.event_id.clone(),
+                            trigger: d.trigger.clone(),
+                            state: "waiting",
+                            detail: None,
+                        });
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
+            }
             (None, _) => Err(DeliveryError {
                 message: format!("trigger {:?} is no longer in the config", d.trigger),
                 retryable: false,

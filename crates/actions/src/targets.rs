@@ -64,6 +64,19 @@ pub struct JenkinsSpec {
     pub timeout: Option<Duration>,
 }
 
+impl JenkinsSpec {
+    /// The Jenkins this trigger starts jobs on; `crumb` only for writes.
+    pub(crate) fn endpoint(&self, crumb: bool) -> crate::jenkins::Endpoint<'_> {
+        crate::jenkins::Endpoint {
+            url: &self.url,
+            user: self.user.as_deref(),
+            token: self.token.as_deref(),
+            crumb,
+            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        }
+    }
+}
+
 /// A webhook to call.
 #[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -240,15 +253,9 @@ pub(crate) fn send_failure(what: &str, e: &reqwest::Error) -> String {
 /// `201 Created` with the queue item in `Location`.
 pub async fn deliver_jenkins(spec: &JenkinsSpec, payload: &Value) -> Result<Ack, DeliveryError> {
     // A session per delivery: the crumb is bound to this session's cookie.
-    let session = crate::jenkins::Session::open(crate::jenkins::Endpoint {
-        url: &spec.url,
-        user: spec.user.as_deref(),
-        token: spec.token.as_deref(),
-        crumb: spec.crumb,
-        timeout: spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
-    })
-    .await
-    .map_err(|e| DeliveryError::retry(e.message))?;
+    let session = crate::jenkins::Session::open(spec.endpoint(spec.crumb))
+        .await
+        .map_err(|e| DeliveryError::retry(e.message))?;
     let vars = template::variables(payload);
     let form: Vec<(String, String)> = spec
         .parameters

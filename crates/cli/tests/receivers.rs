@@ -831,3 +831,85 @@ receivers:
 }
 
 both_stores!(harbor_push_and_scan);
+
+/// A Docker Hub webhook whose trigger is a Jenkins job: the callback waits
+/// for the build the job queued to end, and reports its result.
+async fn docker_hub_callback_follows_jenkins(db: Db) {
+    let port = free_port();
+    let hooks = WebhookReceiver::start("s").await;
+    let jenkins = freshen_testkit::Jenkins::start(freshen_testkit::JenkinsOptions {
+        build_duration: Duration::from_millis(1500),
+        ..freshen_testkit::JenkinsOptions::default()
+    })
+    .await;
+    jenkins.set_result("images/app", "FAILURE");
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let push = reg.pusher();
+    push.push_image("myorg/app", "latest", "linux/amd64", "j1")
+        .await;
+    let env = Env::new(db).await;
+    let (_config, url, _watch) = serving(
+        &env,
+        port,
+        &format!(
+            r#"
+jitter: 0s
+triggers:
+  ci:
+    jenkins: {{url: "{}", job: images/app, user: "{}", token: "{}"}}
+receivers:
+  hub:
+    kind: dockerhub
+    key: the-docker-hub-receiver-key
+    registry: "{host}"
+    images: ["{host}/myorg/*"]
+    on_change: [ci]
+    callback: {{allow: ["{}/callback/"]}}
+"#,
+            jenkins.url(),
+            jenkins.user(),
+            jenkins.api_token(),
+            hooks.base_url()
+        ),
+    )
+    .await;
+    let hook_url = format!("{url}/hooks/dockerhub/the-docker-hub-receiver-key");
+    let callback = format!("{}/callback/u/myorg/app/hook/0a1b2c/", hooks.base_url());
+    let mut payload = docker_hub_payload(&callback);
+    payload["repository"]["repo_name"] = "myorg/app".into();
+
+    // The job's build fails: the callback says so, once the build ended.
+    let answer = json_of(http().post(&hook_url).json(&payload)).await;
+    assert_eq!(answer["pushes"][0]["outcome"], "fired", "{answer:#}");
+    let got = hooks.wait_for(1, Duration::from_secs(40)).await;
+    assert_eq!(got[0].body["state"], "failure", "{:#}", got[0].body);
+    assert!(
+        got[0].body["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("ci #1 FAILURE"),
+        "{:#}",
+        got[0].body
+    );
+    assert_eq!(jenkins.builds().len(), 1);
+
+    // A new digest, a build that succeeds.
+    jenkins.set_result("images/app", "SUCCESS");
+    push.push_image("myorg/app", "latest", "linux/amd64", "j2")
+        .await;
+    let answer = json_of(http().post(&hook_url).json(&payload)).await;
+    assert_eq!(answer["pushes"][0]["outcome"], "fired", "{answer:#}");
+    let got = hooks.wait_for(2, Duration::from_secs(40)).await;
+    assert_eq!(got[1].body["state"], "success", "{:#}", got[1].body);
+    assert!(
+        got[1].body["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("ci #2 done"),
+        "{:#}",
+        got[1].body
+    );
+}
+
+both_stores!(docker_hub_callback_follows_jenkins);
