@@ -913,3 +913,61 @@ receivers:
 }
 
 both_stores!(docker_hub_callback_follows_jenkins);
+
+/// `freshen serve` alone takes webhooks and records their events; the
+/// triggers wait in the outbox until a `freshen watch` delivers them.
+async fn serve_records_and_watch_delivers(db: Db) {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let digest = reg
+        .pusher()
+        .push_image("team/tool", "1", "linux/amd64", "s")
+        .await;
+    let env = Env::new(db).await;
+    let hooks = WebhookReceiver::start("s").await;
+    let config = env.config(&format!(
+        r#"
+server: {{listen: "127.0.0.1:0"}}
+jitter: 0s
+triggers:
+  notify:
+    webhook: {{url: "{}/notify"}}
+receivers:
+  ci:
+    kind: generic
+    key: a-generic-receiver-key
+    registry: "{host}"
+    on_change: [notify]
+"#,
+        hooks.base_url()
+    ));
+    let served = common::serve(&env, &config).await;
+    let body = json!({"ref": format!("{host}/team/tool:1"), "digest": digest});
+    let answer = json_of(
+        http()
+            .post(format!(
+                "{}/hooks/generic/a-generic-receiver-key",
+                served.url
+            ))
+            .json(&body),
+    )
+    .await;
+    assert_eq!(answer["pushes"][0]["outcome"], "fired", "{answer:#}");
+    let listed = env.run(&["outbox", "list", "--json"]).await;
+    listed.expect(0);
+    let pending = listed.json();
+    assert_eq!(pending[0]["trigger"], "notify", "{listed}");
+    assert_eq!(pending[0]["state"], "pending", "{listed}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(hooks.received().is_empty(), "serve delivered by itself");
+
+    // A watcher delivers what serve recorded.
+    let port = free_port();
+    let config = config.to_str().unwrap();
+    let _watch = watch_serving(&env, config, port, "watch.log").await;
+    let got = hooks.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(got[0].body["reference"], format!("{host}/team/tool:1"));
+    assert_eq!(got[0].body["source"], "webhook:ci");
+}
+
+both_stores!(serve_records_and_watch_delivers);
