@@ -275,6 +275,9 @@ impl Store {
                     insert_delivery(&mut tx, &event.id, trigger, &payload, due, now, CTX).await?;
                 }
             }
+            for (trigger, extra) in &obs.with_event {
+                insert_delivery(&mut tx, &event.id, trigger, extra, due, now, CTX).await?;
+            }
             Some(event)
         };
 

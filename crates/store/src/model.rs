@@ -49,6 +49,11 @@ pub struct Observation {
     /// registry's push notification is news even for a tag seen first.
     #[serde(default)]
     pub first_sight_fires: bool,
+    /// Deliveries `(trigger, payload)` added to the change event this
+    /// observation creates, whether it fires or the policy keeps it quiet
+    /// (a Docker Hub callback reports either), in the same transaction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub with_event: Vec<(String, serde_json::Value)>,
 }
 
 /// A policy's judgement of a change: whether to fire, why, and the

@@ -49,6 +49,16 @@ impl CheckError {
     }
 }
 
+/// How [`Checker::check_pushed`] treats a push.
+#[derive(Debug, Clone, Default)]
+pub struct Pushed {
+    /// A tag never observed before is a change (from nothing), not a baseline.
+    pub first_sight_fires: bool,
+    /// Deliveries `(trigger, payload)` to add to the change event the
+    /// check creates, in its transaction (see `Observation::with_event`).
+    pub with_event: Vec<(String, serde_json::Value)>,
+}
+
 /// What one check saw.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
@@ -158,19 +168,21 @@ impl Checker {
         current: Option<&[PlatformDigest]>,
         source: &str,
     ) -> Result<CheckResult, CheckError> {
-        self.check_with(watch, current, source, false).await
+        self.check_with(watch, current, source, Pushed::default())
+            .await
     }
 
-    /// Checks a tag a registry says was pushed: like [`Checker::check`], but
-    /// a tag never observed before is a change (from nothing), not a
-    /// baseline. A policy other than `always` keeps such a first sight
-    /// quiet: with no earlier digest, nothing can be judged fixed.
+    /// Checks a tag a registry says was pushed: like [`Checker::check`],
+    /// with `pushed`'s options. With `first_sight_fires`, a policy other
+    /// than `always` keeps a first sight quiet: with no earlier digest,
+    /// nothing can be judged fixed.
     pub async fn check_pushed(
         &self,
         watch: &Watch,
         source: &str,
+        pushed: Pushed,
     ) -> Result<CheckResult, CheckError> {
-        self.check_with(watch, None, source, true).await
+        self.check_with(watch, None, source, pushed).await
     }
 
     async fn check_with(
@@ -178,8 +190,12 @@ impl Checker {
         watch: &Watch,
         current: Option<&[PlatformDigest]>,
         source: &str,
-        first_sight_fires: bool,
+        pushed: Pushed,
     ) -> Result<CheckResult, CheckError> {
+        let Pushed {
+            first_sight_fires,
+            with_event,
+        } = pushed;
         let looked_up;
         let current = match current {
             Some(c) => c,
@@ -232,6 +248,7 @@ impl Checker {
                 triggers: watch.triggers.clone(),
                 judgement,
                 first_sight_fires,
+                with_event,
             })
             .await?;
         let statuses: HashMap<&str, &Status> = recorded

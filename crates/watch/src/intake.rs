@@ -15,7 +15,7 @@ use freshen_receive::{CallbackBody, Kind, Notice, ReceiverSpec, allowed_callback
 use freshen_reference::{Defaults, Platform, Reference, glob};
 use serde::Serialize;
 
-use crate::{CheckResult, Checker, Schedule, Watch};
+use crate::{CheckResult, Checker, Pushed, Schedule, Watch};
 
 /// A receiver, validated: its spec and the watch used for tags no watch names.
 #[derive(Debug, Clone)]
@@ -203,20 +203,56 @@ impl Intake {
             };
         };
         let source = format!("webhook:{receiver}");
+        // Docker Hub's callback rides the push's change event, written in
+        // its transaction (Docker Hub names one tag per call).
+        let hub_callback = match (&notice.callback_url, r.spec.callback()) {
+            (Some(url), Some(spec)) if r.spec.kind == Kind::Dockerhub => Some((url, spec)),
+            _ => None,
+        };
+        let allowed = hub_callback
+            .as_ref()
+            .map(|(url, spec)| allowed_callback(url, &spec.allow));
         let mut pushes = Vec::with_capacity(notice.pushes.len());
+        let mut rode = None;
         for push in &notice.pushes {
-            pushes.push(self.push(r, &source, &push.reference, &push.digest).await);
+            let with_event = match (&hub_callback, &allowed, &rode) {
+                (Some((url, spec)), Some(Ok(_)), None) => {
+                    vec![(
+                        HUB_CALLBACK.to_string(),
+                        callback_payload(url, spec, &push.reference),
+                    )]
+                }
+                _ => Vec::new(),
+            };
+            let carried = !with_event.is_empty();
+            let outcome = self
+                .push(r, &source, &push.reference, &push.digest, with_event)
+                .await;
+            if carried && let Some(id) = &outcome.event_id {
+                rode = Some(id.clone());
+            }
+            pushes.push(outcome);
         }
         let mut scans = Vec::with_capacity(notice.scans.len());
         for scan in &notice.scans {
             scans.push(self.scan(r, scan).await);
         }
-        let (callback, callback_failed) = match (&notice.callback_url, r.spec.callback()) {
-            (Some(url), Some(spec)) if r.spec.kind == Kind::Dockerhub => {
+        let (callback, callback_failed) = match (hub_callback, allowed, rode) {
+            (Some(_), Some(Err(why)), _) => {
+                tracing::warn!(reason = %why, "refused to call a callback_url");
+                (Some(format!("refused: {why}")), false)
+            }
+            (Some(_), _, Some(event)) => (
+                Some(format!(
+                    "queued: posted once event {event}'s deliveries end"
+                )),
+                false,
+            ),
+            (Some((url, spec)), _, None) => {
                 let (said, failed) = self.callback(url, &spec, &pushes).await;
                 (Some(said), failed)
             }
-            _ => (None, false),
+            (None, _, _) => (None, false),
         };
         if let Some(q) = &self.queued
             && (pushes.iter().any(|p| p.outcome == "fired")
@@ -240,6 +276,7 @@ impl Intake {
         source: &str,
         raw: &str,
         pushed_digest: &Option<String>,
+        with_event: Vec<(String, serde_json::Value)>,
     ) -> PushOutcome {
         let mut out = PushOutcome {
             reference: raw.to_string(),
@@ -294,11 +331,17 @@ impl Intake {
         if let Some(pushed) = pushed_digest {
             self.settled(&watch.reference, pushed).await;
         }
-        let checked = if first_sight_fires {
-            self.checker.check_pushed(watch, source).await
-        } else {
-            self.checker.check(watch, None, source).await
-        };
+        let checked = self
+            .checker
+            .check_pushed(
+                watch,
+                source,
+                Pushed {
+                    first_sight_fires,
+                    with_event,
+                },
+            )
+            .await;
         match checked {
             Ok(result) => describe(&mut out, &result),
             Err(e) => {
@@ -399,21 +442,18 @@ impl Intake {
         out
     }
 
-    /// Queues the callback on the change event of the digest the tag now
-    /// points at, so it is posted once that event's deliveries end (this
-    /// push's event, or an earlier one when a poll saw the digest first);
-    /// posts it at once when no event is known for it. Returns what was
-    /// done, and whether queueing failed (the sender should retry).
+    /// For a push that made no event: queues the callback on the change
+    /// event of the digest the tag now points at (an earlier one, when a
+    /// poll saw the digest first), so it is posted once that event's
+    /// deliveries end; posts it at once when no event is known for it.
+    /// Returns what was done, and whether queueing failed (the sender
+    /// should retry).
     async fn callback(
         &self,
         url: &str,
         spec: &freshen_receive::CallbackSpec,
         pushes: &[PushOutcome],
     ) -> (String, bool) {
-        if let Err(why) = allowed_callback(url, &spec.allow) {
-            tracing::warn!(reason = %why, "refused to call a callback_url");
-            return (format!("refused: {why}"), false);
-        }
         let store = self.checker.store();
         for p in pushes {
             let Some(digest) = &p.digest else { continue };
@@ -425,15 +465,7 @@ impl Intake {
                 }
             };
             let Some(event) = event else { continue };
-            let payload = CallbackPayload {
-                url: url.to_string(),
-                context: spec.context.clone(),
-                target_url: spec.target_url.clone(),
-                deadline: Utc::now()
-                    + chrono::Duration::from_std(spec.max_wait).unwrap_or(chrono::Duration::MAX),
-                reference: p.reference.clone(),
-            };
-            let value = serde_json::to_value(&payload).expect("the payload serialises");
+            let value = callback_payload(url, spec, &p.reference);
             return match store
                 .enqueue(&event.id, &[HUB_CALLBACK.to_string()], &value, Utc::now())
                 .await
@@ -459,6 +491,23 @@ impl Intake {
         });
         (format!("posting {state}"), false)
     }
+}
+
+/// A callback delivery's payload for `reference`.
+fn callback_payload(
+    url: &str,
+    spec: &freshen_receive::CallbackSpec,
+    reference: &str,
+) -> serde_json::Value {
+    let payload = CallbackPayload {
+        url: url.to_string(),
+        context: spec.context.clone(),
+        target_url: spec.target_url.clone(),
+        deadline: Utc::now()
+            + chrono::Duration::from_std(spec.max_wait).unwrap_or(chrono::Duration::MAX),
+        reference: reference.to_string(),
+    };
+    serde_json::to_value(&payload).expect("the payload serialises")
 }
 
 /// Fills an outcome from a check's result.

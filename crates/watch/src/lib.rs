@@ -12,7 +12,7 @@ use freshen_reference::{Defaults, Platform, Reference};
 use serde::Deserialize;
 
 pub use cascade::{CascadeDone, CascadeError, CascadeSettings, Cascader};
-pub use check::{CheckError, CheckResult, Checker, PlatformResult};
+pub use check::{CheckError, CheckResult, Checker, PlatformResult, Pushed};
 pub use daemon::{Daemon, DaemonSettings};
 pub use intake::{Intake, PushOutcome, ReceiverError, ScanOutcome, Taken};
 pub use schedule::Schedule;

@@ -184,6 +184,7 @@ pub fn obs(
         seen_at: t(secs),
         triggers: triggers.iter().map(|s| s.to_string()).collect(),
         first_sight_fires: false,
+        with_event: Vec::new(),
         judgement: None,
     }
 }

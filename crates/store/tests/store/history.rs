@@ -18,6 +18,7 @@ both!(
     concurrent_records_make_one_event,
     invalid_observations_are_refused,
     judged_changes_fire_or_record_why,
+    pushed_first_sights_and_deliveries_with_the_event,
 );
 
 async fn baseline_then_unchanged(ctx: Ctx) {
@@ -497,4 +498,84 @@ async fn judged_changes_fire_or_record_why(ctx: Ctx) {
         .unwrap();
     assert_eq!(plain.decision, None);
     assert_eq!(s.deliveries(None, 10).await.unwrap().len(), 2);
+}
+
+/// A push's first sight is a change from nothing when the observation says
+/// so (never for a reference already observed), and deliveries riding the
+/// event are written with it, fired or quiet; an observation that makes
+/// no event writes none of them.
+async fn pushed_first_sights_and_deliveries_with_the_event(ctx: Ctx) {
+    let s = &ctx.store;
+    let callback = serde_json::json!({"url": "https://hub.example/cb/"});
+    let mut pushed = obs(
+        REF,
+        0,
+        "sha256:i1",
+        &[("linux/amd64", "sha256:a1")],
+        &["hook"],
+    );
+    pushed.first_sight_fires = true;
+    pushed.with_event = vec![("dockerhub-callback".into(), callback.clone())];
+    let first = s.record(&pushed).await.unwrap();
+    assert_eq!(first.platforms[0].1, Status::New);
+    let e = first.event.expect("a first sight that fires");
+    assert_eq!(e.old_digest, None);
+    assert_eq!(
+        e.changes,
+        vec![PlatformChange {
+            platform: "linux/amd64".into(),
+            old_digest: None,
+            new_digest: "sha256:a1".into(),
+        }]
+    );
+    let d = s.event_deliveries(&e.id).await.unwrap();
+    let triggers: Vec<&str> = d.iter().map(|d| d.trigger.as_str()).collect();
+    assert_eq!(triggers, ["hook", "dockerhub-callback"]);
+    assert_eq!(d[1].payload, callback);
+
+    // The same digest again: no event, nothing written.
+    pushed.seen_at = t(5);
+    assert!(s.record(&pushed).await.unwrap().event.is_none());
+    assert_eq!(s.deliveries(None, 10).await.unwrap().len(), 2);
+
+    // A quiet change: no trigger, but the riding delivery is written.
+    let mut quiet = obs(
+        REF,
+        10,
+        "sha256:i2",
+        &[("linux/amd64", "sha256:a2")],
+        &["hook"],
+    );
+    quiet.with_event = vec![("dockerhub-callback".into(), callback)];
+    quiet.judgement = Some(Judgement {
+        act: false,
+        reason: "quiet".into(),
+        decisions: Vec::new(),
+    });
+    let q = s.record(&quiet).await.unwrap().event.expect("an event");
+    let d = s.event_deliveries(&q.id).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].trigger, "dockerhub-callback");
+    assert_eq!(d[0].state, DeliveryState::Pending);
+
+    // A reference already observed: a first sight flag changes nothing.
+    let other = "docker.io/library/alpine:3";
+    s.record(&obs(
+        other,
+        0,
+        "sha256:x1",
+        &[("linux/amd64", "sha256:y1")],
+        &[],
+    ))
+    .await
+    .unwrap();
+    let mut again = obs(
+        other,
+        1,
+        "sha256:x1",
+        &[("linux/arm64/v8", "sha256:z1")],
+        &["hook"],
+    );
+    again.first_sight_fires = true;
+    assert!(s.record(&again).await.unwrap().event.is_none());
 }
