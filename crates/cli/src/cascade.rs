@@ -2,7 +2,7 @@
 //! a change calls for, and (for `rebuild`) its run.
 
 use anyhow::{Context as _, Result};
-use freshen_build::{Build, Plan, Trigger};
+use freshen_rebuild::{Build, Plan, Trigger};
 use freshen_config::Loaded;
 use freshen_inventory::Queries;
 use freshen_store::Store;
@@ -11,7 +11,7 @@ use crate::parse_ref;
 
 /// The config's build definitions (`builds:` and `discover:`).
 fn load_builds(loaded: &Loaded) -> Result<Vec<Build>> {
-    Ok(freshen_build::load(
+    Ok(freshen_rebuild::load(
         &loaded.config.builds,
         &loaded.config.discover,
         &loaded.base_dir,
@@ -44,7 +44,7 @@ pub fn cascader(
     let builds = load_builds(loaded).context("a watch or receiver has `on_change: [cascade]`")?;
     let scanner =
         freshen_inventory::Scanner::new(client.clone(), store.clone(), loaded.defaults.clone());
-    let runner = freshen_build::Runner::new(
+    let runner = freshen_rebuild::Runner::new(
         client,
         store.clone(),
         scanner,
@@ -73,7 +73,7 @@ pub async fn plan(
     let builds = load_builds(loaded)?;
     let (mut plan, cause) = match (base, image, event) {
         (Some(b), _, _) => (
-            freshen_build::plan(
+            freshen_rebuild::plan(
                 &builds,
                 Trigger::Base {
                     reference: parse_ref(loaded, &b)?.to_string(),
@@ -82,7 +82,7 @@ pub async fn plan(
             serde_json::json!({}),
         ),
         (_, Some(i), _) => (
-            freshen_build::plan(
+            freshen_rebuild::plan(
                 &builds,
                 Trigger::Image {
                     reference: parse_ref(loaded, &i)?.to_string(),
@@ -91,19 +91,19 @@ pub async fn plan(
             serde_json::json!({}),
         ),
         (_, _, Some(id)) => {
-            let p = freshen_build::plan_event(store, &builds, &id).await?;
+            let p = freshen_rebuild::plan_event(store, &builds, &id).await?;
             if let Some(reason) = &p.quiet {
                 eprintln!("the policy kept this change quiet: {reason}");
             }
             (p.plan, p.cause)
         }
         _ => (
-            freshen_build::plan(&builds, Trigger::All)?,
+            freshen_rebuild::plan(&builds, Trigger::All)?,
             serde_json::json!({}),
         ),
     };
     let q = Queries::new(store.clone(), loaded.defaults.clone());
-    freshen_build::mark_not_buildable(&mut plan, &builds, &q).await?;
+    freshen_rebuild::mark_not_buildable(&mut plan, &builds, &q).await?;
     Ok((plan, builds, cause))
 }
 
@@ -123,10 +123,10 @@ pub async fn rebuild(
     store: &Store,
     args: RebuildArgs,
     client: freshen_registry::Client,
-) -> Result<freshen_build::RunReport> {
+) -> Result<freshen_rebuild::RunReport> {
     let scanner =
         freshen_inventory::Scanner::new(client.clone(), store.clone(), loaded.defaults.clone());
-    let runner = freshen_build::Runner::new(
+    let runner = freshen_rebuild::Runner::new(
         client,
         store.clone(),
         scanner,

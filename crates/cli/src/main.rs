@@ -733,7 +733,7 @@ async fn run(cli: Cli) -> Result<u8> {
                         format!("no rebuild run {id:?} (see `freshen rebuilds`)")
                     })?;
                     let items = store.rebuild_items(&id).await?;
-                    output::rebuild(&freshen_build::RunReport { run: r, items }, json);
+                    output::rebuild(&freshen_rebuild::RunReport { run: r, items }, json);
                 }
                 None => output::rebuild_runs(&store.rebuilds(false, limit).await?, json),
             }

@@ -727,7 +727,7 @@ pub fn policy_checks(list: &[freshen_inventory::PolicyCheck], json: bool) {
 }
 
 /// `freshen plan`.
-pub fn plan(p: &freshen_build::Plan, json: bool, dot: bool) {
+pub fn plan(p: &freshen_rebuild::Plan, json: bool, dot: bool) {
     if json {
         print_json(p);
         return;
@@ -737,9 +737,9 @@ pub fn plan(p: &freshen_build::Plan, json: bool, dot: bool) {
         return;
     }
     let what = match &p.trigger {
-        freshen_build::Trigger::Base { reference } => format!("{reference} changed"),
-        freshen_build::Trigger::Image { reference } => format!("rebuild {reference}"),
-        freshen_build::Trigger::All => "every build".to_string(),
+        freshen_rebuild::Trigger::Base { reference } => format!("{reference} changed"),
+        freshen_rebuild::Trigger::Image { reference } => format!("rebuild {reference}"),
+        freshen_rebuild::Trigger::All => "every build".to_string(),
     };
     println!(
         "plan: {what}: {} image(s) in {} wave(s)",
@@ -771,15 +771,15 @@ pub fn plan(p: &freshen_build::Plan, json: bool, dot: bool) {
 }
 
 /// One line per step of a rebuild, on stderr.
-pub fn rebuild_progress(p: freshen_build::Progress) {
+pub fn rebuild_progress(p: freshen_rebuild::Progress) {
     match p {
-        freshen_build::Progress::Wave { index, images } => {
+        freshen_rebuild::Progress::Wave { index, images } => {
             eprintln!("wave {}: {images} image(s)", index + 1)
         }
-        freshen_build::Progress::Started { image, version } => {
+        freshen_rebuild::Progress::Started { image, version } => {
             eprintln!("  {image}: building {version}")
         }
-        freshen_build::Progress::Finished { item } => eprintln!(
+        freshen_rebuild::Progress::Finished { item } => eprintln!(
             "  {}: {}{}",
             item.image,
             item.state,
@@ -793,7 +793,7 @@ pub fn rebuild_progress(p: freshen_build::Progress) {
 }
 
 /// `freshen rebuild`, `freshen rebuilds RUN`.
-pub fn rebuild(r: &freshen_build::RunReport, json: bool) {
+pub fn rebuild(r: &freshen_rebuild::RunReport, json: bool) {
     if json {
         print_json(r);
         return;

@@ -81,14 +81,14 @@ pub struct Config {
     pub policies: BTreeMap<String, freshen_vuln::GroupSpec>,
     /// Images freshen can rebuild: image, context, Dockerfile, args, executor.
     #[serde(default)]
-    pub builds: Vec<freshen_build::BuildSpec>,
+    pub builds: Vec<freshen_rebuild::BuildSpec>,
     /// Trees of `app/version/Dockerfile` whose every Dockerfile is a build.
     #[serde(default)]
-    pub discover: Vec<freshen_build::DiscoverSpec>,
+    pub discover: Vec<freshen_rebuild::DiscoverSpec>,
     /// How builders are run: buildah, podman, docker, kaniko, and the
     /// Jenkins that runs `executor: jenkins` builds.
     #[serde(default)]
-    pub builders: freshen_build::BuilderSettings,
+    pub builders: freshen_rebuild::BuilderSettings,
     /// The rebuild cascades the watcher runs on its own (`on_change: [cascade]`).
     #[serde(default)]
     pub cascade: CascadeSettings,
@@ -330,8 +330,8 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
             .map_err(|e| invalid("builders.jenkins".into(), e))?;
     } else {
         // Said now, not when a run reaches the image.
-        use freshen_build::Executor::Jenkins;
-        let uses = |e: freshen_build::Executor, f: Option<freshen_build::Executor>| {
+        use freshen_rebuild::Executor::Jenkins;
+        let uses = |e: freshen_rebuild::Executor, f: Option<freshen_rebuild::Executor>| {
             e == Jenkins || f == Some(Jenkins)
         };
         let first = config

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use freshen_actions::{DeliveryError, LocalTarget};
-use freshen_build::{Build, BuildError, Progress, RunReport, Runner};
+use freshen_rebuild::{Build, BuildError, Progress, RunReport, Runner};
 use freshen_inventory::Queries;
 use freshen_store::{Delivery, Store};
 use serde::Deserialize;
@@ -151,7 +151,7 @@ impl Cascader {
                 run
             }
             None => {
-                let p = freshen_build::plan_event(&self.store, &self.builds, event_id)
+                let p = freshen_rebuild::plan_event(&self.store, &self.builds, event_id)
                     .await
                     .map_err(build)?;
                 if let Some(reason) = p.quiet {
@@ -164,7 +164,7 @@ impl Cascader {
                     return Ok(CascadeDone::Empty { base });
                 }
                 let mut plan = p.plan;
-                freshen_build::mark_not_buildable(&mut plan, &self.builds, &self.queries)
+                freshen_rebuild::mark_not_buildable(&mut plan, &self.builds, &self.queries)
                     .await
                     .map_err(build)?;
                 let run = self

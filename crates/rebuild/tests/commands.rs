@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use freshen_build::{
+use freshen_rebuild::{
     Build, BuildSpec, ContainersSettings, ContainersTool, DockerSettings, Executor, KanikoSettings,
     PushTarget, load,
 };
@@ -273,7 +273,7 @@ async fn podman_builds_pushes_and_cleans_up() {
     let c = calls(d);
     assert_eq!(c.len(), 3, "{c:?}");
     let local = c[0][c[0].iter().position(|a| a == "-t").unwrap() + 1].clone();
-    assert!(local.starts_with("localhost/freshen-build/"), "{local}");
+    assert!(local.starts_with("localhost/freshen-rebuild/"), "{local}");
     assert_eq!(
         c[0],
         strings(&[

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use freshen_build::{BuildSpec, DiscoverSpec, Executor, Trigger, load, plan};
+use freshen_rebuild::{BuildSpec, DiscoverSpec, Executor, Trigger, load, plan};
 use freshen_reference::{Defaults, Platform};
 
 fn write(p: &Path, text: &str) {
