@@ -22,6 +22,7 @@ pub enum StageBase {
 pub struct Stage {
     /// The `AS` name, if any (lowercased, as BuildKit compares them).
     pub name: Option<String>,
+    /// What the stage's `FROM` starts from.
     pub base: StageBase,
     /// `--platform=...` after substitution, if given.
     pub platform: Option<String>,
@@ -32,6 +33,7 @@ pub struct Stage {
 /// A parsed Dockerfile's stages.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Dockerfile {
+    /// Every stage in file order (a `StageBase::Stage` indexes into it); never empty.
     pub stages: Vec<Stage>,
 }
 
@@ -155,6 +157,9 @@ fn arg_pairs(s: &str) -> Vec<(String, Option<String>)> {
 /// Dockerfile variable substitution: `$V`, `${V}`, `${V:-default}`,
 /// `${V-default}`, `${V:+alt}`, `${V+alt}`; `\$` is a literal `$`. Unset
 /// variables expand to nothing, as BuildKit does.
+///
+/// Fails, with a phrase naming the text, on an unclosed `${`, a `${}` that
+/// names no variable, or another modifier (`${V:?err}`, `${V#x}`, ...).
 pub fn substitute(s: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.char_indices().peekable();

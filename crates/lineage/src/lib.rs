@@ -5,6 +5,8 @@
 //! image whose layers, by diff_id, are the longest strict prefix of this
 //! image's layers).
 
+#![deny(missing_docs)]
+
 mod dockerfile;
 mod plan;
 
@@ -21,6 +23,9 @@ pub const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
 /// Why lineage could not be worked out.
 #[derive(Debug, thiserror::Error)]
 pub enum LineageError {
+    /// A Dockerfile could not be read for its bases: a parse error, a
+    /// `FROM` that names no image, a bad substitution or an unknown
+    /// `--target` stage; the text says which (and the line when known).
     #[error("Dockerfile: {0}")]
     Dockerfile(String),
 }

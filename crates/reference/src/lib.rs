@@ -7,6 +7,8 @@
 //!
 //! This crate knows nothing else: no I/O, no configuration files.
 
+#![deny(missing_docs)]
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -23,12 +25,26 @@ const MAX_TAG_LEN: usize = 128;
 /// Why a reference could not be parsed. Every variant names the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
+    /// The input was empty or only white space.
     #[error("invalid image reference {input:?}: it is empty")]
-    Empty { input: String },
+    Empty {
+        /// The text as given.
+        input: String,
+    },
+    /// The input breaks the reference grammar (or a length limit).
     #[error("invalid image reference {input:?}: {reason}")]
-    Invalid { input: String, reason: String },
+    Invalid {
+        /// The text as given.
+        input: String,
+        /// Which rule it breaks, as a phrase for the user.
+        reason: String,
+    },
+    /// The input is not `os/arch[/variant]`.
     #[error("invalid platform {input:?}: expected os/arch or os/arch/variant, e.g. linux/amd64")]
-    Platform { input: String },
+    Platform {
+        /// The text as given.
+        input: String,
+    },
 }
 
 /// A fully normalised image reference: registry, repository, and a tag and/or digest.
@@ -339,6 +355,9 @@ fn validate_tag(tag: &str) -> Result<(), String> {
 }
 
 /// Checks `algorithm:hex` and returns it unchanged.
+///
+/// Only `sha256`, `sha384` and `sha512` are accepted, with exactly 64, 96
+/// or 128 lowercase hex digits; the error is a phrase naming the input.
 pub fn parse_digest(d: &str) -> Result<String, String> {
     let (algo, hex) = d
         .split_once(':')

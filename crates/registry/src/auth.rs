@@ -14,7 +14,12 @@ use crate::error::RegistryError;
 #[derive(Clone, PartialEq)]
 pub enum Credential {
     /// Username and password (or personal access token).
-    Basic { username: String, password: String },
+    Basic {
+        /// The account name.
+        username: String,
+        /// The password or token; never logged.
+        password: String,
+    },
     /// An identity (refresh) token from `docker login` with an OAuth registry.
     IdentityToken(String),
 }
@@ -81,8 +86,11 @@ pub fn docker_config_credential(registry: &str) -> Result<Option<Credential>, Re
 pub enum Challenge {
     /// Token auth: fetch a bearer token from `realm`.
     Bearer {
+        /// The token endpoint's URL.
         realm: String,
+        /// The `service` parameter to send back, when the challenge has one.
         service: Option<String>,
+        /// The scope the refused request needed (`repository:x:pull`), if given.
         scope: Option<String>,
     },
     /// HTTP basic auth.

@@ -15,6 +15,8 @@
 //!
 //! Knows [`freshen_reference`] and nothing else of freshen.
 
+#![deny(missing_docs)]
+
 mod auth;
 mod error;
 mod manifest;
@@ -426,7 +428,9 @@ impl Client {
 pub struct Image {
     /// The manifest's digest.
     pub digest: String,
+    /// The manifest's fields: config and layer descriptors, annotations.
     pub manifest: ImageDoc,
+    /// The image config the manifest points at (platform, diff_ids, labels).
     pub config: ConfigDoc,
 }
 

@@ -35,8 +35,11 @@ pub struct ManifestHead {
 /// A manifest's exact bytes, with the digest they hash to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
+    /// `sha256:<hex>` of `bytes`.
     pub digest: String,
+    /// The `Content-Type` it was served (or is pushed) with.
     pub media_type: String,
+    /// The document exactly as served: re-serialising would change its digest.
     pub bytes: Vec<u8>,
 }
 
@@ -44,13 +47,18 @@ pub struct Manifest {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
+    /// The content's media type (empty when the document leaves it out).
     #[serde(default)]
     pub media_type: String,
+    /// The content's digest (`sha256:<hex>`).
     pub digest: String,
+    /// The content's length in bytes (0 when absent).
     #[serde(default)]
     pub size: i64,
+    /// For an index entry: the platform the manifest runs on.
     #[serde(default)]
     pub platform: Option<PlatformField>,
+    /// The descriptor's annotations (attestation entries are told by them).
     #[serde(default)]
     pub annotations: Option<BTreeMap<String, String>>,
 }
@@ -58,10 +66,13 @@ pub struct Descriptor {
 /// The platform object of an index entry or image config.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct PlatformField {
+    /// CPU architecture as written (`amd64`, `x86_64`, ...), not yet normalised.
     #[serde(default)]
     pub architecture: String,
+    /// Operating system as written (`linux`).
     #[serde(default)]
     pub os: String,
+    /// CPU variant (`v7`), if any.
     #[serde(default)]
     pub variant: Option<String>,
 }
@@ -77,8 +88,10 @@ impl PlatformField {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IndexDoc {
+    /// The index's own `mediaType` field, when it has one.
     #[serde(default)]
     pub media_type: Option<String>,
+    /// One descriptor per platform manifest (or attestation).
     pub manifests: Vec<Descriptor>,
 }
 
@@ -86,9 +99,12 @@ pub struct IndexDoc {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageDoc {
+    /// The manifest's own `mediaType` field, when it has one.
     #[serde(default)]
     pub media_type: Option<String>,
+    /// The image config blob.
     pub config: Descriptor,
+    /// The layer blobs, base first.
     #[serde(default)]
     pub layers: Vec<Descriptor>,
     /// Manifest annotations (`org.opencontainers.image.base.name`, ...).
@@ -99,14 +115,19 @@ pub struct ImageDoc {
 /// The fields of an image config freshen reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ConfigDoc {
+    /// CPU architecture as written, not yet normalised.
     #[serde(default)]
     pub architecture: String,
+    /// Operating system as written.
     #[serde(default)]
     pub os: String,
+    /// CPU variant, if any.
     #[serde(default)]
     pub variant: Option<String>,
+    /// The layers' uncompressed digests.
     #[serde(default)]
     pub rootfs: RootFs,
+    /// The runtime settings (`config` in the JSON), if present.
     #[serde(default)]
     pub config: Option<RuntimeConfig>,
 }
@@ -114,6 +135,7 @@ pub struct ConfigDoc {
 /// `rootfs` of an image config: the uncompressed layer digests, base first.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RootFs {
+    /// `sha256:<hex>` of each uncompressed layer tar, base first.
     #[serde(default)]
     pub diff_ids: Vec<String>,
 }
@@ -122,6 +144,7 @@ pub struct RootFs {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RuntimeConfig {
+    /// `Labels`: the image's labels, if any.
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
 }
@@ -136,9 +159,12 @@ impl ConfigDoc {
 /// One platform's manifest inside a tag.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PlatformManifest {
+    /// The normalised platform (serialised as `os/arch[/variant]`).
     #[serde(serialize_with = "display")]
     pub platform: Platform,
+    /// The platform manifest's digest.
     pub digest: String,
+    /// The platform manifest's media type.
     pub media_type: String,
 }
 
@@ -151,6 +177,7 @@ fn display<S: serde::Serializer>(p: &Platform, s: S) -> Result<S::Ok, S::Error> 
 pub struct Resolved {
     /// The digest the tag points at (an index or a single manifest).
     pub digest: String,
+    /// The media type of what the tag points at.
     pub media_type: String,
     /// Whether the tag points at a multi-platform index.
     pub is_index: bool,

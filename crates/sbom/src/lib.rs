@@ -21,7 +21,7 @@
 //! normalized and `..` components skipped; the tar reader caps metadata
 //! entries; a malformed database is a warning, not a failure.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod error;
 mod extract;

@@ -1,7 +1,7 @@
 //! freshen's vulnerability data: OSV records read from files, directories
 //! and the bulk `all.zip` exports, and an [`Index`] that matches installed
-//! packages against them; scanner reports (Trivy and Grype JSON) read into
-//! findings for one image ([`Report`]), documents recognised by content
+//! packages against them; scanner reports (Trivy and Grype JSON, Harbor
+//! vulnerability reports) read into findings for one image ([`Report`]), documents recognised by content
 //! ([`load_document`]), and [`merge_findings`], which makes one finding per
 //! vulnerability and package of all of them.
 //!

@@ -1,7 +1,7 @@
-//! Scanner reports: Trivy's JSON (`trivy image -f json`, schema version 2)
-//! and Grype's JSON (`grype -o json`), read into [`Finding`]s for one image,
-//! and documents recognised by their content (OSV record, Trivy report,
-//! Grype report).
+//! Scanner reports: Trivy's JSON (`trivy image -f json`, schema version 2),
+//! Grype's JSON (`grype -o json`) and Harbor's vulnerability reports, read
+//! into [`Finding`]s for one image, and documents recognised by their
+//! content (OSV record, Trivy report, Grype report, Harbor report).
 //!
 //! Formats as the scanners write them:
 //! - Trivy: `SchemaVersion`, `CreatedAt`, `ArtifactName`, `ArtifactType`,
@@ -49,7 +49,7 @@ pub enum Format {
 }
 
 impl Format {
-    /// `osv`, `trivy`, `grype`: the import kind and the scanner's name.
+    /// `osv`, `trivy`, `grype`, `harbor`: the import kind and the scanner's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Osv => "osv",
@@ -69,7 +69,7 @@ pub struct Report {
     /// Which scanner wrote it.
     pub format: Format,
     /// The scanner's version, when the report says (`Trivy.Version`,
-    /// `descriptor.version`).
+    /// `descriptor.version`, Harbor's `scanner` name and version).
     pub scanner_version: Option<String>,
     /// `sha256:<hex>` of the report's bytes: the data snapshot it is.
     pub digest: String,
@@ -79,13 +79,14 @@ pub struct Report {
     pub artifact: Option<String>,
     /// Manifest digests of the image the report names, best first (Grype's
     /// `manifestDigest`, then `RepoDigests`/`repoDigests`, then a digest in
-    /// the artifact name). Empty when the report doesn't name its image.
+    /// the artifact name; Harbor's `artifact.digest`). Empty when the report doesn't name its image.
     pub image_digests: Vec<String>,
     /// `os/arch[/variant]` of the image, when the report says.
     pub platform: Option<String>,
     /// The distribution the scanner saw (`debian 12.2`).
     pub os: Option<String>,
-    /// Findings, one per (vulnerability, package), sourced `trivy`/`grype`.
+    /// Findings, one per (vulnerability, package), sourced `trivy`,
+    /// `grype` or `harbor`.
     pub findings: Vec<Finding>,
 }
 
@@ -100,7 +101,7 @@ pub enum Document {
 
 /// Reads what `path` holds, recognised by content: a directory or a zip
 /// archive of OSV records, or one JSON file that is an OSV record, a Trivy
-/// report or a Grype report. Anything else is an error naming the path and
+/// report, a Grype report or a Harbor report. Anything else is an error naming the path and
 /// the accepted formats.
 pub fn load_document(path: &Path) -> Result<Document, VulnError> {
     let shown = path.display().to_string();
@@ -205,7 +206,7 @@ fn is_harbor(bytes: &[u8]) -> bool {
             .all(|k| k.starts_with("application/vnd.") && k.contains("report"))
 }
 
-/// Parses a Trivy or Grype report (`name` is the file, for errors).
+/// Parses a Trivy, Grype or Harbor report (`name` is the file, for errors).
 pub fn parse_report(bytes: &[u8], name: &str) -> Result<Report, VulnError> {
     if bytes.len() as u64 > MAX_REPORT_BYTES {
         return Err(VulnError::Limit {
