@@ -10,20 +10,20 @@ pub enum RegistryError {
     NotFound {
         /// The registry name (as in the reference, e.g. `docker.io`).
         host: String,
-        /// The image the request was for, as the caller named it.
+        /// The image concerned, as a full reference (or `<registry> catalog`).
         image: String,
         /// The request path that was not found (`/v2/.../manifests/...`).
         what: String,
     },
+    /// The registry wants credentials and none are configured (or it asked
+    /// for a scheme freshen cannot answer).
     #[error(
         "{host}: authentication required for {image}; log in with `docker login {host}` or set credentials for this registry in the config"
     )]
-    /// The registry wants credentials and none are configured (or it asked
-    /// for a scheme freshen cannot answer).
     AuthRequired {
         /// The registry name (as in the reference, e.g. `docker.io`).
         host: String,
-        /// The image the request was for, as the caller named it.
+        /// The image concerned, as a full reference (or `<registry> catalog`).
         image: String,
     },
     /// Credentials were sent and refused (HTTP 401/403 on a read, or from
@@ -32,41 +32,42 @@ pub enum RegistryError {
     AuthFailed {
         /// The registry name (as in the reference, e.g. `docker.io`).
         host: String,
-        /// The image the request was for, as the caller named it.
+        /// The image concerned, as a full reference (or `<registry> catalog`).
         image: String,
-        /// The status that refused them and where (`HTTP 401`, `token endpoint answered HTTP 403`).
+        /// Which answer refused them (`HTTP 401`, `token endpoint answered HTTP 403`).
         detail: String,
     },
+    /// A write was refused although credentials were sent: they do not
+    /// grant push (or the mount source's pull).
     #[error(
         "{host}: {access} access to {image} was refused; the credentials in use do not grant it (a read-only account or token?)"
     )]
-    /// A write was refused although credentials were sent: they do not
-    /// grant push (or the mount source's pull).
     Denied {
         /// The registry name (as in the reference, e.g. `docker.io`).
         host: String,
-        /// The image the request was for, as the caller named it.
+        /// The image concerned, as a full reference (or `<registry> catalog`).
         image: String,
         /// The access asked for: `push`, or `push (mounting from <repo>)`.
         access: String,
     },
+    /// HTTP 429 asking for a wait longer than the longest backoff, or with
+    /// the attempts used up; also a request not sent because an earlier 429
+    /// paused the registry for longer than that.
     #[error("{host}: rate limited for {image}; the registry asks to wait {retry_after:?}")]
-    /// HTTP 429 past the retry budget, or the host is paused by an earlier
-    /// 429 for longer than the longest backoff.
     RateLimited {
         /// The registry name (as in the reference, e.g. `docker.io`).
         host: String,
-        /// The image the request was for, as the caller named it.
+        /// The image concerned, as a full reference (or `<registry> catalog`).
         image: String,
         /// How long the registry asked to wait (`Retry-After`, else the backoff).
         retry_after: Duration,
     },
-    #[error("{host}: {image}: HTTP {status} after {attempts} attempt(s): {detail}")]
     /// Any other unsuccessful status, after retries for 5xx and 408.
+    #[error("{host}: {image}: HTTP {status} after {attempts} attempt(s): {detail}")]
     Http {
         /// The registry name (as in the reference, e.g. `docker.io`).
         host: String,
-        /// The image the request was for, as the caller named it.
+        /// The image concerned, as a full reference (or `<registry> catalog`).
         image: String,
         /// The last HTTP status code.
         status: u16,
@@ -75,62 +76,62 @@ pub enum RegistryError {
         /// The registry's error text (its `errors` body), or which endpoint answered.
         detail: String,
     },
-    #[error("{host}: {image}: {detail} after {attempts} attempt(s)")]
     /// No HTTP answer (connect, TLS, timeout), after retries; also a
     /// streamed upload that would have to be sent twice.
+    #[error("{host}: {image}: {detail} after {attempts} attempt(s)")]
     Transport {
         /// The registry name (as in the reference, e.g. `docker.io`).
         host: String,
-        /// The image the request was for, as the caller named it.
+        /// The image concerned, as a full reference (or `<registry> catalog`).
         image: String,
         /// What failed, without the URL (it may carry secrets).
         detail: String,
         /// Requests tried, the last one included.
         attempts: u32,
     },
-    #[error("{image}: the registry sent digest {claimed} but the content hashes to {actual}")]
     /// Content does not hash to the digest it was asked for or announced with.
+    #[error("{image}: the registry sent digest {claimed} but the content hashes to {actual}")]
     DigestMismatch {
-        /// The image the request was for, as the caller named it.
+        /// The image concerned, as a full reference (or `<registry> catalog`).
         image: String,
         /// The digest asked for or sent in `Docker-Content-Digest`.
         claimed: String,
         /// The digest of the bytes received (`sha256:<hex>`).
         actual: String,
     },
-    #[error("{image}: unusable {what}: {detail}")]
     /// A body freshen cannot use: malformed JSON, an unsupported media
     /// type, over a size limit, or a registry answer that breaks the protocol.
+    #[error("{image}: unusable {what}: {detail}")]
     BadContent {
-        /// The image the request was for, as the caller named it.
+        /// The image concerned, as a full reference (or `<registry> catalog`).
         image: String,
         /// Which document or step: `manifest`, `image config`, `blob <digest>`, `upload`, ...
         what: String,
         /// What is wrong with it.
         detail: String,
     },
-    #[error("{image}: platform {wanted} is not in the image (it has: {available})")]
     /// The index holds no manifest for the platform asked for.
+    #[error("{image}: platform {wanted} is not in the image (it has: {available})")]
     PlatformMissing {
-        /// The image the request was for, as the caller named it.
+        /// The image concerned, as a full reference (or `<registry> catalog`).
         image: String,
         /// The platform asked for (`os/arch[/variant]`).
         wanted: String,
         /// The platforms the index offers, comma-separated.
         available: String,
     },
-    #[error("registry {host}: {detail}")]
     /// A registry's settings cannot be used (an unreadable `ca_file`, a bad
     /// mirror URL, no endpoint).
+    #[error("registry {host}: {detail}")]
     Settings {
         /// The registry name (as in the reference, e.g. `docker.io`).
         host: String,
         /// What is wrong.
         detail: String,
     },
-    #[error("credentials for {host}: {detail}")]
     /// The docker config or a credential helper failed; helper output is
     /// left out, as it can hold secrets.
+    #[error("credentials for {host}: {detail}")]
     Credentials {
         /// The registry name (as in the reference, e.g. `docker.io`).
         host: String,
