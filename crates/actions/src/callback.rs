@@ -19,6 +19,7 @@
 //! repository): it is stored in the outbox row but never logged or shown;
 //! messages name its host only.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,8 +28,6 @@ use freshen_receive::{CallbackSpec, Kind, Notice, ReceiverSpec};
 use freshen_store::{Delivery, DeliveryState, Store};
 use reqwest::header::CONTENT_TYPE;
 use serde::{Deserialize, Serialize};
-
-use std::collections::BTreeMap;
 
 use crate::targets::{Ack, DeliveryError, TriggerSpec};
 
@@ -579,6 +578,58 @@ mod tests {
         );
         assert_eq!(host("http://127.0.0.1:9/x"), "127.0.0.1:9");
         assert_eq!(shorten("é".repeat(200), 250).len(), 249);
+    }
+
+    #[test]
+    fn on_receipt_rides_one_event_or_says_what_came_of_the_push() {
+        let receiver: ReceiverSpec = serde_json::from_value(serde_json::json!({
+            "kind": "dockerhub", "key": "hub-key-0123456789",
+            "callback": {"allow": ["http://127.0.0.1:9999/hooks"]}
+        }))
+        .unwrap();
+        let notice = |url: &str| Notice {
+            callback_url: Some(url.into()),
+            ..Notice::default()
+        };
+        let mut c =
+            HubCallback::requested(&receiver, &notice("http://127.0.0.1:9999/hooks/1")).unwrap();
+        let rider = c.rider("docker.io/a/b:latest");
+        assert_eq!(rider.len(), 1);
+        assert_eq!(rider[0].0, HUB_CALLBACK);
+        assert!(!format!("{c:?}").contains("hooks/1"));
+        c.rode("ev-1");
+        assert!(c.rider("docker.io/a/b:latest").is_empty());
+        let refused =
+            HubCallback::requested(&receiver, &notice("http://10.0.0.1/hooks/1")).unwrap();
+        assert!(refused.rider("docker.io/a/b:latest").is_empty());
+        assert!(HubCallback::requested(&receiver, &Notice::default()).is_none());
+
+        let spec = CallbackSpec::default();
+        let tag = |reference, outcome, reason| PushedTag {
+            reference,
+            digest: None,
+            outcome,
+            reason,
+        };
+        let body = immediate(&[tag("docker.io/a/b:1", "unchanged", None)], &spec);
+        assert_eq!(body.state, "success");
+        assert_eq!(
+            body.description,
+            "docker.io/a/b:1: digest already known, nothing to do"
+        );
+        let body = immediate(
+            &[
+                tag("docker.io/a/b:1", "ignored", Some("no watch")),
+                tag("docker.io/a/b:2", "failed", Some("registry.internal: 503")),
+            ],
+            &spec,
+        );
+        assert_eq!(body.state, "error");
+        assert_eq!(
+            body.description,
+            "docker.io/a/b:2: could not be read from its registry (freshen's log has why)"
+        );
+        assert_eq!(immediate(&[], &spec).description, "no tag pushed");
     }
 
     #[test]
