@@ -3,12 +3,15 @@
 //! deduplicate; delivery is at least once, retried until acknowledged.
 
 pub mod callback;
-pub mod jenkins;
 pub mod outbox;
 pub mod targets;
 pub mod template;
 
-pub use callback::{CallbackPayload, HUB_CALLBACK};
+/// The Jenkins client, under its old path (`freshen_actions::jenkins`) while
+/// other code moves to `freshen_jenkins`; remove once nothing uses it.
+pub use freshen_jenkins as jenkins;
+
+pub use callback::{CallbackPayload, HUB_CALLBACK, HubCallback, PushedTag, Settled};
 pub use outbox::{CASCADE, Deliverer, LocalTarget, OutboxSettings, Outcome};
 pub use targets::{
     CommandSpec, DeliveryError, JenkinsSpec, TriggerSpec, WebhookFormat, WebhookSpec, redact_url,

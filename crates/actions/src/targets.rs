@@ -66,8 +66,8 @@ pub struct JenkinsSpec {
 
 impl JenkinsSpec {
     /// The Jenkins this trigger starts jobs on; `crumb` only for writes.
-    pub(crate) fn endpoint(&self, crumb: bool) -> crate::jenkins::Endpoint<'_> {
-        crate::jenkins::Endpoint {
+    pub(crate) fn endpoint(&self, crumb: bool) -> freshen_jenkins::Endpoint<'_> {
+        freshen_jenkins::Endpoint {
             url: &self.url,
             user: self.user.as_deref(),
             token: self.token.as_deref(),
@@ -220,7 +220,7 @@ pub type Ack = Option<String>;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The webhooks' client (Jenkins has its own session, in `jenkins.rs`).
+/// The webhooks' client (Jenkins has its own session, in `freshen-jenkins`).
 pub(crate) fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, DeliveryError> {
     // rustls needs one process-wide crypto provider; ring is the only one built.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -235,7 +235,7 @@ pub(crate) fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, 
 }
 
 /// `<what>: timed out`, `could not connect` or `request failed`, for a
-/// request that got no answer (webhooks here, Jenkins in `jenkins.rs`). The
+/// request that got no answer (webhooks; Jenkins' are in `freshen-jenkins`). The
 /// reqwest error itself is left out: it can hold a URL with credentials.
 pub(crate) fn send_failure(what: &str, e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
@@ -253,9 +253,9 @@ pub(crate) fn send_failure(what: &str, e: &reqwest::Error) -> String {
 /// `201 Created` with the queue item in `Location`.
 pub async fn deliver_jenkins(spec: &JenkinsSpec, payload: &Value) -> Result<Ack, DeliveryError> {
     // A session per delivery: the crumb is bound to this session's cookie.
-    let session = crate::jenkins::Session::open(spec.endpoint(spec.crumb))
+    let session = freshen_jenkins::Session::open(spec.endpoint(spec.crumb))
         .await
-        .map_err(|e| DeliveryError::retry(e.message))?;
+        .map_err(|e| DeliveryError::retry(e.to_string()))?;
     let vars = template::variables(payload);
     let form: Vec<(String, String)> = spec
         .parameters
@@ -265,7 +265,7 @@ pub async fn deliver_jenkins(spec: &JenkinsSpec, payload: &Value) -> Result<Ack,
     session
         .start(&spec.job, &form)
         .await
-        .map_err(|e| DeliveryError::retry(e.message))
+        .map_err(|e| DeliveryError::retry(e.to_string()))
 }
 
 /// The signature header's value: `sha256=<hex HMAC-SHA256(secret, body)>`.

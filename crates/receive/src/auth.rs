@@ -110,7 +110,7 @@ impl Gate {
         if let Some(want) = &e.token {
             let got = presented
                 .authorization
-                .and_then(bearer)
+                .and_then(bearer_token)
                 .ok_or(Denied::MissingToken)?;
             if !bool::from(want.ct_eq(&digest(got))) {
                 return Err(Denied::WrongToken);
@@ -137,8 +137,10 @@ fn digest(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
 
-/// The token of `Bearer <token>` (scheme case-insensitive).
-fn bearer(v: &[u8]) -> Option<&[u8]> {
+/// The token of an `Authorization: Bearer <token>` header's value (scheme
+/// case-insensitive, blanks around the token trimmed); `None` for another
+/// scheme or an empty token. The server's write tokens are read with it too.
+pub fn bearer_token(v: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = v.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
         return None;
@@ -242,6 +244,20 @@ mod tests {
             g.admit(Kind::Generic, "gen-key", Presented::default(), body),
             Err(Denied::MissingSignature)
         );
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer_token(b"Bearer tok"), Some(&b"tok"[..]));
+        assert_eq!(bearer_token(b"bearer  tok "), Some(&b"tok"[..]));
+        for none in [&b"Bearer "[..], b"Bearer", b"Basic dG9r", b"tok", b""] {
+            assert_eq!(
+                bearer_token(none),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(none)
+            );
+        }
     }
 
     fn p(signature: &[u8]) -> Presented<'_> {

@@ -20,7 +20,7 @@ mod callback;
 mod formats;
 mod spec;
 
-pub use auth::{Denied, Gate, Presented};
-pub use callback::{CallbackBody, DOCKER_HUB_CALLBACKS, allowed_callback};
+pub use auth::{Denied, Gate, Presented, bearer_token};
+pub use callback::{DOCKER_HUB_CALLBACKS, prefix as callback_prefix};
 pub use formats::{Headers, Notice, ParseError, Push, Scan, parse};
 pub use spec::{CallbackSpec, Kind, ReceiverSpec};

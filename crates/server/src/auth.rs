@@ -73,15 +73,10 @@ fn digest(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
 
-/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
+/// The token of `Authorization: Bearer <token>`, read as webhook receivers
+/// read theirs.
 fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
-    let v = headers.get(header::AUTHORIZATION)?.as_bytes();
-    let (scheme, rest) = v.split_at_checked(7)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
-        return None;
-    }
-    let token = rest.trim_ascii();
-    (!token.is_empty()).then_some(token)
+    freshen_receive::bearer_token(headers.get(header::AUTHORIZATION)?.as_bytes())
 }
 
 #[cfg(test)]

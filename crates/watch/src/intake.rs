@@ -9,9 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::Utc;
-use freshen_actions::{CallbackPayload, HUB_CALLBACK};
-use freshen_receive::{CallbackBody, Kind, Notice, ReceiverSpec, allowed_callback};
+use freshen_actions::{HubCallback, PushedTag};
+use freshen_receive::{Notice, ReceiverSpec};
 use freshen_reference::{Defaults, Platform, Reference, glob};
 use serde::Serialize;
 
@@ -112,6 +111,18 @@ pub struct PushOutcome {
     pub retry: bool,
 }
 
+impl PushOutcome {
+    /// What the push came to, for its Docker Hub callback.
+    fn tag(&self) -> PushedTag<'_> {
+        PushedTag {
+            reference: &self.reference,
+            digest: self.digest.as_deref(),
+            outcome: self.outcome,
+            reason: self.reason.as_deref(),
+        }
+    }
+}
+
 /// A receiver that cannot be used: the field and why.
 #[derive(Debug, thiserror::Error)]
 #[error("receivers.{name}.{field}: {reason}")]
@@ -205,31 +216,19 @@ impl Intake {
         let source = format!("webhook:{receiver}");
         // Docker Hub's callback rides the push's change event, written in
         // its transaction (Docker Hub names one tag per call).
-        let hub_callback = match (&notice.callback_url, r.spec.callback()) {
-            (Some(url), Some(spec)) if r.spec.kind == Kind::Dockerhub => Some((url, spec)),
-            _ => None,
-        };
-        let allowed = hub_callback
-            .as_ref()
-            .map(|(url, spec)| allowed_callback(url, &spec.allow));
+        let mut hub_callback = HubCallback::requested(&r.spec, &notice);
         let mut pushes = Vec::with_capacity(notice.pushes.len());
-        let mut rode = None;
         for push in &notice.pushes {
-            let with_event = match (&hub_callback, &allowed, &rode) {
-                (Some((url, spec)), Some(Ok(_)), None) => {
-                    vec![(
-                        HUB_CALLBACK.to_string(),
-                        callback_payload(url, spec, &push.reference),
-                    )]
-                }
-                _ => Vec::new(),
-            };
+            let with_event = hub_callback
+                .as_ref()
+                .map(|c| c.rider(&push.reference))
+                .unwrap_or_default();
             let carried = !with_event.is_empty();
             let outcome = self
                 .push(r, &source, &push.reference, &push.digest, with_event)
                 .await;
-            if carried && let Some(id) = &outcome.event_id {
-                rode = Some(id.clone());
+            if carried && let (Some(c), Some(id)) = (hub_callback.as_mut(), &outcome.event_id) {
+                c.rode(id);
             }
             pushes.push(outcome);
         }
@@ -237,22 +236,13 @@ impl Intake {
         for scan in &notice.scans {
             scans.push(self.scan(r, scan).await);
         }
-        let (callback, callback_failed) = match (hub_callback, allowed, rode) {
-            (Some(_), Some(Err(why)), _) => {
-                tracing::warn!(reason = %why, "refused to call a callback_url");
-                (Some(format!("refused: {why}")), false)
+        let (callback, callback_failed) = match hub_callback {
+            Some(c) => {
+                let tags: Vec<PushedTag<'_>> = pushes.iter().map(PushOutcome::tag).collect();
+                let settled = c.settle(self.checker.store(), &tags).await;
+                (Some(settled.said), settled.retry)
             }
-            (Some(_), _, Some(event)) => (
-                Some(format!(
-                    "queued: posted once event {event}'s deliveries end"
-                )),
-                false,
-            ),
-            (Some((url, spec)), _, None) => {
-                let (said, failed) = self.callback(url, &spec, &pushes).await;
-                (Some(said), failed)
-            }
-            (None, _, _) => (None, false),
+            None => (None, false),
         };
         if let Some(q) = &self.queued
             && (pushes.iter().any(|p| p.outcome == "fired")
@@ -441,73 +431,6 @@ impl Intake {
         }
         out
     }
-
-    /// For a push that made no event: queues the callback on the change
-    /// event of the digest the tag now points at (an earlier one, when a
-    /// poll saw the digest first), so it is posted once that event's
-    /// deliveries end; posts it at once when no event is known for it.
-    /// Returns what was done, and whether queueing failed (the sender
-    /// should retry).
-    async fn callback(
-        &self,
-        url: &str,
-        spec: &freshen_receive::CallbackSpec,
-        pushes: &[PushOutcome],
-    ) -> (String, bool) {
-        let store = self.checker.store();
-        for p in pushes {
-            let Some(digest) = &p.digest else { continue };
-            let event = match store.events(Some(&p.reference), 1).await {
-                Ok(mut list) => list.pop().filter(|e| &e.new_digest == digest),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not look up the push's event");
-                    return ("not queued: the store failed".into(), true);
-                }
-            };
-            let Some(event) = event else { continue };
-            let value = callback_payload(url, spec, &p.reference);
-            return match store
-                .enqueue(&event.id, &[HUB_CALLBACK.to_string()], &value, Utc::now())
-                .await
-            {
-                Ok(()) => (
-                    format!("queued: posted once event {}'s deliveries end", event.id),
-                    false,
-                ),
-                Err(e) => {
-                    tracing::warn!(event = %event.id, error = %e, "could not queue the callback");
-                    ("not queued: the store failed".into(), true)
-                }
-            };
-        }
-        // Nothing to wait for: post now, without holding up the answer.
-        let body = immediate(pushes, spec);
-        let state = body.state;
-        let url = url.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = freshen_actions::callback::post(&url, &body).await {
-                tracing::warn!(error = %e.message, "posting the callback failed");
-            }
-        });
-        (format!("posting {state}"), false)
-    }
-}
-
-/// A callback delivery's payload for `reference`.
-fn callback_payload(
-    url: &str,
-    spec: &freshen_receive::CallbackSpec,
-    reference: &str,
-) -> serde_json::Value {
-    let payload = CallbackPayload {
-        url: url.to_string(),
-        context: spec.context.clone(),
-        target_url: spec.target_url.clone(),
-        deadline: Utc::now()
-            + chrono::Duration::from_std(spec.max_wait).unwrap_or(chrono::Duration::MAX),
-        reference: reference.to_string(),
-    };
-    serde_json::to_value(&payload).expect("the payload serialises")
 }
 
 /// Fills an outcome from a check's result.
@@ -522,48 +445,4 @@ fn describe(out: &mut PushOutcome, result: &CheckResult) {
         }
         (Some(_), _) => "fired",
     };
-}
-
-/// The callback for a push that set nothing off.
-fn immediate(pushes: &[PushOutcome], spec: &freshen_receive::CallbackSpec) -> CallbackBody {
-    let failed: Vec<&PushOutcome> = pushes.iter().filter(|p| p.outcome == "failed").collect();
-    // Docker Hub is a third party: no error text (it names internal hosts).
-    let (state, description) = if let Some(f) = failed.first() {
-        (
-            "error",
-            format!(
-                "{}: could not be read from its registry (freshen's log has why)",
-                f.reference
-            ),
-        )
-    } else {
-        let parts: Vec<String> = pushes
-            .iter()
-            .map(|p| match p.outcome {
-                "unchanged" => format!("{}: digest already known, nothing to do", p.reference),
-                other => format!(
-                    "{}: {other}{}",
-                    p.reference,
-                    p.reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                ),
-            })
-            .collect();
-        (
-            "success",
-            if parts.is_empty() {
-                "no tag pushed".into()
-            } else {
-                parts.join("; ")
-            },
-        )
-    };
-    CallbackBody {
-        state,
-        description: freshen_actions::callback::shorten(description, 250),
-        context: spec.context.clone(),
-        target_url: spec.target_url.clone(),
-    }
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use freshen_actions::jenkins::{Endpoint, JenkinsError, QueueItem, QueueState, Session};
+use freshen_jenkins::{Endpoint, JenkinsError, QueueItem, QueueState, Session};
 use serde::Deserialize;
 
 use crate::{Build, BuildError};
@@ -51,7 +51,7 @@ impl std::fmt::Debug for JenkinsSettings {
     // The token never shows: only whether there is one.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JenkinsSettings")
-            .field("url", &freshen_actions::redact_url(&self.url))
+            .field("url", &freshen_jenkins::redact_url(&self.url))
             .field("user", &self.user)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("crumb", &self.crumb)
@@ -71,7 +71,7 @@ impl JenkinsSettings {
     /// Checks what can be checked before a run; the message says what to fix.
     pub fn validate(&self) -> Result<(), String> {
         let u = url::Url::parse(&self.url)
-            .map_err(|e| format!("url {:?}: {e}", freshen_actions::redact_url(&self.url)))?;
+            .map_err(|e| format!("url {:?}: {e}", freshen_jenkins::redact_url(&self.url)))?;
         if u.scheme() != "http" && u.scheme() != "https" {
             return Err("url: only http and https".into());
         }
@@ -115,7 +115,7 @@ impl JenkinsSettings {
             timeout: REQUEST_TIMEOUT.min(self.timeout),
         })
         .await
-        .map_err(|e| fail(e.message))?;
+        .map_err(|e| fail(e.to_string()))?;
         let mut parameters = vec![
             ("IMAGE".to_string(), b.image.clone()),
             ("VERSION".to_string(), version.to_string()),
@@ -125,7 +125,7 @@ impl JenkinsSettings {
         let location = session
             .start(job, &parameters)
             .await
-            .map_err(|e| fail(e.message))?;
+            .map_err(|e| fail(e.to_string()))?;
         let item = location
             .as_deref()
             .and_then(QueueItem::from_location)
@@ -143,10 +143,10 @@ impl JenkinsSettings {
         // tolerated; an answer that cannot change (401, 403, 404) is not.
         let mut misses = 0;
         let tolerate = |misses: &mut u32, e: JenkinsError| -> Result<(), BuildError> {
-            let transient = e.status.is_none_or(|s| s == 429 || s >= 500);
+            let transient = e.status().is_none_or(|s| s == 429 || s >= 500);
             *misses += 1;
             if !transient || *misses > MAX_MISSES || Instant::now() >= deadline {
-                return Err(fail(e.message));
+                return Err(fail(e.to_string()));
             }
             tracing::warn!(image = %b.image, job, error = %e, "Jenkins poll failed; trying again");
             Ok(())

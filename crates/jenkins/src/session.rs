@@ -1,7 +1,5 @@
-//! A session with Jenkins' remote access API, shared by the Jenkins trigger
-//! (start a job, don't wait) and the Jenkins build executor (start a job
-//! and follow it to its result): basic auth with an API token, a CSRF
-//! crumb bound to the session cookie, redirects treated as failures.
+//! A session with one Jenkins: its HTTP client (cookie store, no
+//! redirects), credentials and crumb, and the calls freshen makes.
 
 use std::time::Duration;
 
@@ -10,29 +8,12 @@ use reqwest::header::LOCATION;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::targets::{redact_url, send_failure};
+use crate::error::{JenkinsError, NoAnswer};
+use crate::job::job_path;
+use crate::queue::{BuildState, QueueItem, QueueState};
+use crate::redact::redact_url;
 
-/// Why a call to Jenkins failed; the message names Jenkins (its URL
-/// redacted), the call and what to check. It never holds the token.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct JenkinsError {
-    /// What went wrong.
-    pub message: String,
-    /// The HTTP status Jenkins answered, if it answered.
-    pub status: Option<u16>,
-}
-
-impl JenkinsError {
-    fn new(message: String) -> Self {
-        JenkinsError {
-            message,
-            status: None,
-        }
-    }
-}
-
-/// How to reach a Jenkins.
+/// How to reach a Jenkins. `Debug` leaves the token out.
 #[derive(Clone, Copy)]
 pub struct Endpoint<'a> {
     /// Jenkins' root URL (with its context path, if any).
@@ -45,6 +26,19 @@ pub struct Endpoint<'a> {
     pub crumb: bool,
     /// Per-request timeout.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Endpoint<'_> {
+    // The token stays out of Debug output; the URL is cut to its host.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &redact_url(self.url))
+            .field("user", &self.user)
+            .field("token", &self.token.map(|_| "<redacted>"))
+            .field("crumb", &self.crumb)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// One session: the crumb is bound to this session's cookie, so every
@@ -65,68 +59,6 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// A started build's place in the queue: `<root>/queue/item/<id>/`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueItem {
-    /// The queue item id.
-    pub id: u64,
-}
-
-/// Where a queue item is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum QueueState {
-    /// Still waiting (quiet period, blocked, no executor); Jenkins' reason.
-    Waiting(Option<String>),
-    /// Cancelled before it started.
-    Cancelled,
-    /// Became build `number`, at `url`.
-    Started {
-        /// The build number.
-        number: u64,
-        /// The build's page, as Jenkins names it.
-        url: String,
-    },
-}
-
-/// A build's state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BuildState {
-    /// Still running.
-    pub building: bool,
-    /// `SUCCESS`, `UNSTABLE`, `FAILURE`, `ABORTED`, ... once finished.
-    pub result: Option<String>,
-}
-
-/// `/job/a/job/b` for the job `a/b` (folders), each name percent-encoded.
-pub fn job_path(job: &str) -> String {
-    job.split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| format!("/job/{}", urlencode(s)))
-        .collect()
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
-/// What to check, for a status Jenkins answered.
-pub fn auth_hint(s: StatusCode) -> &'static str {
-    match s.as_u16() {
-        401 => " (check jenkins.user and jenkins.token)",
-        403 => " (the user lacks Job/Build permission, or the crumb was refused)",
-        404 => " (no such job)",
-        302 | 303 => " (redirected: Jenkins wants a login; set jenkins.user and jenkins.token)",
-        _ => "",
-    }
-}
-
-/// A request Jenkins never answered: timed out, no connection, or other.
-fn send_error(what: &str, e: &reqwest::Error) -> JenkinsError {
-    JenkinsError::new(send_failure(what, e))
-}
-
 impl Session {
     /// Opens a session: an HTTP client with a cookie store, and the crumb
     /// when asked for (none when Jenkins has no crumb issuer).
@@ -141,7 +73,7 @@ impl Session {
             .redirect(reqwest::redirect::Policy::none())
             .cookie_store(true)
             .build()
-            .map_err(|e| JenkinsError::new(format!("HTTP client: {e}")))?;
+            .map_err(JenkinsError::Client)?;
         let mut s = Session {
             client,
             root: ep.url.trim_end_matches('/').to_string(),
@@ -155,7 +87,7 @@ impl Session {
                 .auth(s.client.get(format!("{}/crumbIssuer/api/json", s.root)))
                 .send()
                 .await
-                .map_err(|e| send_error(&format!("Jenkins {} crumb issuer", s.shown), &e))?;
+                .map_err(|e| s.no_answer("crumb issuer".into(), &e))?;
             match resp.status() {
                 st if st.is_success() => {
                     #[derive(Deserialize)]
@@ -164,25 +96,17 @@ impl Session {
                         crumb: String,
                         crumb_request_field: String,
                     }
-                    let c: Crumb = resp.json().await.map_err(|_| {
-                        JenkinsError::new(format!(
-                            "Jenkins {}: the crumb issuer's answer is not a crumb",
-                            s.shown
-                        ))
+                    let c: Crumb = resp.json().await.map_err(|_| JenkinsError::NotACrumb {
+                        jenkins: s.shown.clone(),
                     })?;
                     s.crumb = Some((c.crumb_request_field, c.crumb));
                 }
                 // No crumb issuer: CSRF protection is off.
                 StatusCode::NOT_FOUND => {}
                 st => {
-                    return Err(JenkinsError {
-                        message: format!(
-                            "Jenkins {}: crumb issuer answered HTTP {}{}",
-                            s.shown,
-                            st.as_u16(),
-                            auth_hint(st)
-                        ),
-                        status: Some(st.as_u16()),
+                    return Err(JenkinsError::CrumbStatus {
+                        jenkins: s.shown.clone(),
+                        status: st.as_u16(),
                     });
                 }
             }
@@ -199,6 +123,24 @@ impl Session {
         match (&self.user, &self.token) {
             (Some(u), Some(t)) => rb.basic_auth(u, Some(t)),
             _ => rb,
+        }
+    }
+
+    /// A request Jenkins never answered: timed out, no connection, or other.
+    fn no_answer(&self, call: String, e: &reqwest::Error) -> JenkinsError {
+        JenkinsError::NoAnswer {
+            jenkins: self.shown.clone(),
+            call,
+            failure: NoAnswer::of(e),
+        }
+    }
+
+    /// Jenkins answered `call` with the error `status`.
+    fn refused(&self, call: String, status: StatusCode) -> JenkinsError {
+        JenkinsError::Status {
+            jenkins: self.shown.clone(),
+            call,
+            status: status.as_u16(),
         }
     }
 
@@ -226,7 +168,7 @@ impl Session {
         let resp = req
             .send()
             .await
-            .map_err(|e| send_error(&format!("Jenkins {} job {job}", self.shown), &e))?;
+            .map_err(|e| self.no_answer(format!("job {job}"), &e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp
@@ -235,41 +177,23 @@ impl Session {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string));
         }
-        Err(JenkinsError {
-            message: format!(
-                "Jenkins {} job {job}: HTTP {}{}",
-                self.shown,
-                status.as_u16(),
-                auth_hint(status)
-            ),
-            status: Some(status.as_u16()),
-        })
+        Err(self.refused(format!("job {job}"), status))
     }
 
     /// GETs `<root><path>/api/json`.
-    async fn json(&self, path: &str, what: &str) -> Result<Value, JenkinsError> {
+    async fn json(&self, path: &str, call: String) -> Result<Value, JenkinsError> {
         let resp = self
             .auth(self.client.get(format!("{}{path}/api/json", self.root)))
             .send()
             .await
-            .map_err(|e| send_error(&format!("Jenkins {} {what}", self.shown), &e))?;
+            .map_err(|e| self.no_answer(call.clone(), &e))?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(JenkinsError {
-                message: format!(
-                    "Jenkins {} {what}: HTTP {}{}",
-                    self.shown,
-                    status.as_u16(),
-                    auth_hint(status)
-                ),
-                status: Some(status.as_u16()),
-            });
+            return Err(self.refused(call, status));
         }
-        resp.json().await.map_err(|_| {
-            JenkinsError::new(format!(
-                "Jenkins {} {what}: the answer is not JSON",
-                self.shown
-            ))
+        resp.json().await.map_err(|_| JenkinsError::NotJson {
+            jenkins: self.shown.clone(),
+            call,
         })
     }
 
@@ -280,7 +204,7 @@ impl Session {
         let v = self
             .json(
                 &format!("/queue/item/{}", item.id),
-                &format!("queue item {}", item.id),
+                format!("queue item {}", item.id),
             )
             .await?;
         if v["cancelled"].as_bool() == Some(true) {
@@ -303,7 +227,7 @@ impl Session {
         let v = self
             .json(
                 &format!("{}/{number}", job_path(job)),
-                &format!("job {job} build #{number}"),
+                format!("job {job} build #{number}"),
             )
             .await?;
         Ok(BuildState {
@@ -313,37 +237,39 @@ impl Session {
     }
 }
 
-impl QueueItem {
-    /// The queue item a `Location` header names: `.../queue/item/<id>/`.
-    pub fn from_location(location: &str) -> Option<QueueItem> {
-        let mut segs = location.trim_end_matches('/').rsplit('/');
-        let id = segs.next()?.parse().ok()?;
-        (segs.next()? == "item" && segs.next()? == "queue").then_some(QueueItem { id })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn queue_items_from_locations() {
-        assert_eq!(
-            QueueItem::from_location("http://j:8080/ci/queue/item/39/"),
-            Some(QueueItem { id: 39 })
-        );
-        assert_eq!(
-            QueueItem::from_location("http://j/queue/item/7"),
-            Some(QueueItem { id: 7 })
-        );
-        assert_eq!(QueueItem::from_location("http://j/job/x/"), None);
+    fn endpoint() -> Endpoint<'static> {
+        Endpoint {
+            url: "http://ci:pa55word@127.0.0.1:9/ci?token=q",
+            user: Some("freshen"),
+            token: Some("11abcdef-secret"),
+            crumb: false,
+            timeout: Duration::from_secs(1),
+        }
     }
 
-    #[test]
-    fn job_paths_cover_folders() {
-        assert_eq!(
-            job_path("images/rebuild app"),
-            "/job/images/job/rebuild%20app"
+    #[tokio::test]
+    async fn the_token_is_never_shown() {
+        let shown = format!("{:?}", endpoint());
+        assert!(!shown.contains("11abcdef-secret"), "{shown}");
+        assert!(!shown.contains("pa55word"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let session = Session::open(endpoint()).await.unwrap();
+        let shown = format!("{session:?}");
+        assert!(!shown.contains("11abcdef-secret"), "{shown}");
+        assert!(!shown.contains("pa55word"), "{shown}");
+        assert_eq!(session.shown(), "http://127.0.0.1:9/…");
+        // Nothing listens on port 9: the error names the call, not the secret.
+        let e = session.start("images/app", &[]).await.unwrap_err();
+        let said = format!("{e} {e:?}");
+        assert!(!said.contains("11abcdef-secret"), "{said}");
+        assert!(!said.contains("pa55word"), "{said}");
+        assert!(
+            said.starts_with("Jenkins http://127.0.0.1:9/… job images/app: "),
+            "{said}"
         );
     }
 }
