@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use freshen_actions::Deliverer;
 use freshen_config::Loaded;
 use freshen_inventory::{DockerfileInput, Queries, ScanOptions, Scanner};
+use freshen_judge::Vulns;
 use freshen_reference::{Platform, Reference};
 use freshen_registry::{Client, ClientOptions};
 use freshen_store::{DeliveryState, Store};
@@ -658,21 +659,21 @@ async fn run(cli: Cli) -> Result<u8> {
                     }),
                     _,
                 ) => {
-                    let q = Queries::new(store, loaded.defaults.clone());
+                    let q = Vulns::new(store.clone(), loaded.defaults.clone());
                     let mut done = q.import(&paths, image.as_deref()).await?;
                     if let (Some(url), Some(project)) = (harbor, project) {
                         done.extend(
-                            import_harbor(q.store(), &url, &project, repository.as_deref()).await?,
+                            import_harbor(&store, &url, &project, repository.as_deref()).await?,
                         );
                     }
                     output::imports(&done, json);
                 }
                 (Some(VulnsCommand::Images { id, json }), _) => {
-                    let q = Queries::new(store, loaded.defaults.clone());
+                    let q = Vulns::new(store, loaded.defaults.clone());
                     output::affected_images(&q.affected_by(&id).await?, json);
                 }
                 (None, Some(reference)) => {
-                    let q = Queries::new(store, loaded.defaults.clone());
+                    let q = Vulns::new(store, loaded.defaults.clone());
                     let r = q.parse(&reference)?;
                     output::image_vulns(&r, &q.vulnerabilities(&r).await?, json);
                 }
@@ -741,7 +742,7 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Diff { old, new, json } => {
             let store = open_store(&cli.global, &loaded).await?;
-            let q = Queries::new(store, loaded.defaults.clone());
+            let q = Vulns::new(store, loaded.defaults.clone());
             let diffs = q.diff(&q.parse(&old)?, &q.parse(&new)?).await?;
             output::diff(&diffs, json);
             Ok(0)
@@ -756,7 +757,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 },
         } => {
             let store = open_store(&cli.global, &loaded).await?;
-            let q = Queries::new(store, loaded.defaults.clone());
+            let q = Vulns::new(store, loaded.defaults.clone());
             let replay = q.replay(&id, now.then_some(&loaded.policies)).await?;
             output::replay(&replay, json);
             Ok(if exit_code && !replay.same {
@@ -796,7 +797,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 },
         } => {
             let store = open_store(&cli.global, &loaded).await?;
-            let q = Queries::new(store, loaded.defaults.clone());
+            let q = Vulns::new(store, loaded.defaults.clone());
             let refs = references
                 .iter()
                 .map(|r| q.parse(r))
@@ -1077,7 +1078,7 @@ async fn list_registry(
 /// costs nothing while every policy is `always`).
 fn checker(loaded: &Loaded, store: &Store, concurrency: usize) -> Checker {
     let client = client(loaded);
-    let judge = freshen_inventory::Judge::new(
+    let judge = freshen_judge::Judge::new(
         Scanner::new(client.clone(), store.clone(), loaded.defaults.clone()),
         Queries::new(store.clone(), loaded.defaults.clone()),
         std::sync::Arc::new(loaded.policies.clone()),

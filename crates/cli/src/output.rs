@@ -568,7 +568,7 @@ fn finding_row(prefix: Vec<String>, f: &freshen_vuln::Finding) -> Vec<String> {
     row
 }
 
-pub fn image_vulns(r: &Reference, list: &[freshen_inventory::ImageVulns], json: bool) {
+pub fn image_vulns(r: &Reference, list: &[freshen_judge::ImageVulns], json: bool) {
     if json {
         print_json(&serde_json::json!({"reference": r.to_string(), "platforms": list}));
         return;
@@ -606,7 +606,7 @@ pub fn image_vulns(r: &Reference, list: &[freshen_inventory::ImageVulns], json: 
     }
 }
 
-pub fn affected_images(list: &[freshen_inventory::AffectedImage], json: bool) {
+pub fn affected_images(list: &[freshen_judge::AffectedImage], json: bool) {
     if json {
         print_json(&list);
         return;
@@ -641,7 +641,7 @@ pub fn affected_images(list: &[freshen_inventory::AffectedImage], json: bool) {
     );
 }
 
-pub fn diff(list: &[freshen_inventory::BaseDiff], json: bool) {
+pub fn diff(list: &[freshen_judge::BaseDiff], json: bool) {
     if json {
         print_json(&list);
         return;
@@ -703,7 +703,7 @@ pub fn diff(list: &[freshen_inventory::BaseDiff], json: bool) {
     }
 }
 
-pub fn policy_checks(list: &[freshen_inventory::PolicyCheck], json: bool) {
+pub fn policy_checks(list: &[freshen_judge::PolicyCheck], json: bool) {
     if json {
         print_json(&list);
         return;
@@ -841,7 +841,7 @@ pub fn rebuild_runs(runs: &[freshen_store::RebuildRun], json: bool) {
 }
 
 /// `freshen policy replay`.
-pub fn replay(r: &freshen_inventory::Replay, json: bool) {
+pub fn replay(r: &freshen_judge::Replay, json: bool) {
     if json {
         print_json(r);
         return;

@@ -1,30 +1,25 @@
-//! The inventory station: what every image holds and what it is built on.
+//! The "know" station: what every image holds and what it is built on.
 //!
 //! `scan` reads images from the registry (layers read once ever, by digest)
 //! and records packages and lineage; `query` answers the questions users ask
-//! of it, for the CLI and the HTTP API alike.
+//! of it, for the CLI and the HTTP API alike. Judging images with
+//! vulnerability data and policies is `freshen-judge`'s job, on top of this
+//! crate; only the storing of a scanner report (`scanner_report`) and the
+//! Harbor import that calls it (`harbor`) are still here, until they move
+//! there too.
 
 mod harbor;
-mod judge;
 mod query;
-mod replay;
-mod reports;
 mod scan;
-mod vulns;
+mod scanner_report;
 
 pub use harbor::{HarborImport, import_harbor_artifacts};
-pub use judge::Judge;
 pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,
     Registration,
 };
-pub use replay::Replay;
-pub use reports::{Imported, ImportedReport, import, import_report_bytes};
 pub use scan::{DockerfileInput, ScanOptions, ScanReport, Scanner};
-pub use vulns::{
-    AffectedImage, BaseDiff, ChildFixes, ImageVulns, PolicyCheck, Upgrade, counts, index,
-    match_packages,
-};
+pub use scanner_report::{Imported, ImportedReport, import_report, import_report_bytes};
 
 /// Why an inventory operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -150,7 +150,9 @@ impl Queries {
         Ok(self.store.resolve_ref(&r.to_string()).await?)
     }
 
-    pub(crate) async fn known(&self, r: &Reference) -> Result<Vec<ImageRef>, InventoryError> {
+    /// The digests a reference stands for, or `UnknownImage` when the
+    /// inventory has none of them.
+    pub async fn known(&self, r: &Reference) -> Result<Vec<ImageRef>, InventoryError> {
         let t = self.targets(r).await?;
         if t.is_empty() {
             return Err(InventoryError::UnknownImage(r.to_string()));

@@ -84,6 +84,20 @@ impl From<InventoryError> for ApiError {
     }
 }
 
+impl From<freshen_judge::JudgeError> for ApiError {
+    fn from(e: freshen_judge::JudgeError) -> ApiError {
+        use freshen_judge::JudgeError;
+        // The same answers as the inventory's errors of the same kind.
+        match e {
+            JudgeError::Inventory(e) => e.into(),
+            JudgeError::Store(e) => e.into(),
+            JudgeError::Invalid(_) | JudgeError::Reference(_) => {
+                ApiError::bad_request(e.to_string())
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message });

@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use freshen_inventory::{Queries, Registration};
+use freshen_judge::Vulns;
 use freshen_reference::Reference;
 use futures::StreamExt as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -28,6 +29,7 @@ use crate::hooks::{Hooks, Metrics};
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub queries: Queries,
+    pub vulns: Vulns,
     auth: Arc<WriteAuth>,
     openapi: Bytes,
     pub max_body_bytes: usize,
@@ -141,6 +143,7 @@ pub(crate) fn build(
         serde_json::to_vec_pretty(&crate::openapi::document()).expect("JSON values serialise"),
     );
     let state = AppState {
+        vulns: Vulns::from_queries(queries.clone()),
         queries,
         auth: Arc::new(auth),
         openapi,
@@ -262,7 +265,7 @@ async fn vulnerability_images(State(st): State<AppState>, uri: Uri) -> Result<Re
         )));
     }
     let _: NoParams = query(&uri)?;
-    let images = st.queries.affected_by(&id).await?;
+    let images = st.vulns.affected_by(&id).await?;
     Ok(axum::Json(json!({ "id": id, "images": images })).into_response())
 }
 
@@ -442,7 +445,7 @@ async fn images(State(st): State<AppState>, req: Request) -> Result<Response, Ap
                 }
                 Sub::Vulnerabilities => {
                     let _: NoParams = query(&uri)?;
-                    let platforms = st.queries.vulnerabilities(&r).await?;
+                    let platforms = st.vulns.vulnerabilities(&r).await?;
                     Ok(
                         axum::Json(json!({ "reference": r.to_string(), "platforms": platforms }))
                             .into_response(),

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
-use freshen_inventory::Judge;
+use freshen_inventory::InventoryError;
+use freshen_judge::{Judge, JudgeError};
 use freshen_reference::{Platform, Reference};
 use freshen_registry::{Client, RegistryError};
 use freshen_store::{
@@ -29,7 +30,7 @@ pub enum CheckError {
     #[error("judging the change of {reference}: {source}")]
     Judge {
         reference: String,
-        source: freshen_inventory::InventoryError,
+        source: JudgeError,
     },
 }
 
@@ -42,8 +43,10 @@ impl CheckError {
             CheckError::Registry(e) => e.is_transient(),
             CheckError::Store(_) => true,
             CheckError::Judge { source, .. } => {
-                matches!(source, freshen_inventory::InventoryError::Store(_))
-                    || matches!(source, freshen_inventory::InventoryError::Registry(e) if e.is_transient())
+                matches!(
+                    source,
+                    JudgeError::Store(_) | JudgeError::Inventory(InventoryError::Store(_))
+                ) || matches!(source, JudgeError::Inventory(InventoryError::Registry(e)) if e.is_transient())
             }
         }
     }

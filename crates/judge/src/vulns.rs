@@ -1,15 +1,60 @@
 //! The inventory's vulnerabilities: matching what images hold against the
 //! stored OSV data (one image, or the whole fleet), merged with the scanner
-//! reports stored for each image (imports are in `reports.rs`).
+//! reports stored for each image (imports are in `reports.rs`); the diff of
+//! two images and policy checks.
 
 use std::collections::BTreeMap;
 
-use freshen_reference::Reference;
+use freshen_inventory::Queries;
+use freshen_reference::{Defaults, Reference};
 use freshen_store::{PackageRecord, Store};
 use freshen_vuln::{Finding, Index, Installed, Record, merge_findings};
 use serde::Serialize;
 
-use crate::{InventoryError, Queries};
+use crate::JudgeError;
+
+/// The judge station's questions and imports, shared by the CLI and the
+/// HTTP API: findings per image, images per vulnerability, diffs, policy
+/// checks and replays, imports of vulnerability data. What images hold
+/// and are built on it asks the inventory's [`Queries`].
+#[derive(Clone)]
+pub struct Vulns {
+    store: Store,
+    queries: Queries,
+}
+
+impl Vulns {
+    /// Over `store`, with references normalised by `defaults`.
+    pub fn new(store: Store, defaults: Defaults) -> Vulns {
+        Vulns {
+            queries: Queries::new(store.clone(), defaults),
+            store,
+        }
+    }
+
+    /// Over the store of `queries`, normalising references as they do.
+    pub fn from_queries(queries: Queries) -> Vulns {
+        Vulns {
+            store: queries.store().clone(),
+            queries,
+        }
+    }
+
+    /// Normalises a user's reference; the error names the input.
+    pub fn parse(&self, s: &str) -> Result<Reference, JudgeError> {
+        Ok(self.queries.parse(s)?)
+    }
+
+    /// The inventory's queries this reads images through.
+    pub(crate) fn queries(&self) -> &Queries {
+        &self.queries
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+}
 
 /// The findings of one platform of an image.
 #[derive(Debug, Clone, Serialize)]
@@ -40,7 +85,7 @@ pub struct AffectedImage {
 }
 
 /// The stored records as a matching index.
-pub async fn index(store: &Store) -> Result<Index, InventoryError> {
+pub async fn index(store: &Store) -> Result<Index, JudgeError> {
     let texts = store.advisories().await?;
     let records = tokio::task::spawn_blocking(move || {
         texts
@@ -49,8 +94,8 @@ pub async fn index(store: &Store) -> Result<Index, InventoryError> {
             .collect::<Result<Vec<_>, _>>()
     })
     .await
-    .map_err(|e| InventoryError::Invalid(format!("index task failed: {e}")))?
-    .map_err(|e| InventoryError::Invalid(format!("a stored advisory is corrupt: {e}")))?;
+    .map_err(|e| JudgeError::Invalid(format!("index task failed: {e}")))?
+    .map_err(|e| JudgeError::Invalid(format!("a stored advisory is corrupt: {e}")))?;
     Ok(Index::new(records))
 }
 
@@ -86,21 +131,21 @@ pub fn counts(findings: &[Finding]) -> BTreeMap<String, usize> {
     c
 }
 
-impl Queries {
+impl Vulns {
     /// The vulnerabilities of each platform of an image.
-    pub async fn vulnerabilities(&self, r: &Reference) -> Result<Vec<ImageVulns>, InventoryError> {
+    pub async fn vulnerabilities(&self, r: &Reference) -> Result<Vec<ImageVulns>, JudgeError> {
         let index = index(self.store()).await?;
         self.vulnerabilities_with(&index, r).await
     }
 
-    /// Like [`Queries::vulnerabilities`], with an index already built.
+    /// Like [`Vulns::vulnerabilities`], with an index already built.
     pub async fn vulnerabilities_with(
         &self,
         index: &Index,
         r: &Reference,
-    ) -> Result<Vec<ImageVulns>, InventoryError> {
+    ) -> Result<Vec<ImageVulns>, JudgeError> {
         let mut out = Vec::new();
-        for t in self.known(r).await? {
+        for t in self.queries.known(r).await? {
             let Some(img) = self.store().image(&t.digest).await? else {
                 continue;
             };
@@ -126,7 +171,7 @@ impl Queries {
         index: &Index,
         digest: &str,
         os: Option<&str>,
-    ) -> Result<Vec<Finding>, InventoryError> {
+    ) -> Result<Vec<Finding>, JudgeError> {
         let packages = self.store().packages_of(digest).await?;
         let osv = match_packages(index, os, &packages);
         let reported = crate::reports::report_findings(self.store(), digest).await?;
@@ -136,7 +181,7 @@ impl Queries {
     /// Every image, fleet-wide, affected by a vulnerability (by its id or
     /// any alias: a CVE finds the images its DSA matched), from OSV matches
     /// and stored scanner reports.
-    pub async fn affected_by(&self, id: &str) -> Result<Vec<AffectedImage>, InventoryError> {
+    pub async fn affected_by(&self, id: &str) -> Result<Vec<AffectedImage>, JudgeError> {
         let index = index(self.store()).await?;
         let fleet = self.store().fleet_packages().await?;
         let mut by_image: BTreeMap<String, AffectedImage> = BTreeMap::new();
@@ -267,18 +312,18 @@ fn finding_keys(f: &[Finding]) -> std::collections::BTreeSet<(String, String)> {
         .collect()
 }
 
-impl Queries {
+impl Vulns {
     /// Diffs two images (typically a base's old and new digest), platform
     /// by platform where both have it.
     pub async fn diff(
         &self,
         old: &Reference,
         new: &Reference,
-    ) -> Result<Vec<BaseDiff>, InventoryError> {
+    ) -> Result<Vec<BaseDiff>, JudgeError> {
         let index = index(self.store()).await?;
         let old_v = self.vulnerabilities_with(&index, old).await?;
         let new_v = self.vulnerabilities_with(&index, new).await?;
-        let children = self.children(old, true).await?;
+        let children = self.queries.children(old, true).await?;
         let mut out = Vec::new();
         for o in &old_v {
             let Some(n) = new_v.iter().find(|n| n.platform == o.platform) else {
@@ -368,7 +413,7 @@ impl Queries {
             });
         }
         if out.is_empty() {
-            return Err(InventoryError::Invalid(format!(
+            return Err(JudgeError::Invalid(format!(
                 "{old} and {new} have no platform in common"
             )));
         }
@@ -384,10 +429,10 @@ impl Queries {
         policies: &freshen_vuln::PolicySet,
         explicit: Option<&str>,
         refs: &[Reference],
-    ) -> Result<Vec<PolicyCheck>, InventoryError> {
+    ) -> Result<Vec<PolicyCheck>, JudgeError> {
         let chosen = match explicit {
             Some(n) => Some(policies.get(n).ok_or_else(|| {
-                InventoryError::Invalid(format!(
+                JudgeError::Invalid(format!(
                     "no policy named {n:?} (defined: {})",
                     policies.names().join(", ")
                 ))

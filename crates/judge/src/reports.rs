@@ -1,60 +1,22 @@
 //! Importing vulnerability documents recognised by content: OSV records
 //! (files, directories, `all.zip`) and scanner reports (Trivy, Grype) for
-//! one image each.
+//! one image each; and reading the stored reports' findings back.
 
 use std::path::{Path, PathBuf};
 
+use freshen_inventory::{Imported, InventoryError, Queries, import_report};
 use freshen_reference::Reference;
-use freshen_store::{AdvisoryInput, ImportSummary, ReportInput, ReportOutcome, Store};
+use freshen_store::{AdvisoryInput, Store};
 use freshen_vuln::{Document, Finding, Report};
-use serde::Serialize;
 
-use crate::{InventoryError, Queries};
-
-/// The result of importing one path.
-#[derive(Debug, Clone, Serialize)]
-pub struct Imported {
-    /// The path given.
-    pub path: String,
-    /// What it held: `osv`, `trivy`, `grype`.
-    pub kind: String,
-    /// What the store took. For a report: `records` is its findings, and
-    /// one of `added`, `updated` (it replaced an older report) and
-    /// `unchanged` (the same report, or an older scan) is 1.
-    #[serde(flatten)]
-    pub summary: ImportSummary,
-    /// For a scanner report: which image, and what became of it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub report: Option<ImportedReport>,
-}
-
-/// A scanner report imported for one image.
-#[derive(Debug, Clone, Serialize)]
-pub struct ImportedReport {
-    /// `trivy`, `grype`.
-    pub scanner: String,
-    /// The scanner's version, when the report states it.
-    pub scanner_version: Option<String>,
-    /// The image's manifest digest the report is stored under.
-    pub image_digest: String,
-    /// True when that image is in the inventory (its findings show now);
-    /// false when it isn't scanned yet (they show once it is).
-    pub in_inventory: bool,
-    /// `sha256:…` of the report file: the data snapshot.
-    pub report_digest: String,
-    /// Findings (one per vulnerability and package).
-    pub findings: usize,
-    /// `added`, `replaced`, `unchanged` (the same report again) or `older`
-    /// (a later scan of this scanner is stored; this one was not kept).
-    pub outcome: ReportOutcome,
-}
+use crate::{JudgeError, Vulns};
 
 /// Imports each path as one import, recognised by content: OSV records
 /// (incremental: only records newer than the stored ones are written) or a
 /// Trivy or Grype report, stored for the image it names. A bad file fails
 /// its path, naming it, and nothing of that path is stored. Reports that
-/// don't name their image need [`Queries::import`] with an image.
-pub async fn import(store: &Store, paths: &[PathBuf]) -> Result<Vec<Imported>, InventoryError> {
+/// don't name their image need [`Vulns::import`] with an image.
+pub async fn import(store: &Store, paths: &[PathBuf]) -> Result<Vec<Imported>, JudgeError> {
     let mut out = Vec::new();
     for path in paths {
         out.push(import_one(store, path, None).await?);
@@ -62,7 +24,7 @@ pub async fn import(store: &Store, paths: &[PathBuf]) -> Result<Vec<Imported>, I
     Ok(out)
 }
 
-impl Queries {
+impl Vulns {
     /// Like [`import`], with `image` (a reference, resolved through the
     /// inventory) as the image of every scanner report among the paths,
     /// whatever the reports say. A digest reference not in the inventory
@@ -71,11 +33,11 @@ impl Queries {
         &self,
         paths: &[PathBuf],
         image: Option<&str>,
-    ) -> Result<Vec<Imported>, InventoryError> {
+    ) -> Result<Vec<Imported>, JudgeError> {
         let image = image.map(|s| self.parse(s)).transpose()?;
         let mut out = Vec::new();
         for path in paths {
-            out.push(import_one(self.store(), path, Some((self, image.as_ref()))).await?);
+            out.push(import_one(self.store(), path, Some((self.queries(), image.as_ref()))).await?);
         }
         Ok(out)
     }
@@ -85,12 +47,12 @@ async fn import_one(
     store: &Store,
     path: &Path,
     queries: Option<(&Queries, Option<&Reference>)>,
-) -> Result<Imported, InventoryError> {
+) -> Result<Imported, JudgeError> {
     let p = path.to_path_buf();
     let doc = tokio::task::spawn_blocking(move || freshen_vuln::load_document(&p))
         .await
-        .map_err(|e| InventoryError::Invalid(format!("import task failed: {e}")))?
-        .map_err(|e| InventoryError::Invalid(e.to_string()))?;
+        .map_err(|e| JudgeError::Invalid(format!("import task failed: {e}")))?
+        .map_err(|e| JudgeError::Invalid(e.to_string()))?;
     let shown = path.display().to_string();
     match doc {
         Document::Osv(loaded) => {
@@ -122,7 +84,7 @@ async fn import_one(
                 Some(r) => image_digest_of(store, q, r, &report).await?,
                 None => report_digest_of(store, q, &report, &shown).await?,
             };
-            import_report(store, &shown, *report, digest, in_inventory).await
+            Ok(import_report(store, &shown, *report, digest, in_inventory).await?)
         }
     }
 }
@@ -134,7 +96,7 @@ async fn image_digest_of(
     q: Option<&Queries>,
     r: &Reference,
     report: &Report,
-) -> Result<(String, bool), InventoryError> {
+) -> Result<(String, bool), JudgeError> {
     let known = match q {
         Some(q) => q.known(r).await,
         None => Err(InventoryError::UnknownImage(r.to_string())),
@@ -146,7 +108,7 @@ async fn image_digest_of(
             let known = store.image(&d).await?.is_some();
             return Ok((d, known));
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let mut digests: Vec<(String, String)> = targets
         .into_iter()
@@ -163,7 +125,7 @@ async fn image_digest_of(
         return Ok((d.clone(), true));
     }
     let platforms: Vec<&str> = digests.iter().map(|(p, _)| p.as_str()).collect();
-    Err(InventoryError::Invalid(format!(
+    Err(JudgeError::Invalid(format!(
         "{r} has several platforms ({}) and the report doesn't say which it scanned: name the image by digest (--image {}@sha256:…)",
         platforms.join(", "),
         r.name()
@@ -178,14 +140,14 @@ async fn report_digest_of(
     q: Option<&Queries>,
     report: &Report,
     shown: &str,
-) -> Result<(String, bool), InventoryError> {
+) -> Result<(String, bool), JudgeError> {
     if report.image_digests.is_empty() {
         let what = report
             .artifact
             .as_deref()
             .map(|a| format!(" (it scanned {a})"))
             .unwrap_or_default();
-        return Err(InventoryError::Invalid(format!(
+        return Err(JudgeError::Invalid(format!(
             "{shown}: the {} report names no image digest{what}: give the image with --image REF",
             report.format.as_str()
         )));
@@ -222,74 +184,11 @@ async fn report_digest_of(
     Ok((report.image_digests[0].clone(), false))
 }
 
-async fn import_report(
-    store: &Store,
-    shown: &str,
-    report: Report,
-    image_digest: String,
-    in_inventory: bool,
-) -> Result<Imported, InventoryError> {
-    let scanned_at = report.created.as_deref().and_then(|c| {
-        chrono::DateTime::parse_from_rfc3339(c)
-            .ok()
-            .map(|t| t.with_timezone(&chrono::Utc))
-    });
-    let findings = serde_json::to_string(&report.findings).expect("findings serialise");
-    let input = ReportInput {
-        image_digest: image_digest.clone(),
-        scanner: report.format.as_str().to_string(),
-        scanner_version: report.scanner_version.clone(),
-        report_digest: report.digest.clone(),
-        source: shown.to_string(),
-        scanned_at,
-        findings,
-        finding_count: report.findings.len() as u64,
-    };
-    let done = store.import_report(&input, chrono::Utc::now()).await?;
-    let n = report.findings.len() as u64;
-    let one = |o: ReportOutcome| u64::from(done.outcome == o);
-    Ok(Imported {
-        path: shown.to_string(),
-        kind: report.format.as_str().to_string(),
-        summary: ImportSummary {
-            import_id: done.import_id,
-            records: n,
-            added: one(ReportOutcome::Added),
-            updated: one(ReportOutcome::Replaced),
-            unchanged: one(ReportOutcome::Unchanged) + one(ReportOutcome::Older),
-        },
-        report: Some(ImportedReport {
-            scanner: input.scanner,
-            scanner_version: input.scanner_version,
-            image_digest,
-            in_inventory,
-            report_digest: input.report_digest,
-            findings: report.findings.len(),
-            outcome: done.outcome,
-        }),
-    })
-}
-
-/// Stores a scanner report read elsewhere (fetched from Harbor, say) for
-/// the image `image_digest`; `source` names where it came from (no
-/// credentials) in errors and in the store.
-pub async fn import_report_bytes(
-    store: &Store,
-    source: &str,
-    bytes: &[u8],
-    image_digest: &str,
-) -> Result<Imported, InventoryError> {
-    let report = freshen_vuln::parse_report(bytes, source)
-        .map_err(|e| InventoryError::Invalid(e.to_string()))?;
-    let known = store.image(image_digest).await?.is_some();
-    import_report(store, source, report, image_digest.to_string(), known).await
-}
-
 /// The findings of every scanner report stored for an image.
 pub(crate) async fn report_findings(
     store: &Store,
     digest: &str,
-) -> Result<Vec<Finding>, InventoryError> {
+) -> Result<Vec<Finding>, JudgeError> {
     let mut out = Vec::new();
     for r in store.reports_of(digest).await? {
         out.extend(parse_stored(&r)?);
@@ -298,11 +197,9 @@ pub(crate) async fn report_findings(
 }
 
 /// A stored report's findings.
-pub(crate) fn parse_stored(
-    r: &freshen_store::StoredReport,
-) -> Result<Vec<Finding>, InventoryError> {
+pub(crate) fn parse_stored(r: &freshen_store::StoredReport) -> Result<Vec<Finding>, JudgeError> {
     serde_json::from_str(&r.findings).map_err(|e| {
-        InventoryError::Invalid(format!(
+        JudgeError::Invalid(format!(
             "the stored {} report of {} is corrupt: {e}",
             r.scanner, r.image_digest
         ))

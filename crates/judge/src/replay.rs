@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::judge::{Fixes, change_reason};
 use crate::vulns::index;
-use crate::{InventoryError, Queries};
+use crate::{JudgeError, Vulns};
 
 /// A stored decision, made again.
 #[derive(Debug, Clone, Serialize)]
@@ -31,23 +31,19 @@ pub struct Replay {
     pub same: bool,
 }
 
-impl Queries {
+impl Vulns {
     /// Replays decision `id` as it was made, or with `now` (the config's
     /// policies and the data stored today).
-    pub async fn replay(
-        &self,
-        id: &str,
-        now: Option<&PolicySet>,
-    ) -> Result<Replay, InventoryError> {
+    pub async fn replay(&self, id: &str, now: Option<&PolicySet>) -> Result<Replay, JudgeError> {
         let store = self.store();
         let d = store
             .decision(id)
             .await?
-            .ok_or_else(|| InventoryError::Invalid(format!("no policy decision {id:?}")))?;
+            .ok_or_else(|| JudgeError::Invalid(format!("no policy decision {id:?}")))?;
         let (policy, index, import, day) = match now {
             Some(set) => {
                 let policy = set.get(&d.policy).cloned().ok_or_else(|| {
-                    InventoryError::Invalid(format!(
+                    JudgeError::Invalid(format!(
                         "decision {id} was made by policy {:?}, which the config no longer has (defined: {})",
                         d.policy,
                         set.names().join(", ")
@@ -63,19 +59,19 @@ impl Queries {
             }
             None => {
                 let spec = store.policy_spec(&d.policy_version).await?.ok_or_else(|| {
-                    InventoryError::Invalid(format!(
+                    JudgeError::Invalid(format!(
                         "the rules of policy version {} were not kept, so decision {id} can't be replayed as made (try --now)",
                         d.policy_version
                     ))
                 })?;
                 let spec: PolicySpec = serde_json::from_value(spec).map_err(|e| {
-                    InventoryError::Invalid(format!(
+                    JudgeError::Invalid(format!(
                         "policy version {} as stored: {e}",
                         d.policy_version
                     ))
                 })?;
                 let policy = Policy::new(spec).map_err(|e| {
-                    InventoryError::Invalid(format!("policy version {}: {e}", d.policy_version))
+                    JudgeError::Invalid(format!("policy version {}: {e}", d.policy_version))
                 })?;
                 let import = d.snapshot["vuln_import"].as_i64();
                 let texts = match import {
@@ -87,26 +83,25 @@ impl Queries {
                     .map(|t| Record::parse(t.as_bytes()))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| {
-                        InventoryError::Invalid(format!("a stored advisory is corrupt: {e}"))
+                        JudgeError::Invalid(format!("a stored advisory is corrupt: {e}"))
                     })?;
                 let day = d.decided_at.format("%Y-%m-%d").to_string();
                 (policy, Index::new(records), import, day)
             }
         };
-        let digest = d.image_digest.clone().ok_or_else(|| {
-            InventoryError::Invalid(format!("decision {id} names no image digest"))
-        })?;
+        let digest = d
+            .image_digest
+            .clone()
+            .ok_or_else(|| JudgeError::Invalid(format!("decision {id} names no image digest")))?;
         let img = store
             .image(&digest)
             .await?
-            .ok_or_else(|| InventoryError::UnknownImage(format!("{} ({digest})", d.subject)))?;
+            .ok_or_else(|| JudgeError::unknown_image(format!("{} ({digest})", d.subject)))?;
         let (verdict, reason) = match &d.event_id {
             // A change decision: what the new base fixes in the image.
             Some(event_id) => {
                 let event = store.event(event_id).await?.ok_or_else(|| {
-                    InventoryError::Invalid(format!(
-                        "decision {id}: change event {event_id} is gone"
-                    ))
+                    JudgeError::Invalid(format!("decision {id}: change event {event_id} is gone"))
                 })?;
                 let ch = event
                     .changes
@@ -114,7 +109,7 @@ impl Queries {
                     .find(|c| c.platform == img.platform)
                     .or(event.changes.first())
                     .ok_or_else(|| {
-                        InventoryError::Invalid(format!("event {event_id} records no change"))
+                        JudgeError::Invalid(format!("event {event_id} records no change"))
                     })?;
                 let fixes = Fixes::of(self, &index, &ch.new_digest).await?;
                 let fixed = fixes.fixed_in(self, &index, &digest).await?;

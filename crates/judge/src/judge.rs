@@ -14,14 +14,16 @@ use freshen_reference::{Platform, Reference};
 use freshen_store::{Decision, Judgement, PlatformChange};
 use freshen_vuln::{Finding, Index, PolicySet};
 
+use freshen_inventory::{Queries, ScanOptions, Scanner};
+
 use crate::vulns::index;
-use crate::{InventoryError, Queries, ScanOptions, Scanner};
+use crate::{JudgeError, Vulns};
 
 /// Judges base changes with the config's policies.
 #[derive(Clone)]
 pub struct Judge {
     scanner: Scanner,
-    queries: Queries,
+    vulns: Vulns,
     policies: Arc<PolicySet>,
 }
 
@@ -37,7 +39,7 @@ impl Judge {
     pub fn new(scanner: Scanner, queries: Queries, policies: Arc<PolicySet>) -> Judge {
         Judge {
             scanner,
-            queries,
+            vulns: Vulns::from_queries(queries),
             policies,
         }
     }
@@ -64,8 +66,8 @@ impl Judge {
         tag: &Reference,
         explicit: Option<&str>,
         changes: &[PlatformChange],
-    ) -> Result<Judgement, InventoryError> {
-        let store = self.queries.store();
+    ) -> Result<Judgement, JudgeError> {
+        let store = self.vulns.store();
         let index = index(store).await?;
         let snapshot = serde_json::json!({
             "vuln_import": store.vuln_snapshot().await?,
@@ -78,16 +80,14 @@ impl Judge {
         for ch in changes {
             let fixes = self.fixes_of(tag, ch, &index).await?;
             for subject in self.subjects(tag, ch).await? {
-                let fixed = fixes
-                    .fixed_in(&self.queries, &index, &subject.digest)
-                    .await?;
+                let fixed = fixes.fixed_in(&self.vulns, &index, &subject.digest).await?;
                 let refs: Vec<&str> = subject.references.iter().map(String::as_str).collect();
                 let (name, policy) = match explicit {
                     Some(n) => (
                         n,
-                        self.policies.get(n).ok_or_else(|| {
-                            InventoryError::Invalid(format!("no policy named {n:?}"))
-                        })?,
+                        self.policies
+                            .get(n)
+                            .ok_or_else(|| JudgeError::Invalid(format!("no policy named {n:?}")))?,
                     ),
                     None => self.policies.for_image(&refs),
                 };
@@ -163,13 +163,14 @@ impl Judge {
         &self,
         tag: &Reference,
         ch: &PlatformChange,
-    ) -> Result<Vec<Subject>, InventoryError> {
+    ) -> Result<Vec<Subject>, JudgeError> {
         // A first sight has no old image: nothing was built on it.
         let Some(old_digest) = &ch.old_digest else {
             return Ok(Vec::new());
         };
         let built = self
-            .queries
+            .vulns
+            .queries()
             .built_on(tag, std::slice::from_ref(old_digest))
             .await?;
         if built.is_empty() {
@@ -202,20 +203,16 @@ impl Judge {
         tag: &Reference,
         ch: &PlatformChange,
         index: &Index,
-    ) -> Result<Fixes, InventoryError> {
+    ) -> Result<Fixes, JudgeError> {
         let new = tag.with_digest(&ch.new_digest)?;
         self.ensure_scanned(&new, &ch.platform).await?;
-        Fixes::of(&self.queries, index, &ch.new_digest).await
+        Fixes::of(&self.vulns, index, &ch.new_digest).await
     }
 
     /// Scans `pinned` unless the inventory already has that digest.
-    async fn ensure_scanned(
-        &self,
-        pinned: &Reference,
-        platform: &str,
-    ) -> Result<(), InventoryError> {
+    async fn ensure_scanned(&self, pinned: &Reference, platform: &str) -> Result<(), JudgeError> {
         let digest = pinned.digest().unwrap_or_default();
-        if self.queries.store().image(digest).await?.is_some() {
+        if self.vulns.store().image(digest).await?.is_some() {
             return Ok(());
         }
         let platforms = Platform::parse(platform)
@@ -252,16 +249,16 @@ impl Fixes {
     /// Of the new base `digest`, which must be in the inventory: its
     /// packages, and its findings (OSV matches and stored scanner reports).
     pub(crate) async fn of(
-        queries: &Queries,
+        vulns: &Vulns,
         index: &Index,
         digest: &str,
-    ) -> Result<Fixes, InventoryError> {
-        let store = queries.store();
+    ) -> Result<Fixes, JudgeError> {
+        let store = vulns.store();
         let img = store
             .image(digest)
             .await?
-            .ok_or_else(|| InventoryError::UnknownImage(digest.to_string()))?;
-        let findings = queries
+            .ok_or_else(|| JudgeError::unknown_image(digest.to_string()))?;
+        let findings = vulns
             .findings_of(index, digest, img.os_ecosystem.as_deref())
             .await?
             .into_iter()
@@ -285,15 +282,15 @@ impl Fixes {
     /// none of yet.)
     pub(crate) async fn fixed_in(
         &self,
-        queries: &Queries,
+        vulns: &Vulns,
         index: &Index,
         digest: &str,
-    ) -> Result<Vec<Finding>, InventoryError> {
-        let store = queries.store();
+    ) -> Result<Vec<Finding>, JudgeError> {
+        let store = vulns.store();
         let Some(img) = store.image(digest).await? else {
             return Ok(Vec::new());
         };
-        Ok(queries
+        Ok(vulns
             .findings_of(index, digest, img.os_ecosystem.as_deref())
             .await?
             .into_iter()
