@@ -29,11 +29,12 @@ use freshen_store::{Delivery, DeliveryState, Store};
 use reqwest::header::CONTENT_TYPE;
 use serde::{Deserialize, Serialize};
 
-use crate::targets::{Ack, DeliveryError, TriggerSpec};
+use crate::targets::{Ack, DeliveryError, JenkinsEndpoint as _, TriggerSpec};
 
 /// The reserved trigger name of Docker Hub callbacks; no trigger under
-/// `triggers:` may take it.
-pub const HUB_CALLBACK: &str = "dockerhub-callback";
+/// `triggers:` may take it. Defined with the trigger specs
+/// (`freshen-settings`), which the config checks it against.
+pub use freshen_settings::HUB_CALLBACK;
 
 /// How often a waiting callback looks at the event's other deliveries.
 const POLL: Duration = Duration::from_secs(5);

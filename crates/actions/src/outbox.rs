@@ -9,41 +9,13 @@ use std::time::Duration;
 use chrono::Utc;
 use freshen_store::{Delivery, Store, StoreError, TriggerFilter};
 use futures::StreamExt as _;
-use serde::Deserialize;
 
 use crate::callback::{self, HUB_CALLBACK, Step};
 use crate::targets::{self, DeliveryError, TriggerSpec};
 
-/// Outbox behaviour, as written under `outbox:` in the config.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct OutboxSettings {
-    /// How long a worker owns a delivery it took; after that another may take it.
-    #[serde(with = "humantime_serde")]
-    pub lease: Duration,
-    /// Wait before the first retry; doubled each time.
-    #[serde(with = "humantime_serde")]
-    pub initial_backoff: Duration,
-    /// Longest wait between retries.
-    #[serde(with = "humantime_serde")]
-    pub max_backoff: Duration,
-    /// Attempts before a delivery is marked failed (`freshen outbox retry` revives it).
-    pub max_attempts: u32,
-    /// Deliveries in flight at once.
-    pub concurrency: usize,
-}
-
-impl Default for OutboxSettings {
-    fn default() -> Self {
-        OutboxSettings {
-            lease: Duration::from_secs(300),
-            initial_backoff: Duration::from_secs(5),
-            max_backoff: Duration::from_secs(3600),
-            max_attempts: 30,
-            concurrency: 4,
-        }
-    }
-}
+/// Defined with the other settings types (`freshen-settings`), so the
+/// config layer can read it without this crate's runtime.
+pub use freshen_settings::OutboxSettings;
 
 /// One delivery's outcome in a pass.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -60,9 +32,10 @@ pub struct Outcome {
 
 /// The reserved trigger name of a rebuild cascade (`on_change: [cascade]`):
 /// its deliveries are carried out in-process by a [`LocalTarget`] (the
-/// watcher's, through [`Deliverer::cascades`]), not sent anywhere. No
-/// trigger under `triggers:` may take it; other deliverers leave them queued.
-pub const CASCADE: &str = "cascade";
+/// watcher's, through [`Deliverer::cascades`]), not sent anywhere; other
+/// deliverers leave them queued. Defined with the trigger specs
+/// (`freshen-settings`), which the config checks it against.
+pub use freshen_settings::CASCADE;
 
 /// A target carried out in this process rather than sent to a receiver
 /// (the cascade runner). It may take long: the deliverer renews the

@@ -6,29 +6,39 @@
 //! layer's); this crate puts them together and checks how they refer to
 //! each other.
 
+#![deny(missing_docs)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use freshen_actions::{OutboxSettings, TriggerSpec};
 use freshen_reference::{Defaults, Platform};
-use freshen_registry::RegistrySettings;
-use freshen_server::ServerSettings;
-use freshen_watch::{CascadeSettings, Schedule, Watch, WatchSpec};
+use freshen_settings::{
+    BuildSpec, BuilderSettings, CascadeSettings, DiscoverSpec, Executor, OutboxSettings,
+    RegistrySettings, Schedule, ServerSettings, TriggerSpec, Watch, WatchSpec,
+};
 use serde::Deserialize;
 
 /// A configuration error: where it is and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config {path}: {source}")]
     Read {
+        /// The file, as given.
         path: String,
+        /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The file is not valid YAML, or a key is missing, unknown or wrong.
     #[error("config {path}: {key}: {message}")]
     Invalid {
+        /// The file, as given.
         path: String,
+        /// The key to fix, e.g. `watches[0].ref` (or `(top)`, or a line
+        /// and column when the YAML itself is broken).
         key: String,
+        /// What is wrong with it.
         message: String,
     },
 }
@@ -81,14 +91,14 @@ pub struct Config {
     pub policies: BTreeMap<String, freshen_vuln::GroupSpec>,
     /// Images freshen can rebuild: image, context, Dockerfile, args, executor.
     #[serde(default)]
-    pub builds: Vec<freshen_rebuild::BuildSpec>,
+    pub builds: Vec<BuildSpec>,
     /// Trees of `app/version/Dockerfile` whose every Dockerfile is a build.
     #[serde(default)]
-    pub discover: Vec<freshen_rebuild::DiscoverSpec>,
+    pub discover: Vec<DiscoverSpec>,
     /// How builders are run: buildah, podman, docker, kaniko, and the
     /// Jenkins that runs `executor: jenkins` builds.
     #[serde(default)]
-    pub builders: freshen_rebuild::BuilderSettings,
+    pub builders: BuilderSettings,
     /// The rebuild cascades the watcher runs on its own (`on_change: [cascade]`).
     #[serde(default)]
     pub cascade: CascadeSettings,
@@ -101,12 +111,18 @@ pub struct Config {
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The file as written, `${ENV}` interpolated; relative `ca_file`s
+    /// resolved against `base_dir`.
     pub config: Config,
     /// The config file's directory: relative paths (commands, CA files) resolve here.
     pub base_dir: PathBuf,
+    /// How references that name no registry are completed (`default_registry`).
     pub defaults: Defaults,
+    /// `default_platforms`, parsed; `[linux/amd64]` when unset.
     pub default_platforms: Vec<Platform>,
+    /// `default_schedule`, parsed; every 15 minutes when unset.
     pub default_schedule: Schedule,
+    /// `watches`, checked and completed with the defaults, in file order.
     pub watches: Vec<Watch>,
     /// The checked `policy` and `policies`.
     pub policies: freshen_vuln::PolicySet,
@@ -330,10 +346,8 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
             .map_err(|e| invalid("builders.jenkins".into(), e))?;
     } else {
         // Said now, not when a run reaches the image.
-        use freshen_rebuild::Executor::Jenkins;
-        let uses = |e: freshen_rebuild::Executor, f: Option<freshen_rebuild::Executor>| {
-            e == Jenkins || f == Some(Jenkins)
-        };
+        use Executor::Jenkins;
+        let uses = |e: Executor, f: Option<Executor>| e == Jenkins || f == Some(Jenkins);
         let first = config
             .builds
             .iter()
@@ -360,13 +374,13 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         if name.is_empty() {
             return Err(invalid("triggers".into(), "a trigger needs a name".into()));
         }
-        if name == freshen_actions::CASCADE {
+        if name == freshen_settings::CASCADE {
             return Err(invalid(
                 format!("triggers.{name}"),
                 "\"cascade\" is reserved: `on_change: [cascade]` makes freshen rebuild what is built on the watched tag itself; name this trigger otherwise".into(),
             ));
         }
-        if name == freshen_actions::HUB_CALLBACK {
+        if name == freshen_settings::HUB_CALLBACK {
             return Err(invalid(
                 format!("triggers.{name}"),
                 format!(
@@ -465,7 +479,7 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
 /// the key and the message.
 fn known_triggers(config: &Config, on_change: &[String], at: &str) -> Result<(), (String, String)> {
     for (j, t) in on_change.iter().enumerate() {
-        if t != freshen_actions::CASCADE && !config.triggers.contains_key(t) {
+        if t != freshen_settings::CASCADE && !config.triggers.contains_key(t) {
             let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();
             return Err((
                 format!("{at}.on_change[{j}]"),

@@ -17,8 +17,9 @@ mod version;
 pub use cascade::{EventPlan, mark_not_buildable, plan_event};
 pub use definition::{Build, BuildSpec, DiscoverSpec, Executor, load};
 pub use executor::{
-    BuildahSettings, BuilderSettings, ContainersSettings, ContainersTool, DockerSettings,
-    JenkinsSettings, KanikoSettings, PodmanSettings, PushTarget,
+    BuildPush, BuildahSettings, BuilderSettings, ContainersBuildPush, ContainersSettings,
+    ContainersTool, DockerSettings, JenkinsBuildPush, JenkinsSettings, KanikoSettings,
+    PodmanSettings, PushTarget,
 };
 pub use plan::{Plan, PlannedBuild, Trigger, plan};
 pub use rebase::{Rebased, rebase};

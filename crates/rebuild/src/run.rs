@@ -16,6 +16,8 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use crate::{Build, BuildError, BuilderSettings, Executor, Plan, PushTarget};
+// The builders' methods: their settings types are `freshen-settings`'.
+use crate::{BuildPush as _, ContainersBuildPush as _, JenkinsBuildPush as _};
 
 /// What a runner reports as it goes (for a progress display).
 #[derive(Clone, Debug, Serialize)]

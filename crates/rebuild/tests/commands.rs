@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use freshen_rebuild::{
-    Build, BuildSpec, ContainersSettings, ContainersTool, DockerSettings, Executor, KanikoSettings,
-    PushTarget, load,
+    Build, BuildPush as _, BuildSpec, ContainersBuildPush as _, ContainersSettings, ContainersTool,
+    DockerSettings, Executor, KanikoSettings, PushTarget, load,
 };
 use freshen_reference::{Defaults, Platform};
 

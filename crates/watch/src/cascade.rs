@@ -11,24 +11,13 @@
 use std::sync::Arc;
 
 use freshen_actions::{DeliveryError, LocalTarget};
-use freshen_rebuild::{Build, BuildError, Progress, RunReport, Runner};
 use freshen_inventory::Queries;
+use freshen_rebuild::{Build, BuildError, Progress, RunReport, Runner};
 use freshen_store::{Delivery, Store};
-use serde::Deserialize;
 
-/// Cascade behaviour, as written under `cascade:` in the config.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct CascadeSettings {
-    /// Builds of one wave in flight at once.
-    pub parallel: usize,
-}
-
-impl Default for CascadeSettings {
-    fn default() -> Self {
-        CascadeSettings { parallel: 2 }
-    }
-}
+/// Cascade behaviour, as written under `cascade:` in the config: defined
+/// with the other settings types (`freshen-settings`).
+pub use freshen_settings::CascadeSettings;
 
 /// Why a cascade did not complete. Each is retried with the outbox's
 /// backoff; a retry resumes the event's run.

@@ -2,40 +2,13 @@
 //! model: build into local storage (`--manifest` for several platforms),
 //! push to the version tag with a digest file, drop the local image.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Deserialize;
+use freshen_settings::ContainersSettings;
 use tokio::process::Command;
 
-use super::{PushTarget, read_digest, run, scratch, uuid_like, write_authfile};
+use super::{BuildPush, PushTarget, read_digest, run, scratch, uuid_like, write_authfile};
 use crate::{Build, BuildError};
-
-/// How buildah or podman is run (`builders.buildah`, `builders.podman`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ContainersSettings {
-    /// The command; default `buildah` or `podman`.
-    #[serde(default)]
-    pub command: Option<PathBuf>,
-    /// `--root` (image storage); default: the tool's own.
-    #[serde(default)]
-    pub root: Option<PathBuf>,
-    /// `--runroot`.
-    #[serde(default)]
-    pub runroot: Option<PathBuf>,
-    /// `--storage-driver` (`vfs` where overlay is unavailable).
-    #[serde(default)]
-    pub storage_driver: Option<String>,
-    /// `--isolation`: `oci`, `rootless` or `chroot`; default `chroot`,
-    /// which works inside containers and CI runners.
-    #[serde(default)]
-    pub isolation: Option<String>,
-}
-
-/// `builders.buildah`.
-pub type BuildahSettings = ContainersSettings;
-/// `builders.podman`.
-pub type PodmanSettings = ContainersSettings;
 
 /// Which of the two tools runs a build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,35 +28,50 @@ impl ContainersTool {
     }
 }
 
-impl ContainersSettings {
-    fn command(&self, tool: ContainersTool, scratch: &Path) -> Command {
-        let mut c = Command::new(self.command.as_deref().unwrap_or(Path::new(tool.name())));
-        if let Some(r) = &self.root {
-            c.arg("--root").arg(r);
-        }
-        if let Some(r) = &self.runroot {
-            c.arg("--runroot").arg(r);
-        }
-        if let Some(d) = &self.storage_driver {
-            c.arg("--storage-driver").arg(d);
-        }
-        c.env(
-            "CONTAINERS_REGISTRIES_CONF",
-            scratch.join("registries.conf"),
-        );
-        c.kill_on_drop(true);
-        c
+/// The `buildah`/`podman` command with the settings' global options and
+/// this build's `registries.conf`.
+fn tool_command(s: &ContainersSettings, tool: ContainersTool, scratch: &Path) -> Command {
+    let mut c = Command::new(s.command.as_deref().unwrap_or(Path::new(tool.name())));
+    if let Some(r) = &s.root {
+        c.arg("--root").arg(r);
     }
+    if let Some(r) = &s.runroot {
+        c.arg("--runroot").arg(r);
+    }
+    if let Some(d) = &s.storage_driver {
+        c.arg("--storage-driver").arg(d);
+    }
+    c.env(
+        "CONTAINERS_REGISTRIES_CONF",
+        scratch.join("registries.conf"),
+    );
+    c.kill_on_drop(true);
+    c
+}
 
+impl BuildPush for ContainersSettings {
     /// Builds `b` with buildah and pushes it as `to`; returns the digest
     /// pushed (a manifest, or an index for several platforms), or an empty
     /// string when buildah wrote none.
-    pub async fn build_push(&self, b: &Build, to: &PushTarget<'_>) -> Result<String, BuildError> {
+    async fn build_push(&self, b: &Build, to: &PushTarget<'_>) -> Result<String, BuildError> {
         self.build_push_with(ContainersTool::Buildah, b, to).await
     }
+}
 
-    /// [`ContainersSettings::build_push`], with buildah or podman.
-    pub async fn build_push_with(
+/// buildah or podman, chosen per build (`builders.buildah` and
+/// `builders.podman` share one settings type).
+pub trait ContainersBuildPush {
+    /// [`BuildPush::build_push`], with buildah or podman.
+    fn build_push_with(
+        &self,
+        tool: ContainersTool,
+        b: &Build,
+        to: &PushTarget<'_>,
+    ) -> impl Future<Output = Result<String, BuildError>> + Send;
+}
+
+impl ContainersBuildPush for ContainersSettings {
+    async fn build_push_with(
         &self,
         tool: ContainersTool,
         b: &Build,
@@ -104,7 +92,7 @@ impl ContainersSettings {
             .map_err(|e| BuildError::Executor(format!("{}: auth file: {e}", b.image)))?;
         let local = format!("localhost/freshen-build/{}", uuid_like());
         let several = b.platforms.len() > 1;
-        let mut bud = self.command(tool, scratch.path());
+        let mut bud = tool_command(self, tool, scratch.path());
         match tool {
             ContainersTool::Buildah => bud.arg("bud"),
             // podman caches layers by default; a rebuild must not reuse them.
@@ -133,7 +121,7 @@ impl ContainersSettings {
         bud.arg(&b.context);
         run(bud, &b.image, &format!("{name} build")).await?;
         let digestfile = scratch.path().join("digest");
-        let mut push = self.command(tool, scratch.path());
+        let mut push = tool_command(self, tool, scratch.path());
         if several {
             push.args(["manifest", "push", "--all"]);
             // buildah 1.28's `manifest push` ignores registries.conf's
@@ -155,7 +143,7 @@ impl ContainersSettings {
         push.arg(&local).arg(format!("docker://{}", to.reference));
         let pushed = run(push, &b.image, &format!("{name} push")).await;
         // The local image is only a means to push: drop it either way.
-        let mut rmi = self.command(tool, scratch.path());
+        let mut rmi = tool_command(self, tool, scratch.path());
         if several {
             rmi.args(["manifest", "rm"]);
         } else {

@@ -1,31 +1,19 @@
 //! `docker buildx build --push`: BuildKit builds every platform and pushes
 //! the result itself; the digest comes from the metadata file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Deserialize;
+use freshen_settings::DockerSettings;
 use tokio::process::Command;
 
-use super::{PushTarget, docker_config_dir, run, scratch, write_authfile};
+use super::{BuildPush, PushTarget, docker_config_dir, run, scratch, write_authfile};
 use crate::{Build, BuildError};
 
-/// How docker buildx is run (`builders.docker`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DockerSettings {
-    /// The command; default `docker`.
-    #[serde(default)]
-    pub command: Option<PathBuf>,
-    /// `--builder`: the buildx builder instance; default: the current one.
-    #[serde(default)]
-    pub builder: Option<String>,
-}
-
-impl DockerSettings {
+impl BuildPush for DockerSettings {
     /// Builds `b` for all its platforms and pushes it as `to`; returns the
     /// digest BuildKit reports (`containerimage.digest`), or an empty
     /// string when it reports none.
-    pub async fn build_push(&self, b: &Build, to: &PushTarget<'_>) -> Result<String, BuildError> {
+    async fn build_push(&self, b: &Build, to: &PushTarget<'_>) -> Result<String, BuildError> {
         let scratch = scratch(&b.image)?;
         let dir = scratch.path();
         // Credentials go into a docker config of the build's own; buildx

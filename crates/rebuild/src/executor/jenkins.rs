@@ -6,60 +6,9 @@
 use std::time::{Duration, Instant};
 
 use freshen_jenkins::{Endpoint, JenkinsError, QueueItem, QueueState, Session};
-use serde::Deserialize;
+use freshen_settings::JenkinsSettings;
 
 use crate::{Build, BuildError};
-
-/// `builders.jenkins`: the Jenkins that runs `executor: jenkins` builds.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JenkinsSettings {
-    /// Jenkins' root URL, e.g. `https://jenkins.example:8080/ci`.
-    pub url: String,
-    /// The user whose API token is used.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// The user's API token: a secret, written as `${ENV}` in the file;
-    /// never logged nor shown.
-    #[serde(default)]
-    pub token: Option<String>,
-    /// Ask the crumb issuer for a CSRF crumb first (skipped when Jenkins
-    /// has none); default true.
-    #[serde(default = "yes")]
-    pub crumb: bool,
-    /// How long a build may take, queue included; default 1h.
-    #[serde(default = "hour", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// How often the queue item and the build are polled; default 5s.
-    #[serde(default = "five_seconds", with = "humantime_serde")]
-    pub poll_interval: Duration,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn hour() -> Duration {
-    Duration::from_secs(3600)
-}
-
-fn five_seconds() -> Duration {
-    Duration::from_secs(5)
-}
-
-impl std::fmt::Debug for JenkinsSettings {
-    // The token never shows: only whether there is one.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JenkinsSettings")
-            .field("url", &freshen_jenkins::redact_url(&self.url))
-            .field("user", &self.user)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("crumb", &self.crumb)
-            .field("timeout", &self.timeout)
-            .field("poll_interval", &self.poll_interval)
-            .finish()
-    }
-}
 
 /// Polls that may fail in a row (network, 429, 5xx) before the build does.
 const MAX_MISSES: u32 = 5;
@@ -67,26 +16,23 @@ const MAX_MISSES: u32 = 5;
 /// Per-request timeout: a poll that hangs must not outlive the build's.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-impl JenkinsSettings {
-    /// Checks what can be checked before a run; the message says what to fix.
-    pub fn validate(&self) -> Result<(), String> {
-        let u = url::Url::parse(&self.url)
-            .map_err(|e| format!("url {:?}: {e}", freshen_jenkins::redact_url(&self.url)))?;
-        if u.scheme() != "http" && u.scheme() != "https" {
-            return Err("url: only http and https".into());
-        }
-        if self.user.is_some() != self.token.is_some() {
-            return Err("user and token go together".into());
-        }
-        if self.poll_interval.is_zero() {
-            return Err("poll_interval must be more than 0".into());
-        }
-        Ok(())
-    }
-
+/// The Jenkins builder: a trait because [`JenkinsSettings`] is defined in
+/// `freshen-settings`, which runs nothing.
+pub trait JenkinsBuildPush {
     /// Runs `b`'s job to push `target` (`registry/repo:version`) and waits
     /// for it. Returns an empty digest: the job pushed, the registry tells.
-    pub async fn build_push(
+    fn build_push(
+        &self,
+        b: &Build,
+        version: &str,
+        target: &str,
+    ) -> impl Future<Output = Result<String, BuildError>> + Send;
+}
+
+impl JenkinsBuildPush for JenkinsSettings {
+    /// Runs `b`'s job to push `target` (`registry/repo:version`) and waits
+    /// for it. Returns an empty digest: the job pushed, the registry tells.
+    async fn build_push(
         &self,
         b: &Build,
         version: &str,
@@ -216,42 +162,4 @@ impl JenkinsSettings {
 
 fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_default_and_never_show_the_token() {
-        let s: JenkinsSettings = serde_json::from_value(serde_json::json!({
-            "url": "https://jenkins.example/ci", "user": "freshen", "token": "11abcdef-secret"
-        }))
-        .unwrap();
-        s.validate().unwrap();
-        assert!(s.crumb);
-        assert_eq!(s.timeout, Duration::from_secs(3600));
-        assert_eq!(s.poll_interval, Duration::from_secs(5));
-        let shown = format!("{s:?}");
-        assert!(!shown.contains("11abcdef-secret"), "{shown}");
-        assert!(shown.contains("<redacted>"), "{shown}");
-
-        let s: JenkinsSettings = serde_json::from_value(serde_json::json!({
-            "url": "http://j:8080", "token": "t", "timeout": "90s", "poll_interval": "250ms"
-        }))
-        .unwrap();
-        assert_eq!(s.timeout, Duration::from_secs(90));
-        assert_eq!(s.poll_interval, Duration::from_millis(250));
-        assert_eq!(s.validate().unwrap_err(), "user and token go together");
-        let bad: Result<JenkinsSettings, _> =
-            serde_json::from_value(serde_json::json!({"url": "http://j", "jobs": "x"}));
-        assert!(
-            bad.unwrap_err()
-                .to_string()
-                .contains("unknown field `jobs`")
-        );
-        let s: JenkinsSettings =
-            serde_json::from_value(serde_json::json!({"url": "ftp://j"})).unwrap();
-        assert_eq!(s.validate().unwrap_err(), "url: only http and https");
-    }
 }

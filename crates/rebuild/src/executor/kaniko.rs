@@ -2,27 +2,18 @@
 //! pushes; one platform per run (it builds for the platform it runs on,
 //! or the one `--custom-platform` names).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Deserialize;
+use freshen_settings::KanikoSettings;
 use tokio::process::Command;
 
-use super::{PushTarget, read_digest, run, scratch, write_authfile};
+use super::{BuildPush, PushTarget, read_digest, run, scratch, write_authfile};
 use crate::{Build, BuildError};
 
-/// How kaniko is run (`builders.kaniko`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KanikoSettings {
-    /// The command; default `/kaniko/executor`, where kaniko's image has it.
-    #[serde(default)]
-    pub command: Option<PathBuf>,
-}
-
-impl KanikoSettings {
+impl BuildPush for KanikoSettings {
     /// Builds `b` (one platform: the definition is refused with more) and
     /// pushes it as `to`; returns the digest kaniko wrote.
-    pub async fn build_push(&self, b: &Build, to: &PushTarget<'_>) -> Result<String, BuildError> {
+    async fn build_push(&self, b: &Build, to: &PushTarget<'_>) -> Result<String, BuildError> {
         if b.platforms.len() > 1 {
             // `load` refuses this; a definition made another way gets the same answer.
             return Err(BuildError::Invalid(format!(

@@ -11,35 +11,32 @@ mod kaniko;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use tokio::process::Command;
 
-use crate::BuildError;
+use crate::{Build, BuildError};
 
-pub use containers::{BuildahSettings, ContainersSettings, ContainersTool, PodmanSettings};
-pub use docker::DockerSettings;
-pub use jenkins::JenkinsSettings;
-pub use kaniko::KanikoSettings;
+pub use containers::{ContainersBuildPush, ContainersTool};
+/// `builders:` and each builder's settings: defined with the other
+/// settings types (`freshen-settings`), so the config layer can read them
+/// without this crate's runtime.
+pub use freshen_settings::{
+    BuildahSettings, BuilderSettings, ContainersSettings, DockerSettings, JenkinsSettings,
+    KanikoSettings, PodmanSettings,
+};
+pub use jenkins::JenkinsBuildPush;
 
-/// `builders:` in the config: how each builder is run.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BuilderSettings {
-    /// buildah.
-    #[serde(default)]
-    pub buildah: BuildahSettings,
-    /// podman (the same settings as buildah).
-    #[serde(default)]
-    pub podman: PodmanSettings,
-    /// `docker buildx`.
-    #[serde(default)]
-    pub docker: DockerSettings,
-    /// kaniko's executor.
-    #[serde(default)]
-    pub kaniko: KanikoSettings,
-    /// The Jenkins that runs `executor: jenkins` builds; required by them.
-    #[serde(default)]
-    pub jenkins: Option<JenkinsSettings>,
+/// A builder run as a command (buildah, podman, docker buildx, kaniko):
+/// builds an image and pushes it. A trait because the settings types are
+/// defined in `freshen-settings`, which runs nothing.
+pub trait BuildPush {
+    /// Builds `b` and pushes it as `to`; returns the digest pushed, or an
+    /// empty string when the builder reported none (the runner then asks
+    /// the registry).
+    fn build_push(
+        &self,
+        b: &Build,
+        to: &PushTarget<'_>,
+    ) -> impl Future<Output = Result<String, BuildError>> + Send;
 }
 
 /// Where a build pushes, and how to reach registries.

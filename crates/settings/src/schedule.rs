@@ -1,4 +1,4 @@
-//! When a watch is checked: every N minutes, or on a crontab line.
+//! `schedule:`: when a watch is checked, every N minutes or on a crontab line.
 
 use std::str::FromStr;
 use std::time::Duration;

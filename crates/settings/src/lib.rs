@@ -1,0 +1,34 @@
+//! The settings and spec types of freshen's runtime layers, as the config
+//! file writes them: serde types with the checks that need no I/O, and
+//! nothing that runs. The config layer reads and cross-checks them; each
+//! runtime layer (registry, server, actions, watch, rebuild) re-exports
+//! its own under its old path and acts on them.
+
+#![deny(missing_docs)]
+
+mod builders;
+mod cascade;
+mod definition;
+mod outbox;
+mod registry;
+mod schedule;
+pub mod server;
+pub mod template;
+mod triggers;
+mod watch;
+
+pub use builders::{
+    BuildahSettings, BuilderSettings, ContainersSettings, DockerSettings, JenkinsSettings,
+    KanikoSettings, PodmanSettings,
+};
+pub use cascade::CascadeSettings;
+pub use definition::{BuildSpec, DiscoverSpec, Executor};
+pub use outbox::OutboxSettings;
+pub use registry::RegistrySettings;
+pub use schedule::Schedule;
+pub use server::ServerSettings;
+pub use triggers::{
+    CASCADE, CommandSpec, HUB_CALLBACK, JenkinsSpec, TriggerSpec, WebhookFormat, WebhookSpec,
+    redact_url,
+};
+pub use watch::{Watch, WatchSpec};
