@@ -20,7 +20,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::util::{basic_credentials, percent_decode, random_hex};
+use crate::http::{basic_credentials, percent_decode};
+use crate::random::random_hex;
 
 /// Options for [`Harbor::start`].
 #[derive(Debug, Clone)]

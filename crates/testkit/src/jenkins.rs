@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinHandle;
 
-use crate::util::{
-    basic_credentials, percent_decode, percent_encode_segment, random_hex, wait_until,
-};
+use crate::http::{basic_credentials, percent_decode, percent_encode_segment};
+use crate::poll::wait_until;
+use crate::random::random_hex;
 
 /// The Jenkins version reported in the `X-Jenkins` header.
 pub const JENKINS_VERSION: &str = "2.452.3";

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::Response;
 use tokio::task::JoinHandle;
 
-use crate::util::http_client;
+use crate::http::http_client;
 
 /// One injected fault; [`FaultProxy::push_fault`] queues them and each
 /// request consumes the next one (then requests pass through).

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::util::http_client;
+use crate::http::http_client;
 
 /// OCI image manifest media type.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

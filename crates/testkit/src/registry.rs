@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::http::{free_port, http_client};
 use crate::pusher::Pusher;
-use crate::util::{free_port, http_client, random_hex, require_tool};
+use crate::random::random_hex;
+use crate::tools::require_tool;
 
 /// How long [`Registry::start_with`] waits for `GET /v2/` to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -182,6 +184,14 @@ impl Registry {
         }
     }
 
+    /// One registry for the whole test binary, started by the first call:
+    /// the process needs no runtime, so it outlives each test's runtime.
+    /// Tests sharing it keep apart by using repositories of their own.
+    pub async fn shared() -> &'static Registry {
+        static SHARED: tokio::sync::OnceCell<Registry> = tokio::sync::OnceCell::const_new();
+        SHARED.get_or_init(Registry::start).await
+    }
+
     /// `127.0.0.1:PORT`, the registry's address (the registry host part of
     /// image references such as `127.0.0.1:PORT/app:1`).
     pub fn host(&self) -> String {
@@ -202,6 +212,30 @@ impl Registry {
     pub fn pusher(&self) -> Pusher {
         let auth = self.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
         Pusher::new(&self.host, auth)
+    }
+
+    /// The tags of `repo`, sorted, through the registry API (`tags/list`,
+    /// with the registry's credentials if it has any); none when the
+    /// repository does not exist.
+    pub async fn tags(&self, repo: &str) -> Vec<String> {
+        let mut req = http_client(Some(Duration::from_secs(20)))
+            .get(format!("{}/v2/{repo}/tags/list", self.url()));
+        if let Some((user, pass)) = &self.auth {
+            req = req.basic_auth(user, Some(pass));
+        }
+        let body: serde_json::Value = req
+            .send()
+            .await
+            .expect("list tags")
+            .json()
+            .await
+            .expect("tags JSON");
+        let mut tags: Vec<String> = body["tags"]
+            .as_array()
+            .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        tags.sort();
+        tags
     }
 
     /// The registry's storage root (filesystem driver).

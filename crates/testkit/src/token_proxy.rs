@@ -45,7 +45,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use tokio::task::JoinHandle;
 
-use crate::util::{basic_credentials, http_client, random_hex};
+use crate::http::{basic_credentials, http_client};
+use crate::random::random_hex;
 
 /// Options for [`TokenAuthProxy::start_with`].
 #[derive(Clone)]

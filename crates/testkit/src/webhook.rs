@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::task::JoinHandle;
 
-use crate::util::wait_until;
+use crate::poll::wait_until;
 
 /// Header carrying the event id.
 pub const EVENT_ID_HEADER: &str = "X-Freshen-Event-Id";

@@ -1,31 +1,17 @@
 //! Test harness: every scenario runs against a fresh SQLite file and a fresh
-//! PostgreSQL database (server at 127.0.0.1:5432, trust auth, user postgres).
+//! PostgreSQL database (testkit's `FreshDb`: server at 127.0.0.1:5432, trust
+//! auth, user postgres, or `FRESHEN_TEST_PG_URL`), with a store opened on it.
+//! Opening the store stays here, so that the testkit does not depend on the
+//! store it tests.
 
 use std::future::Future;
 
 use chrono::{DateTime, TimeZone, Utc};
 use freshen_store::{Observation, PlatformDigest, Store};
-use sqlx::Connection;
-
-/// Server URL without a database; override with FRESHEN_TEST_PG_URL.
-pub fn pg_server_url() -> String {
-    std::env::var("FRESHEN_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
-}
-
-/// URL of database `name` on the test server. TLS is off: the server is on
-/// loopback, and a rustls handshake per connection in a debug build would
-/// dominate the tests' run time.
-pub fn pg_db_url(name: &str) -> String {
-    format!("{}/{name}?sslmode=disable", pg_server_url())
-}
+use freshen_testkit::FreshDb;
 
 /// Which database a scenario runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Sqlite,
-    Postgres,
-}
+pub use freshen_testkit::Db;
 
 /// What a scenario gets: the store, and the raw URL to open more stores
 /// (other "replicas") or raw connections on the same database.
@@ -33,7 +19,7 @@ pub enum Kind {
 pub struct Ctx {
     pub store: Store,
     pub url: String,
-    pub kind: Kind,
+    pub kind: Db,
 }
 
 impl Ctx {
@@ -46,84 +32,20 @@ impl Ctx {
     /// Runs raw SQL (possibly several statements) on the test database,
     /// outside the store, to set up failure injection.
     pub async fn exec_raw(&self, sql: &'static str) {
-        match self.kind {
-            Kind::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
-                c.close().await.unwrap();
-            }
-            Kind::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
-                c.close().await.unwrap();
-            }
-        }
+        self.kind.exec_raw(&self.url, sql).await
     }
 }
 
-/// A fresh, empty database of `kind`; the guard removes it.
-pub async fn fresh_db(kind: Kind) -> (String, Guard) {
-    match kind {
-        Kind::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            // A nested path also checks that missing parent dirs get created.
-            let url = format!("sqlite://{}/data/freshen.db", dir.path().display());
-            (url, Guard::Sqlite(dir))
-        }
-        Kind::Postgres => {
-            let name = format!("freshen_t_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = admin_connection().await;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut admin)
-                .await
-                .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-            admin.close().await.ok();
-            (pg_db_url(&name), Guard::Postgres(name))
-        }
-    }
-}
-
-async fn admin_connection() -> sqlx::PgConnection {
-    let url = pg_db_url("postgres");
-    match sqlx::PgConnection::connect(&url).await {
-        Ok(c) => c,
-        Err(e) => panic!(
-            "PostgreSQL is required for these tests and is not reachable at {url}: {e}\n\
-             start it with `pg_ctlcluster 15 main start` (or `.ci/run`), \
-             or point FRESHEN_TEST_PG_URL at a server with trust auth"
-        ),
-    }
-}
-
-/// Removes a test database when the scenario is done.
-pub enum Guard {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres(String),
-}
-
-impl Guard {
-    pub async fn cleanup(self) {
-        if let Guard::Postgres(name) = self {
-            // Best effort: FORCE ends connections a failed test left behind.
-            let mut admin = admin_connection().await;
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
-            admin.close().await.ok();
-        }
-    }
-}
-
-/// Runs `scenario` on a fresh database of `kind`, then removes the database,
-/// also when the scenario panics (the panic is re-raised afterwards).
-pub async fn run_on<F, Fut>(kind: Kind, scenario: F)
+/// Runs `scenario` on a fresh database of `kind` (testkit's [`FreshDb`]),
+/// then removes the database, also when the scenario panics (the panic is
+/// re-raised afterwards).
+pub async fn run_on<F, Fut>(kind: Db, scenario: F)
 where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let (url, guard) = fresh_db(kind).await;
+    let db = FreshDb::create(kind).await;
+    let url = db.url().to_string();
     let store = Store::open(&url)
         .await
         .unwrap_or_else(|e| panic!("open {url}: {e}"));
@@ -134,26 +56,18 @@ where
     };
     let outcome = tokio::spawn(scenario(ctx)).await;
     store.close().await;
-    guard.cleanup().await;
+    db.remove().await;
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
 }
 
-/// Declares `mod $name { sqlite, postgres }` tests running `$name(ctx)` on each backend.
+/// Declares `mod $name { sqlite, postgres }` tests running `$name(ctx)` on
+/// each backend, through [`run_on`].
 macro_rules! both {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                crate::common::run_on(crate::common::Kind::Sqlite, super::$name).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                crate::common::run_on(crate::common::Kind::Postgres, super::$name).await
-            }
-        }
-    )+};
+    ($($name:ident),+ $(,)?) => {
+        freshen_testkit::both_stores!(run = crate::common::run_on; $($name),+);
+    };
 }
 pub(crate) use both;
 

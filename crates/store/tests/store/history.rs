@@ -5,7 +5,7 @@ use freshen_store::{
     StoreError,
 };
 
-use crate::common::{Ctx, both, obs, t};
+use crate::common::{Ctx, Db, both, obs, t};
 
 const REF: &str = "docker.io/library/debian:bookworm";
 
@@ -302,14 +302,14 @@ async fn event_and_outbox_roll_back_together(ctx: Ctx) {
         .unwrap();
 
     match ctx.kind {
-        crate::common::Kind::Sqlite => {
+        Db::Sqlite => {
             ctx.exec_raw(
                 "CREATE TRIGGER boom BEFORE INSERT ON deliveries \
                  WHEN NEW.trigger_name = 'boom' BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
             )
             .await
         }
-        crate::common::Kind::Postgres => {
+        Db::Postgres => {
             ctx.exec_raw(
                 "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ \
                  BEGIN IF NEW.trigger_name = 'boom' THEN RAISE EXCEPTION 'injected failure'; END IF; \

@@ -4,14 +4,16 @@
 use freshen_store::{Backend, Store, StoreError};
 use sqlx::Connection;
 
-use crate::common::{Ctx, Kind, both, fresh_db, obs, pg_server_url};
+use freshen_testkit::{FreshDb, postgres_server_url};
+
+use crate::common::{Ctx, Db, both, obs};
 
 both!(reopen_keeps_data, dollar_placeholders_bind_by_number);
 
 async fn reopen_keeps_data(ctx: Ctx) {
     let expected = match ctx.kind {
-        Kind::Sqlite => Backend::Sqlite,
-        Kind::Postgres => Backend::Postgres,
+        Db::Sqlite => Backend::Sqlite,
+        Db::Postgres => Backend::Postgres,
     };
     assert_eq!(ctx.store.backend(), expected);
     ctx.store
@@ -30,7 +32,7 @@ async fn reopen_keeps_data(ctx: Ctx) {
 async fn dollar_placeholders_bind_by_number(ctx: Ctx) {
     const SQL: &str = "SELECT $2 || '-' || $1 || '-' || $2 || '-' || $3";
     let got: String = match ctx.kind {
-        Kind::Sqlite => {
+        Db::Sqlite => {
             let mut c = sqlx::SqliteConnection::connect(&ctx.url).await.unwrap();
             sqlx::query_scalar(SQL)
                 .bind("one")
@@ -40,7 +42,7 @@ async fn dollar_placeholders_bind_by_number(ctx: Ctx) {
                 .await
                 .unwrap()
         }
-        Kind::Postgres => {
+        Db::Postgres => {
             let mut c = sqlx::PgConnection::connect(&ctx.url).await.unwrap();
             sqlx::query_scalar(SQL)
                 .bind("one")
@@ -82,10 +84,11 @@ async fn unsupported_url_names_it_without_password() {
 
 #[tokio::test]
 async fn postgres_open_error_redacts_password() {
-    let (base, guard) = fresh_db(Kind::Postgres).await;
-    guard.cleanup().await;
-    // The server is up (fresh_db checked) but the database is gone.
-    let server = pg_server_url();
+    let fresh = FreshDb::create(Db::Postgres).await;
+    let base = fresh.url().to_string();
+    fresh.remove().await;
+    // The server is up (FreshDb::create checked) but the database is gone.
+    let server = postgres_server_url();
     let with_password = server.replacen("postgres@", "postgres:hunter2@", 1);
     assert_ne!(with_password, server, "test URL has a user part");
     let url = base.replacen(&server, &with_password, 1);

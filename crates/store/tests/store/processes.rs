@@ -12,7 +12,7 @@ use std::time::Duration;
 use freshen_store::Store;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::common::{Ctx, Kind, make_event, obs, run_on, t};
+use crate::common::{Ctx, Db, make_event, obs, run_on, t};
 
 const CHILD_ENV: &str = "FRESHEN_STORE_TEST_CHILD_URL";
 const LEASE: Duration = Duration::from_secs(60);
@@ -20,15 +20,15 @@ const SHARED_REFS: usize = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_sqlite() {
-    two_processes(Kind::Sqlite, "processes::two_processes_sqlite").await
+    two_processes(Db::Sqlite, "processes::two_processes_sqlite").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_postgres() {
-    two_processes(Kind::Postgres, "processes::two_processes_postgres").await
+    two_processes(Db::Postgres, "processes::two_processes_postgres").await
 }
 
-async fn two_processes(kind: Kind, test_name: &'static str) {
+async fn two_processes(kind: Db, test_name: &'static str) {
     match std::env::var(CHILD_ENV) {
         Ok(url) => child(&url).await,
         Err(_) => run_on(kind, move |ctx| parent(ctx, test_name)).await,

@@ -1,4 +1,4 @@
-use freshen_testkit::{Db, both_stores, postgres_url, sqlite_url};
+use freshen_testkit::{Db, FreshDb, both_stores, postgres_server_url, postgres_url, sqlite_url};
 use sqlx::{Connection as _, PgConnection, Row as _};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,3 +98,40 @@ async fn store_round_trip(db: Db) {
 }
 
 both_stores!(store_round_trip);
+
+/// A fresh database takes raw SQL, and `remove` drops it (PostgreSQL) or
+/// its directory (SQLite).
+async fn fresh_db_is_removed(db: Db) {
+    let fresh = FreshDb::create(db).await;
+    assert_eq!(fresh.kind(), db);
+    let url = fresh.url().to_string();
+    let dir = fresh.dir().to_path_buf();
+    if db == Db::Sqlite {
+        // SQLite creates the file only when asked to; a store would.
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+        sqlx::SqliteConnection::connect_with(&opts.create_if_missing(true))
+            .await
+            .unwrap()
+            .close()
+            .await
+            .unwrap();
+    } else {
+        assert!(url.starts_with(&format!("{}/freshen_t_", postgres_server_url())));
+        assert!(url.ends_with("?sslmode=disable"), "{url}");
+    }
+    fresh
+        .exec_raw("CREATE TABLE k (v TEXT); INSERT INTO k VALUES ('x');")
+        .await;
+    db.exec_raw(&url, "INSERT INTO k VALUES ('y');").await;
+    fresh.remove().await;
+    match db {
+        Db::Sqlite => assert!(!dir.exists(), "the directory is removed"),
+        Db::Postgres => {
+            let err = PgConnection::connect(&url).await.unwrap_err();
+            assert!(err.to_string().contains("does not exist"), "{err}");
+        }
+    }
+}
+
+both_stores!(fresh_db_is_removed);

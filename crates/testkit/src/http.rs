@@ -1,7 +1,7 @@
-//! Small helpers shared by the parts of the testkit.
+//! HTTP plumbing the parts share: clients, free ports, basic auth and
+//! percent-encoding of path segments.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -23,35 +23,20 @@ pub(crate) fn http_client(timeout: Option<Duration>) -> reqwest::Client {
         .expect("freshen-testkit: building the HTTP client failed")
 }
 
+/// A default reqwest client (redirects followed, proxies from the
+/// environment) for tests that talk to a server as any client would; the
+/// ring crypto provider is installed first, since the workspace builds
+/// reqwest without one.
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// Finds a free TCP port on 127.0.0.1 (there is a small window in which
 /// another process could take it; callers that spawn servers retry).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 failed");
     l.local_addr().expect("local_addr").port()
-}
-
-/// Finds `tool` on PATH, or panics naming the command that installs it.
-pub(crate) fn require_tool(tool: &str, install: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(tool);
-        if let Ok(meta) = std::fs::metadata(&candidate) {
-            use std::os::unix::fs::PermissionsExt as _;
-            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                return candidate;
-            }
-        }
-    }
-    panic!(
-        "freshen-testkit: `{tool}` is not installed (not found on PATH); install it with `{install}`"
-    );
-}
-
-/// Random lowercase hex string of `bytes` random bytes.
-pub(crate) fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::fill(&mut buf[..]);
-    hex::encode(buf)
 }
 
 /// Decodes an `Authorization: Basic` header into (user, password).
@@ -108,43 +93,9 @@ pub(crate) fn percent_encode_segment(s: &str) -> String {
     out
 }
 
-/// Polls `f` every 20 ms until it returns `Some`, panicking with `what` after `timeout`.
-pub(crate) async fn wait_until<T>(
-    timeout: Duration,
-    what: impl Fn() -> String,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!(
-                "freshen-testkit: timed out after {timeout:?} waiting for {}",
-                what()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    #[should_panic(
-        expected = "`freshen-no-such-tool` is not installed (not found on PATH); install it with `apt-get install freshen-x`"
-    )]
-    fn missing_tool_panics_with_the_install_command() {
-        require_tool("freshen-no-such-tool", "apt-get install freshen-x");
-    }
-
-    #[test]
-    fn finds_installed_tools() {
-        assert!(require_tool("sh", "apt-get install dash").is_absolute());
-    }
 
     #[test]
     fn basic_auth_header_decodes() {
