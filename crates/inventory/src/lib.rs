@@ -12,7 +12,7 @@ mod reports;
 mod scan;
 mod vulns;
 
-pub use harbor::{HarborImport, import_harbor_artifacts};
+pub use harbor::{HarborImport, HarborScope, import_harbor, import_harbor_artifacts};
 pub use judge::Judge;
 pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,

@@ -11,9 +11,12 @@ mod schedule;
 use freshen_reference::{Defaults, Platform, Reference};
 use serde::Deserialize;
 
-pub use cascade::{CascadeDone, CascadeError, CascadeSettings, Cascader};
+pub use cascade::CascadeSettings;
+// Moved to the rebuild crate (beside `plan_event`); old paths kept while
+// callers move.
 pub use check::{CheckError, CheckResult, Checker, PlatformResult, Pushed};
 pub use daemon::{Daemon, DaemonSettings};
+pub use freshen_rebuild::{CascadeDone, CascadeError, Cascader};
 pub use intake::{Intake, PushOutcome, ReceiverError, ScanOutcome, Taken};
 pub use schedule::Schedule;
 
