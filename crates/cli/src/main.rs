@@ -1,24 +1,18 @@
 //! `freshen`: the command line. It parses arguments, loads the config, wires
 //! the layers together, and turns errors into one line and an exit code.
 
-mod cascade;
 mod output;
-mod promote;
-mod scan;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use freshen_actions::Deliverer;
+use freshen_app::{App, CheckFlags, HarborSource, PlanRequest, ScanRequest};
 use freshen_config::Loaded;
-use freshen_inventory::{DockerfileInput, Queries, ScanOptions, Scanner};
-use freshen_judge::Vulns;
-use freshen_reference::{Platform, Reference};
-use freshen_registry::{Client, ClientOptions};
-use freshen_store::{DeliveryState, Store};
-use freshen_watch::{Checker, Daemon, DaemonSettings, Watch};
+use freshen_store::DeliveryState;
 
 /// Exit status for "something changed" with `check --exit-code`.
 const EXIT_CHANGED: u8 = 1;
@@ -415,7 +409,7 @@ fn main() -> ExitCode {
     let default_level = match cli.command {
         Command::Watch { .. } => "info",
         // A cascade `check` runs is long and worth following.
-        Command::Check { .. } => "warn,freshen_watch::cascade=info",
+        Command::Check { .. } => "warn,freshen_rebuild::cascade=info",
         _ => "warn",
     };
     init_logging(
@@ -460,12 +454,17 @@ async fn run(cli: Cli) -> Result<u8> {
         Some(path) => freshen_config::load(path)?,
         None => Loaded::defaults(),
     };
+    let app = Arc::new(App::new(loaded, cli.global.database.clone()));
     match cli.command {
         Command::Digest {
             reference,
             platforms,
             json,
-        } => digest(&loaded, &reference, &platforms, json).await,
+        } => {
+            let d = app.digest(&reference, &platforms).await?;
+            output::digest(&d.reference, &d.resolved, &d.manifests, json);
+            Ok(0)
+        }
         Command::Check {
             references,
             platforms,
@@ -473,39 +472,31 @@ async fn run(cli: Cli) -> Result<u8> {
             exit_code,
             defer_cascades,
         } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            check(
-                &loaded,
-                store,
-                &references,
-                &platforms,
-                CheckFlags {
-                    json,
-                    exit_code,
-                    defer_cascades,
-                },
-            )
-            .await
+            let report = app
+                .check(&references, &platforms, CheckFlags { defer_cascades })
+                .await?;
+            output::check(&report, json);
+            Ok(if report.has_errors() {
+                EXIT_ERROR
+            } else if exit_code && report.fired() {
+                EXIT_CHANGED
+            } else {
+                0
+            })
         }
         Command::Watch { serve } => {
-            let store = open_store(&cli.global, &loaded).await?;
             let listen = match serve.as_deref() {
                 None => None,
-                Some("config") => Some(loaded.config.server.listen),
+                Some("config") => Some(app.loaded().config.server.listen),
                 Some(addr) => Some(addr.parse().with_context(|| {
                     format!("--serve {addr:?} is not an address like 127.0.0.1:8080")
                 })?),
             };
-            watch(&loaded, store, listen).await
+            serve::watch(app, listen).await
         }
         Command::History { reference, json } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let r = parse_ref(&loaded, &reference)?;
-            let rows = store.history(&r.to_string()).await?;
-            if rows.is_empty() {
-                bail!("no history for {r}: run `freshen check {reference}` first");
-            }
-            output::history(&r, &rows, json);
+            let h = app.history(&reference).await?;
+            output::history(&h.reference, &h.rows, json);
             Ok(0)
         }
         Command::Events {
@@ -513,12 +504,7 @@ async fn run(cli: Cli) -> Result<u8> {
             limit,
             json,
         } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let r = reference.map(|s| parse_ref(&loaded, &s)).transpose()?;
-            let events = store
-                .events(r.map(|r| r.to_string()).as_deref(), limit)
-                .await?;
-            output::events(&events, json);
+            output::events(&app.events(reference.as_deref(), limit).await?, json);
             Ok(0)
         }
         Command::Scan {
@@ -533,79 +519,53 @@ async fn run(cli: Cli) -> Result<u8> {
             concurrency,
             json,
         } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let opts = ScanOptions {
-                platforms: parse_platforms(&platforms)?,
-                dockerfile: dockerfile
-                    .map(|p| read_dockerfile(&p, &build_args, target))
-                    .transpose()?,
-            };
-            let scanner = Scanner::new(client(&loaded), store, loaded.defaults.clone());
-            let refs = match registry {
-                Some(host) => {
-                    if !references.is_empty() {
-                        bail!("give references or --registry HOST --all, not both");
-                    }
-                    list_registry(&client(&loaded), &host, repo_prefix.as_deref()).await?
-                }
-                None if references.is_empty() => {
-                    bail!("nothing to scan: name references, or --registry HOST --all")
-                }
-                None => references
-                    .iter()
-                    .map(|s| parse_ref(&loaded, s))
-                    .collect::<Result<_>>()?,
-            };
-            scan::run(&scanner, refs, &opts, concurrency, json).await
+            let progress = output::ScanProgress::new(json);
+            let scanned = app
+                .scan(
+                    ScanRequest {
+                        references,
+                        platforms,
+                        dockerfile,
+                        build_args,
+                        target,
+                        registry,
+                        repo_prefix,
+                        concurrency,
+                    },
+                    &progress,
+                )
+                .await?;
+            progress.finish();
+            output::scans(&scanned.reports, &scanned.errors, json);
+            Ok(if scanned.errors.is_empty() { 0 } else { 2 })
         }
         Command::Sbom {
             reference,
             format,
             platform,
         } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let r = parse_ref(&loaded, &reference)?;
-            let platform = Platform::parse(platform.as_deref().unwrap_or("linux/amd64"))?;
-            let scanner = Scanner::new(client(&loaded), store, loaded.defaults.clone());
-            let opts = ScanOptions {
-                platforms: vec![platform],
-                dockerfile: None,
+            let format = match format {
+                SbomFormat::Cyclonedx => freshen_app::SbomFormat::Cyclonedx,
+                SbomFormat::Spdx => freshen_app::SbomFormat::Spdx,
             };
-            let (report, inv) = scanner
-                .scan_sbom(&r, &opts)
-                .await?
-                .into_iter()
-                .next()
-                .context("the image has no such platform")?;
-            let subject = format!("{}@{}", r.name(), report.digest);
-            let doc = match format {
-                SbomFormat::Cyclonedx => freshen_sbom::cyclonedx(&subject, &inv),
-                SbomFormat::Spdx => {
-                    freshen_sbom::spdx(&subject, &inv, &chrono::Utc::now().to_rfc3339())
-                }
-            };
+            let doc = app.sbom(&reference, format, platform.as_deref()).await?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(0)
         }
         Command::Images { command } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let q = Queries::new(store, loaded.defaults.clone());
             match command {
                 ImagesCommand::Show { reference, json } => {
-                    let view = q.show(&q.parse(&reference)?).await?;
-                    output::image(&view, json);
+                    output::image(&app.image(&reference).await?, json);
                 }
                 ImagesCommand::Children {
                     reference,
                     recursive,
                     json,
                 } => {
-                    let kids = q.children(&q.parse(&reference)?, recursive).await?;
-                    output::children(&kids, json);
+                    output::children(&app.children(&reference, recursive).await?, json);
                 }
                 ImagesCommand::Packages { reference, json } => {
-                    let pkgs = q.packages_of(&q.parse(&reference)?).await?;
-                    output::image_packages(&pkgs, json);
+                    output::image_packages(&app.image_packages(&reference).await?, json);
                 }
             }
             Ok(0)
@@ -616,37 +576,18 @@ async fn run(cli: Cli) -> Result<u8> {
             version,
             json,
         } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let q = Queries::new(store, loaded.defaults.clone());
-            let found = q
-                .package(&name, ecosystem.as_deref(), version.as_deref())
+            let found = app
+                .packages(&name, ecosystem.as_deref(), version.as_deref())
                 .await?;
             output::package_versions(&name, &found, json);
             Ok(0)
         }
-        Command::Serve { listen } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let settings = &loaded.config.server;
-            let addr = listen.unwrap_or(settings.listen);
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
-            if !loaded.config.receivers.is_empty() {
-                eprintln!(
-                    "freshen: receiving webhooks; their triggers are delivered by `freshen watch` (or run `freshen watch --serve` alone)"
-                );
-            }
-            let router = api_router(&loaded, &store, None)?;
-            eprintln!("freshen: serving on http://{}", listener.local_addr()?);
-            freshen_server::serve(listener, router, shutdown_signal()).await?;
-            Ok(0)
-        }
+        Command::Serve { listen } => serve::serve(app, listen).await,
         Command::Vulns {
             command,
             reference,
             json,
         } => {
-            let store = open_store(&cli.global, &loaded).await?;
             match (command, reference) {
                 (
                     Some(VulnsCommand::Import {
@@ -659,23 +600,27 @@ async fn run(cli: Cli) -> Result<u8> {
                     }),
                     _,
                 ) => {
-                    let q = Vulns::new(store.clone(), loaded.defaults.clone());
-                    let mut done = q.import(&paths, image.as_deref()).await?;
-                    if let (Some(url), Some(project)) = (harbor, project) {
-                        done.extend(
-                            import_harbor(&store, &url, &project, repository.as_deref()).await?,
-                        );
-                    }
+                    let harbor = match (harbor, project) {
+                        (Some(url), Some(project)) => Some(HarborSource {
+                            url,
+                            project,
+                            repository,
+                        }),
+                        _ => None,
+                    };
+                    let done = app
+                        .import_vulns(&paths, image.as_deref(), harbor, &mut |why| {
+                            eprintln!("freshen: {why}: skipped")
+                        })
+                        .await?;
                     output::imports(&done, json);
                 }
                 (Some(VulnsCommand::Images { id, json }), _) => {
-                    let q = Vulns::new(store, loaded.defaults.clone());
-                    output::affected_images(&q.affected_by(&id).await?, json);
+                    output::affected_images(&app.vulnerable_images(&id).await?, json);
                 }
                 (None, Some(reference)) => {
-                    let q = Vulns::new(store, loaded.defaults.clone());
-                    let r = q.parse(&reference)?;
-                    output::image_vulns(&r, &q.vulnerabilities(&r).await?, json);
+                    let (r, list) = app.image_vulns(&reference).await?;
+                    output::image_vulns(&r, &list, json);
                 }
                 (None, None) => {
                     bail!("name an image (`freshen vulns REF`), or `freshen vulns import PATH...`")
@@ -690,9 +635,13 @@ async fn run(cli: Cli) -> Result<u8> {
             json,
             dot,
         } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let (plan, _, _) = cascade::plan(&loaded, &store, base, image, event).await?;
-            output::plan(&plan, json, dot);
+            let planned = app
+                .plan(plan_request(base, image, event).unwrap_or(PlanRequest::All))
+                .await?;
+            if let Some(reason) = &planned.quiet {
+                eprintln!("the policy kept this change quiet: {reason}");
+            }
+            output::plan(&planned.plan, json, dot);
             Ok(0)
         }
         Command::Rebuild {
@@ -704,21 +653,18 @@ async fn run(cli: Cli) -> Result<u8> {
             parallel,
             json,
         } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let report = cascade::rebuild(
-                &loaded,
-                &store,
-                cascade::RebuildArgs {
-                    base,
-                    image,
-                    event,
-                    all,
-                    resume,
-                    parallel,
-                },
-                client(&loaded),
-            )
-            .await?;
+            let progress = Arc::new(output::rebuild_progress);
+            let report = match (resume, plan_request(base, image, event)) {
+                (Some(id), _) => {
+                    let id = Some(id.as_str()).filter(|id| !id.is_empty());
+                    app.resume_rebuild(id, parallel, progress).await?
+                }
+                (None, Some(request)) => app.rebuild(request, parallel, progress).await?,
+                (None, None) if all => app.rebuild(PlanRequest::All, parallel, progress).await?,
+                (None, None) => bail!(
+                    "say what to rebuild: --base REF, --image REF, --event ID, --all, or --resume (`freshen plan` shows it first)"
+                ),
+            };
             output::rebuild(&report, json);
             Ok(if report.run.state == "done" {
                 0
@@ -727,24 +673,14 @@ async fn run(cli: Cli) -> Result<u8> {
             })
         }
         Command::Rebuilds { run, limit, json } => {
-            let store = open_store(&cli.global, &loaded).await?;
             match run {
-                Some(id) => {
-                    let r = store.rebuild(&id).await?.with_context(|| {
-                        format!("no rebuild run {id:?} (see `freshen rebuilds`)")
-                    })?;
-                    let items = store.rebuild_items(&id).await?;
-                    output::rebuild(&freshen_rebuild::RunReport { run: r, items }, json);
-                }
-                None => output::rebuild_runs(&store.rebuilds(false, limit).await?, json),
+                Some(id) => output::rebuild(&app.rebuild_run(&id).await?, json),
+                None => output::rebuild_runs(&app.rebuilds(limit).await?, json),
             }
             Ok(0)
         }
         Command::Diff { old, new, json } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let q = Vulns::new(store, loaded.defaults.clone());
-            let diffs = q.diff(&q.parse(&old)?, &q.parse(&new)?).await?;
-            output::diff(&diffs, json);
+            output::diff(&app.diff(&old, &new).await?, json);
             Ok(0)
         }
         Command::Policy {
@@ -756,9 +692,7 @@ async fn run(cli: Cli) -> Result<u8> {
                     json,
                 },
         } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let q = Vulns::new(store, loaded.defaults.clone());
-            let replay = q.replay(&id, now.then_some(&loaded.policies)).await?;
+            let replay = app.policy_replay(&id, now).await?;
             output::replay(&replay, json);
             Ok(if exit_code && !replay.same {
                 EXIT_CHANGED
@@ -775,14 +709,8 @@ async fn run(cli: Cli) -> Result<u8> {
                     json,
                 },
         } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let subject = reference.map(|r| parse_ref(&loaded, &r)).transpose()?;
-            let list = store
-                .decisions(
-                    subject.map(|r| r.to_string()).as_deref(),
-                    event.as_deref(),
-                    limit,
-                )
+            let list = app
+                .decisions(reference.as_deref(), event.as_deref(), limit)
                 .await?;
             output::decisions(&list, json);
             Ok(0)
@@ -796,15 +724,7 @@ async fn run(cli: Cli) -> Result<u8> {
                     json,
                 },
         } => {
-            let store = open_store(&cli.global, &loaded).await?;
-            let q = Vulns::new(store, loaded.defaults.clone());
-            let refs = references
-                .iter()
-                .map(|r| q.parse(r))
-                .collect::<Result<Vec<_>, _>>()?;
-            let checks = q
-                .policy_check(&loaded.policies, policy.as_deref(), &refs)
-                .await?;
+            let checks = app.policy_check(&references, policy.as_deref()).await?;
             output::policy_checks(&checks, json);
             Ok(if exit_code && checks.iter().any(|c| c.verdict.act) {
                 EXIT_CHANGED
@@ -817,15 +737,23 @@ async fn run(cli: Cli) -> Result<u8> {
             to,
             json,
         } => {
-            let source = parse_ref(&loaded, &reference)?;
-            let targets = to
-                .iter()
-                .map(|t| promote::target(&source, t, &loaded.defaults))
-                .collect::<Result<Vec<_>>>()?;
-            promote::run(&client(&loaded), &source, &targets, json).await
+            let mut first = true;
+            let promotion = app
+                .promote(&reference, &to, &mut |source, target, report| {
+                    // Printed as each target is done, so a failure shows
+                    // what was promoted.
+                    if !json {
+                        output::promoted(first, source, target, report);
+                    }
+                    first = false;
+                })
+                .await?;
+            if json {
+                output::promotion(&promotion);
+            }
+            Ok(0)
         }
         Command::Outbox { command } => {
-            let store = open_store(&cli.global, &loaded).await?;
             match command.unwrap_or(OutboxCommand::List {
                 state: None,
                 limit: 50,
@@ -837,15 +765,11 @@ async fn run(cli: Cli) -> Result<u8> {
                         StateArg::Delivered => DeliveryState::Delivered,
                         StateArg::Failed => DeliveryState::Failed,
                     });
-                    output::deliveries(&store.deliveries(state, limit).await?, json);
+                    output::deliveries(&app.deliveries(state, limit).await?, json);
                     Ok(0)
                 }
                 OutboxCommand::Retry { id } => {
-                    if !store.retry_delivery(id, chrono::Utc::now()).await? {
-                        bail!(
-                            "delivery {id} is not a failed delivery (see `freshen outbox list --state failed`)"
-                        );
-                    }
+                    app.retry_delivery(id).await?;
                     println!("delivery {id} queued again");
                     Ok(0)
                 }
@@ -854,375 +778,17 @@ async fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// The scan report of every scanned artifact of a Harbor project (or one
-/// repository of it), each stored for its digest. Artifacts not scanned
-/// (successfully) are named on stderr and skipped.
-/// The Harbor robot account in FRESHEN_HARBOR_USER and FRESHEN_HARBOR_PASSWORD.
-fn harbor_credentials() -> Result<Option<freshen_harbor::Credentials>> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (env("FRESHEN_HARBOR_USER"), env("FRESHEN_HARBOR_PASSWORD")) {
-        (Some(username), Some(password)) => {
-            Ok(Some(freshen_harbor::Credentials { username, password }))
-        }
-        (None, None) => Ok(None),
-        _ => bail!(
-            "set both FRESHEN_HARBOR_USER and FRESHEN_HARBOR_PASSWORD (a Harbor robot account), or neither"
-        ),
-    }
-}
-
-async fn import_harbor(
-    store: &Store,
-    url: &str,
-    project: &str,
-    repository: Option<&str>,
-) -> Result<Vec<freshen_inventory::Imported>> {
-    let client = freshen_harbor::Client::new(url, harbor_credentials()?)?;
-    let repos = match repository {
-        Some(r) if r.starts_with(&format!("{project}/")) => vec![r.to_string()],
-        Some(r) => vec![format!("{project}/{r}")],
-        None => client
-            .repositories(project)
-            .await?
-            .into_iter()
-            .map(|r| r.name)
-            .collect(),
-    };
-    let mut out = Vec::new();
-    for repo in &repos {
-        let artifacts = client.artifacts(project, repo).await?;
-        let done =
-            freshen_inventory::import_harbor_artifacts(store, &client, project, repo, artifacts)
-                .await?;
-        for why in done.skipped {
-            eprintln!("freshen: {why}: skipped");
-        }
-        out.extend(done.imported);
-    }
-    Ok(out)
-}
-
-pub(crate) fn parse_ref(loaded: &Loaded, s: &str) -> Result<Reference> {
-    Ok(Reference::parse_with(s, &loaded.defaults)?)
-}
-
-fn parse_platforms(list: &[String]) -> Result<Vec<Platform>> {
-    Ok(list
-        .iter()
-        .map(|p| Platform::parse(p))
-        .collect::<Result<_, _>>()?)
-}
-
-fn client(loaded: &Loaded) -> Client {
-    Client::new(ClientOptions {
-        registries: loaded.config.registries.clone(),
-        ..ClientOptions::default()
-    })
-}
-
-/// The database URL: flag or env, then config, then a file in the data dir.
-fn database_url(global: &Global, loaded: &Loaded) -> Result<String> {
-    if let Some(db) = global
-        .database
-        .clone()
-        .or_else(|| loaded.config.database.clone())
-    {
-        return Ok(db);
-    }
-    let dir = data_dir().context("no data directory: set FRESHEN_DATA_DIR, HOME, or --database")?;
-    Ok(format!("sqlite://{}", dir.join("freshen.db").display()))
-}
-
-fn data_dir() -> Option<PathBuf> {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    env("FRESHEN_DATA_DIR")
-        .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("freshen")))
-        .or_else(|| env("HOME").map(|h| h.join(".local/share/freshen")))
-}
-
-async fn open_store(global: &Global, loaded: &Loaded) -> Result<Store> {
-    let url = database_url(global, loaded)?;
-    Ok(Store::open(&url).await?)
-}
-
-async fn digest(loaded: &Loaded, reference: &str, platforms: &[String], json: bool) -> Result<u8> {
-    let r = parse_ref(loaded, reference)?;
-    let wanted = parse_platforms(platforms)?;
-    let client = client(loaded);
-    let resolved = client.resolve(&r).await?;
-    let manifests = if wanted.is_empty() {
-        resolved.manifests.clone()
-    } else {
-        client.select_platforms(&r, &resolved, &wanted)?
-    };
-    output::digest(&r, &resolved, &manifests, json);
-    Ok(0)
-}
-
-/// How `freshen check` reports and what it leaves for later.
-struct CheckFlags {
-    json: bool,
-    exit_code: bool,
-    defer_cascades: bool,
-}
-
-async fn check(
-    loaded: &Loaded,
-    store: Store,
-    references: &[String],
-    platforms: &[String],
-    flags: CheckFlags,
-) -> Result<u8> {
-    let CheckFlags {
-        json,
-        exit_code,
-        defer_cascades,
-    } = flags;
-    let watches: Vec<Watch> = if references.is_empty() {
-        if loaded.watches.is_empty() {
-            bail!("nothing to check: name references, or give --config with watches");
-        }
-        loaded.watches.clone()
-    } else {
-        let wanted = parse_platforms(platforms)?;
-        references
-            .iter()
-            .map(|s| {
-                let r = parse_ref(loaded, s)?;
-                let configured = loaded.watches.iter().find(|w| w.reference == r);
-                Ok(match configured {
-                    Some(w) if wanted.is_empty() => w.clone(),
-                    Some(w) => Watch {
-                        platforms: wanted.clone(),
-                        ..w.clone()
-                    },
-                    None => Watch::adhoc(
-                        r,
-                        if wanted.is_empty() {
-                            loaded.default_platforms.clone()
-                        } else {
-                            wanted.clone()
-                        },
-                    ),
-                })
-            })
-            .collect::<Result<_>>()?
-    };
-    let concurrency = loaded.config.check_concurrency.unwrap_or(32);
-    let checker = checker(loaded, &store, concurrency);
-    let results = checker.check_all(&watches, "poll").await?;
-    let mut outcomes = deliverer(loaded, store.clone()).deliver_due().await?;
-    // Then the cascades (long: the triggers went out first), unless left
-    // queued for `freshen watch`.
-    if !defer_cascades && let Some(c) = cascades(loaded, store)? {
-        outcomes.extend(c.deliver_due().await?);
-    }
-    let report = output::CheckReport::new(&watches, results, outcomes, checker.client());
-    report.print(json);
-    Ok(if report.has_errors() {
-        EXIT_ERROR
-    } else if exit_code && report.fired() {
-        EXIT_CHANGED
-    } else {
-        0
-    })
-}
-
-fn read_dockerfile(
-    path: &std::path::Path,
-    build_args: &[String],
-    target: Option<String>,
-) -> Result<DockerfileInput> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read Dockerfile {}", path.display()))?;
-    let mut args = std::collections::BTreeMap::new();
-    for a in build_args {
-        let (k, v) = a
-            .split_once('=')
-            .with_context(|| format!("--build-arg {a:?}: expected NAME=VALUE"))?;
-        args.insert(k.to_string(), v.to_string());
-    }
-    Ok(DockerfileInput {
-        path: path.display().to_string(),
-        text,
-        build_args: args,
-        target,
-    })
-}
-
-/// Every tag of every repository of a registry (optionally under a prefix).
-async fn list_registry(
-    client: &Client,
-    host: &str,
-    prefix: Option<&str>,
-) -> Result<Vec<Reference>> {
-    let repos = client.catalog(host, 1000).await?;
-    let mut refs = Vec::new();
-    for repo in repos
-        .iter()
-        .filter(|r| prefix.is_none_or(|p| r.starts_with(p)))
-    {
-        let base = Reference::from_parts(host, repo, Some("latest"), None)?;
-        for tag in client.list_tags(&base, 1000).await? {
-            refs.push(base.with_tag(&tag)?);
-        }
-    }
-    Ok(refs)
-}
-
-/// A checker whose changes are judged by the config's policies (which
-/// costs nothing while every policy is `always`).
-fn checker(loaded: &Loaded, store: &Store, concurrency: usize) -> Checker {
-    let client = client(loaded);
-    let judge = freshen_judge::Judge::new(
-        Scanner::new(client.clone(), store.clone(), loaded.defaults.clone()),
-        Queries::new(store.clone(), loaded.defaults.clone()),
-        std::sync::Arc::new(loaded.policies.clone()),
-    );
-    Checker::new(client, store.clone(), concurrency).with_judge(judge)
-}
-
-fn deliverer(loaded: &Loaded, store: Store) -> Deliverer {
-    Deliverer::new(
-        store,
-        loaded.config.triggers.clone(),
-        loaded.config.outbox.clone(),
-        loaded.base_dir.clone(),
-    )
-}
-
-/// The deliverer of the rebuild cascades watches ask for
-/// (`on_change: [cascade]`); `None` when no watch does.
-fn cascades(loaded: &Loaded, store: Store) -> Result<Option<Deliverer>> {
-    Ok(cascade::cascader(loaded, &store, client(loaded))?
-        .map(|c| Deliverer::cascades(store, c, loaded.config.outbox.clone())))
-}
-
-/// The API's router, with the config's webhook receivers when it has any.
-/// `wake` is notified when a webhook queues deliveries (the daemon's, in
-/// `watch --serve`).
-fn api_router(
-    loaded: &Loaded,
-    store: &Store,
-    wake: Option<std::sync::Arc<tokio::sync::Notify>>,
-) -> Result<axum::Router> {
-    let settings = &loaded.config.server;
-    if settings.write_tokens.is_empty() {
-        tracing::warn!("no server.write_tokens in the config: POST/PUT/DELETE are refused");
-    }
-    let queries = Queries::new(store.clone(), loaded.defaults.clone());
-    if loaded.config.receivers.is_empty() {
-        return Ok(freshen_server::router(queries, settings));
-    }
-    let mut intake = freshen_watch::Intake::new(
-        checker(loaded, store, 1),
-        &loaded.watches,
-        &loaded.config.receivers,
-        loaded.defaults.clone(),
-        &loaded.default_platforms,
-    )?
-    .with_harbor_credentials(harbor_credentials()?);
-    if let Some(wake) = wake {
-        intake = intake.with_wake(wake);
-    }
-    let hooks = freshen_server::Hooks::new(intake.specs(), std::sync::Arc::new(IntakeSink(intake)));
-    Ok(freshen_server::router_with_hooks(queries, settings, hooks))
-}
-
-/// The watcher's intake behind the server's webhook endpoints.
-struct IntakeSink(freshen_watch::Intake);
-
-impl freshen_server::HookSink for IntakeSink {
-    fn take<'a>(
-        &'a self,
-        receiver: &'a str,
-        notice: freshen_receive::Notice,
-    ) -> futures::future::BoxFuture<'a, freshen_server::HookAnswer> {
-        Box::pin(async move {
-            let taken = self.0.take(receiver, notice).await;
-            freshen_server::HookAnswer {
-                retry: taken.retry(),
-                body: serde_json::to_value(&taken).expect("the answer serialises"),
-            }
-        })
-    }
-}
-
-async fn watch(loaded: &Loaded, store: Store, serve: Option<std::net::SocketAddr>) -> Result<u8> {
-    if loaded.watches.is_empty() && (serve.is_none() || loaded.config.receivers.is_empty()) {
-        bail!("nothing to watch: the config has no watches (and no receivers to serve)");
-    }
-    let checker = checker(
-        loaded,
-        &store,
-        loaded.config.check_concurrency.unwrap_or(32),
-    );
-    let settings = DaemonSettings {
-        jitter: loaded
-            .config
-            .jitter
-            .unwrap_or(DaemonSettings::default().jitter),
-        ..DaemonSettings::default()
-    };
-    let mut daemon = Daemon::new(
-        checker,
-        deliverer(loaded, store.clone()),
-        loaded.watches.clone(),
-        settings,
-    );
-    if let Some(c) = cascades(loaded, store.clone())? {
-        daemon = daemon.with_cascades(c);
-    }
-    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-    daemon = daemon.with_wake(wake.clone());
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let tx = std::sync::Arc::new(tx);
-    let server = match serve {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
-            let router = api_router(loaded, &store, Some(wake.clone()))?;
-            eprintln!("freshen: serving on http://{}", listener.local_addr()?);
-            let mut stop = rx.clone();
-            let failed = tx.clone();
-            Some(tokio::spawn(async move {
-                let served = freshen_server::serve(listener, router, async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-                // Without its server, `watch --serve` would miss every
-                // webhook unnoticed: stop the daemon too.
-                if let Err(e) = &served {
-                    tracing::error!(error = %e, "the API server failed: stopping");
-                    let _ = failed.send(true);
-                }
-                served
-            }))
-        }
-        None => None,
-    };
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("signal received: finishing in-flight work");
-        let _ = tx.send(true);
-    });
-    daemon.run(rx).await?;
-    if let Some(server) = server {
-        server.await??;
-    }
-    Ok(0)
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// What `plan` and `rebuild` were asked to start from; `None` for "every
+/// build" (clap keeps the options exclusive).
+fn plan_request(
+    base: Option<String>,
+    image: Option<String>,
+    event: Option<String>,
+) -> Option<PlanRequest> {
+    match (base, image, event) {
+        (Some(b), _, _) => Some(PlanRequest::Base(b)),
+        (_, Some(i), _) => Some(PlanRequest::Image(i)),
+        (_, _, Some(e)) => Some(PlanRequest::Event(e)),
+        _ => None,
     }
 }

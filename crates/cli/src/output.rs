@@ -1,10 +1,9 @@
 //! What the CLI prints: aligned tables for people, JSON for scripts.
 
-use freshen_actions::Outcome;
+use freshen_app::CheckReport;
 use freshen_reference::Reference;
-use freshen_registry::{Client, PlatformManifest, Resolved};
+use freshen_registry::{CopyReport, PlatformManifest, Resolved};
 use freshen_store::{ChangeEvent, Delivery, HistoryEntry, Status};
-use freshen_watch::{CheckError, CheckResult, Watch};
 use serde::Serialize;
 use serde_json::json;
 
@@ -187,126 +186,79 @@ pub fn deliveries(list: &[Delivery], json: bool) {
     );
 }
 
-/// The outcome of `freshen check`.
-pub struct CheckReport {
-    results: Vec<CheckResult>,
-    errors: Vec<(String, String)>,
-    deliveries: Vec<Outcome>,
-    rate_limits: Vec<(String, String)>,
-}
-
-impl CheckReport {
-    pub fn new(
-        watches: &[Watch],
-        results: Vec<Result<CheckResult, CheckError>>,
-        deliveries: Vec<Outcome>,
-        client: &Client,
-    ) -> CheckReport {
-        let mut ok = Vec::new();
-        let mut errors = Vec::new();
-        for (w, r) in watches.iter().zip(results) {
-            match r {
-                Ok(r) => ok.push(r),
-                Err(e) => errors.push((w.reference.to_string(), e.to_string())),
-            }
+/// `freshen check`.
+pub fn check(report: &CheckReport, json: bool) {
+    if json {
+        print_json(&json!({
+            "results": report.results,
+            "errors": report.errors.iter().map(|(r, e)| json!({"reference": r, "error": e})).collect::<Vec<_>>(),
+            "deliveries": report.deliveries,
+            "rate_limit_remaining": report.rate_limits.iter().map(|(r, v)| json!({"registry": r, "remaining": v})).collect::<Vec<_>>(),
+        }));
+        return;
+    }
+    let mut rows = Vec::new();
+    for r in &report.results {
+        for p in &r.platforms {
+            let (status, note) = match &p.status {
+                Status::New => ("new", String::new()),
+                Status::Unchanged => ("unchanged", String::new()),
+                Status::Changed { old } => ("changed", format!("was {old}")),
+            };
+            rows.push(vec![
+                r.reference.clone(),
+                p.platform.clone(),
+                status.to_string(),
+                p.digest.clone(),
+                note,
+            ]);
         }
-        let mut registries: Vec<&str> = watches.iter().map(|w| w.reference.registry()).collect();
-        registries.sort();
-        registries.dedup();
-        let rate_limits = registries
-            .into_iter()
-            .filter_map(|r| client.rate_limit_remaining(r).map(|v| (r.to_string(), v)))
-            .collect();
-        CheckReport {
-            results: ok,
-            errors,
-            deliveries,
-            rate_limits,
+        if r.platforms
+            .iter()
+            .all(|p| !matches!(p.status, Status::Changed { .. }))
+            && let Status::Changed { old } = &r.top
+        {
+            rows.push(vec![
+                r.reference.clone(),
+                "(tag)".into(),
+                "moved".into(),
+                r.digest.clone(),
+                format!("was {old}; watched platforms unchanged, nothing fired"),
+            ]);
         }
     }
-
-    pub fn has_errors(&self) -> bool {
-        !self.errors.is_empty()
+    if !rows.is_empty() {
+        table(&["REFERENCE", "PLATFORM", "STATUS", "DIGEST", ""], rows);
     }
-
-    /// True when a change fired triggers (changed, and no policy kept it quiet).
-    pub fn fired(&self) -> bool {
-        self.results.iter().any(CheckResult::fired)
-    }
-
-    pub fn print(&self, json: bool) {
-        if json {
-            print_json(&json!({
-                "results": self.results,
-                "errors": self.errors.iter().map(|(r, e)| json!({"reference": r, "error": e})).collect::<Vec<_>>(),
-                "deliveries": self.deliveries,
-                "rate_limit_remaining": self.rate_limits.iter().map(|(r, v)| json!({"registry": r, "remaining": v})).collect::<Vec<_>>(),
-            }));
-            return;
-        }
-        let mut rows = Vec::new();
-        for r in &self.results {
-            for p in &r.platforms {
-                let (status, note) = match &p.status {
-                    Status::New => ("new", String::new()),
-                    Status::Unchanged => ("unchanged", String::new()),
-                    Status::Changed { old } => ("changed", format!("was {old}")),
-                };
-                rows.push(vec![
-                    r.reference.clone(),
-                    p.platform.clone(),
-                    status.to_string(),
-                    p.digest.clone(),
-                    note,
-                ]);
-            }
-            if r.platforms
-                .iter()
-                .all(|p| !matches!(p.status, Status::Changed { .. }))
-                && let Status::Changed { old } = &r.top
-            {
-                rows.push(vec![
-                    r.reference.clone(),
-                    "(tag)".into(),
-                    "moved".into(),
-                    r.digest.clone(),
-                    format!("was {old}; watched platforms unchanged, nothing fired"),
-                ]);
-            }
-        }
-        if !rows.is_empty() {
-            table(&["REFERENCE", "PLATFORM", "STATUS", "DIGEST", ""], rows);
-        }
-        for r in &self.results {
-            if let Some(d) = &r.decision {
-                println!(
-                    "{}: policy: {}: {}",
-                    r.reference,
-                    verdict_word(d.act),
-                    d.reason
-                );
-            }
-        }
-        for d in &self.deliveries {
-            let detail = d
-                .detail
-                .as_deref()
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default();
-            eprintln!(
-                "trigger {} for event {}: {}{}",
-                d.trigger, d.event_id, d.state, detail
+    for r in &report.results {
+        if let Some(d) = &r.decision {
+            println!(
+                "{}: policy: {}: {}",
+                r.reference,
+                verdict_word(d.act),
+                d.reason
             );
         }
-        for (r, v) in &self.rate_limits {
-            eprintln!("{r}: rate limit remaining {v}");
-        }
-        for (r, e) in &self.errors {
-            if e.contains(r.as_str()) {
-                eprintln!("freshen: error: {e}");
-            } else {
-                eprintln!("freshen: error: {r}: {e}");
-            }
+    }
+    for d in &report.deliveries {
+        let detail = d
+            .detail
+            .as_deref()
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        eprintln!(
+            "trigger {} for event {}: {}{}",
+            d.trigger, d.event_id, d.state, detail
+        );
+    }
+    for (r, v) in &report.rate_limits {
+        eprintln!("{r}: rate limit remaining {v}");
+    }
+    for (r, e) in &report.errors {
+        if e.contains(r.as_str()) {
+            eprintln!("freshen: error: {e}");
+        } else {
+            eprintln!("freshen: error: {r}: {e}");
         }
     }
 }
@@ -771,7 +723,17 @@ pub fn plan(p: &freshen_rebuild::Plan, json: bool, dot: bool) {
 }
 
 /// One line per step of a rebuild, on stderr.
-pub fn rebuild_progress(p: freshen_rebuild::Progress) {
+pub fn rebuild_progress(p: freshen_app::RebuildProgress) {
+    match p {
+        freshen_app::RebuildProgress::Quiet { reason } => {
+            eprintln!("the policy kept this change quiet: {reason}")
+        }
+        freshen_app::RebuildProgress::Nothing => eprintln!("nothing to rebuild"),
+        freshen_app::RebuildProgress::Run(p) => run_progress(p),
+    }
+}
+
+fn run_progress(p: freshen_rebuild::Progress) {
     match p {
         freshen_rebuild::Progress::Wave { index, images } => {
             eprintln!("wave {}: {images} image(s)", index + 1)
@@ -909,4 +871,89 @@ pub fn decisions(list: &[freshen_store::Decision], json: bool) {
         ],
         rows,
     );
+}
+
+/// The progress bar of `freshen scan` over many images (hidden for one
+/// image, and with `--json`).
+pub struct ScanProgress {
+    json: bool,
+    bar: std::sync::OnceLock<indicatif::ProgressBar>,
+}
+
+impl ScanProgress {
+    pub fn new(json: bool) -> ScanProgress {
+        ScanProgress {
+            json,
+            bar: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Clears the bar once the scans are done.
+    pub fn finish(&self) {
+        if let Some(b) = self.bar.get() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl freshen_app::ScanObserver for ScanProgress {
+    fn started(&self, total: usize) {
+        let bar = if total > 1 && !self.json {
+            let b = indicatif::ProgressBar::new(total as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let _ = self.bar.set(bar);
+    }
+
+    fn scanned(&self, reference: &Reference) {
+        if let Some(b) = self.bar.get() {
+            b.inc(1);
+            b.set_message(reference.familiar());
+        }
+    }
+}
+
+/// `freshen promote`, as each target is done: the source and its digest
+/// before the first.
+pub fn promoted(first: bool, source: &Reference, to: &Reference, report: &CopyReport) {
+    if first {
+        println!("{source}  {}", report.digest);
+    }
+    println!("  -> {to}  {}  ({})", report.digest, how(report));
+}
+
+/// `freshen promote --json`.
+pub fn promotion(p: &freshen_app::Promotion) {
+    print_json(p);
+}
+
+/// What a copy did, in a few words.
+fn how(r: &CopyReport) -> String {
+    let mut parts = Vec::new();
+    if r.manifests_pushed > 1 {
+        parts.push(format!("{} manifests", r.manifests_pushed));
+    }
+    if r.blobs_mounted > 0 {
+        parts.push(format!("{} blobs mounted", r.blobs_mounted));
+    }
+    if r.blobs_copied > 0 {
+        parts.push(format!("{} blobs copied", r.blobs_copied));
+    }
+    if r.already_present > 0 {
+        parts.push(format!("{} already there", r.already_present));
+    }
+    if parts.is_empty() {
+        "manifest only".into()
+    } else {
+        parts.join(", ")
+    }
 }

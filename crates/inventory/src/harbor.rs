@@ -16,6 +16,64 @@ pub struct HarborImport {
     pub skipped: Vec<String>,
 }
 
+/// Which artifacts of a Harbor project to import.
+#[derive(Debug, Clone, Copy)]
+pub enum HarborScope<'a> {
+    /// Every repository of the project.
+    Project,
+    /// One repository: `project/name`, or `name` within the project.
+    Repository(&'a str),
+    /// One artifact (a completed scan's webhook): its repository's full
+    /// name and its digest.
+    Artifact {
+        /// `project/name`.
+        repository: &'a str,
+        /// The artifact's digest.
+        digest: &'a str,
+    },
+}
+
+/// Imports the scan reports of `scope` in `project`, repository by
+/// repository, each stored for its digest. `skipped` is told each artifact
+/// without a successful scan as its repository is done (the CLI names
+/// them as it goes, so what was skipped shows even if a later repository
+/// fails).
+pub async fn import_harbor(
+    store: &Store,
+    client: &Client,
+    project: &str,
+    scope: HarborScope<'_>,
+    mut skipped: impl FnMut(&str),
+) -> Result<HarborImport, InventoryError> {
+    let repos = match scope {
+        HarborScope::Project => client
+            .repositories(project)
+            .await?
+            .into_iter()
+            .map(|r| r.name)
+            .collect(),
+        HarborScope::Repository(r) if r.starts_with(&format!("{project}/")) => vec![r.to_string()],
+        HarborScope::Repository(r) => vec![format!("{project}/{r}")],
+        HarborScope::Artifact { repository, .. } => vec![repository.to_string()],
+    };
+    let mut out = HarborImport::default();
+    for repo in &repos {
+        let artifacts = match scope {
+            HarborScope::Artifact { digest, .. } => {
+                vec![client.artifact(project, repo, digest).await?]
+            }
+            _ => client.artifacts(project, repo).await?,
+        };
+        let done = import_harbor_artifacts(store, client, project, repo, artifacts).await?;
+        for why in &done.skipped {
+            skipped(why);
+        }
+        out.imported.extend(done.imported);
+        out.skipped.extend(done.skipped);
+    }
+    Ok(out)
+}
+
 /// Imports the reports of `artifacts` of `repository` (Harbor's full name,
 /// `project/name`). An index is imported child by child: Harbor scans each
 /// platform manifest, as the inventory knows images.

@@ -13,7 +13,7 @@ mod query;
 mod scan;
 mod scanner_report;
 
-pub use harbor::{HarborImport, import_harbor_artifacts};
+pub use harbor::{HarborImport, HarborScope, import_harbor, import_harbor_artifacts};
 pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,
     Registration,

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use chrono::Utc;
 use freshen_lineage::Evidence;
 use freshen_reference::{Defaults, Reference};
-use freshen_store::{ImageRecord, ImageRef, LineageEdge, PackageRecord, Store};
+use freshen_store::{
+    ChangeEvent, Decision, ImageRecord, ImageRef, LineageEdge, PackageRecord, Store,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::InventoryError;
@@ -125,6 +127,45 @@ impl Queries {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Recorded change events, newest first; only those of `reference`
+    /// (already normalised) when given.
+    pub async fn events(
+        &self,
+        reference: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ChangeEvent>, InventoryError> {
+        Ok(self.store.events(reference, limit).await?)
+    }
+
+    /// One change event and the policy decisions made on it; `None` when
+    /// there is no such event.
+    pub async fn event(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ChangeEvent, Vec<Decision>)>, InventoryError> {
+        let Some(e) = self.store.event(id).await? else {
+            return Ok(None);
+        };
+        let decisions = self.store.decisions(None, Some(id), 1000).await?;
+        Ok(Some((e, decisions)))
+    }
+
+    /// Stored policy decisions, newest first: on `subject` (a normalised
+    /// reference), on change event `event`, or all.
+    pub async fn decisions(
+        &self,
+        subject: Option<&str>,
+        event: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Decision>, InventoryError> {
+        Ok(self.store.decisions(subject, event, limit).await?)
+    }
+
+    /// How many images (manifests) the inventory holds.
+    pub async fn image_count(&self) -> Result<usize, InventoryError> {
+        Ok(self.store.image_layers().await?.len())
     }
 
     /// Normalises a user's reference; the error names the input.

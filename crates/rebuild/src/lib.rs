@@ -10,11 +10,14 @@ mod definition;
 mod discover;
 mod executor;
 mod plan;
+mod promote;
 mod rebase;
 mod run;
 mod version;
 
-pub use cascade::{EventPlan, mark_not_buildable, plan_event};
+pub use cascade::{
+    CascadeDone, CascadeError, Cascader, EventPlan, mark_not_buildable, plan_cascade, plan_event,
+};
 pub use definition::{Build, BuildSpec, DiscoverSpec, Executor, load};
 pub use executor::{
     BuildPush, BuildahSettings, BuilderSettings, ContainersBuildPush, ContainersSettings,
@@ -22,6 +25,7 @@ pub use executor::{
     PodmanSettings, PushTarget,
 };
 pub use plan::{Plan, PlannedBuild, Trigger, plan};
+pub use promote::{PromoteError, promote};
 pub use rebase::{Rebased, rebase};
 pub use run::{Progress, RunReport, Runner};
 pub use version::{Bump, DEFAULT_SCHEME, Part, Scheme};

@@ -361,11 +361,22 @@ impl Runner {
                 })?
         };
         let pinned = versioned.with_digest(&digest)?;
-        for t in &b.promote {
-            let tag = t.replace("{tag}", &own).replace("{version}", &version);
-            let to = b.reference.with_tag(&tag)?;
-            self.client.copy(&pinned, &to).await?;
-        }
+        let targets = b
+            .promote
+            .iter()
+            .map(|t| {
+                let tag = t.replace("{tag}", &own).replace("{version}", &version);
+                b.reference.with_tag(&tag)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::promote(&self.client, &pinned, &targets, |_, _| {})
+            .await
+            .map_err(|e| match e {
+                // The item's detail says what the registry said, as before.
+                crate::PromoteError::Copy { error, .. } => BuildError::Registry(error),
+                crate::PromoteError::Pin(e) => BuildError::Reference(e),
+                e @ crate::PromoteError::Diverged { .. } => BuildError::Executor(e.to_string()),
+            })?;
         let dockerfile =
             std::fs::read_to_string(&b.dockerfile).map_err(|e| BuildError::Dockerfile {
                 path: b.dockerfile.display().to_string(),

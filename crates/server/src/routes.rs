@@ -283,7 +283,6 @@ async fn events(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiErr
     let reference = normalised(&st, &params.reference)?;
     let list = st
         .queries
-        .store()
         .events(reference.as_deref(), params.limit.unwrap_or(50))
         .await?;
     Ok(axum::Json(list).into_response())
@@ -296,14 +295,12 @@ async fn event(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let _: NoParams = query(&uri)?;
-    let store = st.queries.store();
-    let Some(e) = store.event(&id).await? else {
+    let Some((e, decisions)) = st.queries.event(&id).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no change event {id:?}"),
         ));
     };
-    let decisions = store.decisions(None, Some(&id), 1000).await?;
     Ok(axum::Json(json!({ "event": e, "decisions": decisions })).into_response())
 }
 
@@ -322,7 +319,6 @@ async fn decisions(State(st): State<AppState>, uri: Uri) -> Result<Response, Api
     let subject = normalised(&st, &params.subject)?;
     let list = st
         .queries
-        .store()
         .decisions(
             subject.as_deref(),
             non_empty(&params.event),

@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use freshen_inventory::InventoryError;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -80,9 +79,9 @@ fn forms(name: &str, reference: &str, recursive: bool) -> String {
 
 /// `GET /`.
 pub(crate) async fn index(State(st): State<AppState>) -> Response {
-    let count = match st.queries.store().image_layers().await {
-        Ok(images) => images.len(),
-        Err(e) => return error_page(InventoryError::from(e).into()),
+    let count = match st.queries.image_count().await {
+        Ok(n) => n,
+        Err(e) => return error_page(e.into()),
     };
     let body = format!(
         "<h1>freshen inventory</h1><p>{count} image{} in the inventory.</p>{}\

@@ -395,15 +395,15 @@ impl Intake {
         let project = scan.repository.split('/').next().unwrap_or_default();
         let done = async {
             let client = freshen_harbor::Client::new(url, self.harbor_credentials.clone())?;
-            let artifact = client
-                .artifact(project, &scan.repository, &scan.digest)
-                .await?;
-            freshen_inventory::import_harbor_artifacts(
+            freshen_inventory::import_harbor(
                 self.checker.store(),
                 &client,
                 project,
-                &scan.repository,
-                vec![artifact],
+                freshen_inventory::HarborScope::Artifact {
+                    repository: &scan.repository,
+                    digest: &scan.digest,
+                },
+                |_| {},
             )
             .await
         }

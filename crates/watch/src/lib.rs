@@ -2,14 +2,15 @@
 //! state), the daemon that checks on schedule and drains the outbox, and
 //! the cascades it runs on its own (`on_change: [cascade]`).
 
-mod cascade;
 mod check;
 mod daemon;
 mod intake;
 
-pub use cascade::{CascadeDone, CascadeError, CascadeSettings, Cascader};
+// Moved to the rebuild crate (beside `plan_event`); old paths kept while
+// callers move.
 pub use check::{CheckError, CheckResult, Checker, PlatformResult, Pushed};
 pub use daemon::{Daemon, DaemonSettings};
+pub use freshen_rebuild::{CascadeDone, CascadeError, Cascader};
 pub use intake::{Intake, PushOutcome, ReceiverError, ScanOutcome, Taken};
 
 /// What a watch is and when it is checked: defined with the other

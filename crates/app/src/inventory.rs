@@ -1,0 +1,242 @@
+//! The "know" actions: scanning images into the inventory (many at once,
+//! or a whole registry), SBOM documents, and the inventory's questions.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use freshen_inventory::{
+    ChildView, DockerfileInput, ImageView, PackageVersion, ScanOptions, ScanReport,
+};
+use freshen_reference::{Platform, Reference};
+use freshen_registry::Client;
+use freshen_store::PackageRecord;
+use futures::StreamExt as _;
+
+use crate::{App, AppError, parse_platforms};
+
+/// What `scan` is asked.
+#[derive(Debug, Clone, Default)]
+pub struct ScanRequest {
+    /// Image references (tags or digests).
+    pub references: Vec<String>,
+    /// Only these platforms; every platform of the tag when empty.
+    pub platforms: Vec<String>,
+    /// The Dockerfile the images were built from (lineage evidence).
+    pub dockerfile: Option<PathBuf>,
+    /// `NAME=VALUE` values for the Dockerfile's ARGs.
+    pub build_args: Vec<String>,
+    /// The Dockerfile stage that was built.
+    pub target: Option<String>,
+    /// Scan every repository and tag of this registry instead.
+    pub registry: Option<String>,
+    /// With `registry`: only repositories whose names start with this.
+    pub repo_prefix: Option<String>,
+    /// Images scanned at once.
+    pub concurrency: usize,
+}
+
+/// Told how a scan of many images goes (the CLI's progress bar).
+pub trait ScanObserver: Sync {
+    /// `total` images are about to be scanned.
+    fn started(&self, _total: usize) {}
+    /// One image is done (scanned or failed).
+    fn scanned(&self, _reference: &Reference) {}
+}
+
+/// An observer that wants to know nothing.
+impl ScanObserver for () {}
+
+/// The outcome of a scan of many images.
+#[derive(Debug)]
+pub struct Scanned {
+    /// What was recorded, by reference and platform.
+    pub reports: Vec<ScanReport>,
+    /// The images that failed: the reference and why.
+    pub errors: Vec<(String, String)>,
+}
+
+/// The SBOM formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SbomFormat {
+    /// CycloneDX JSON.
+    Cyclonedx,
+    /// SPDX JSON.
+    Spdx,
+}
+
+impl App {
+    /// Reads images' layers into the inventory, `concurrency` at a time:
+    /// the references given, or every tag of a registry. Failures are
+    /// collected per image, not returned as an error.
+    pub async fn scan(
+        &self,
+        request: ScanRequest,
+        observer: &dyn ScanObserver,
+    ) -> Result<Scanned, AppError> {
+        let store = self.store().await?;
+        let opts = ScanOptions {
+            platforms: parse_platforms(&request.platforms)?,
+            dockerfile: request
+                .dockerfile
+                .map(|p| read_dockerfile(&p, &request.build_args, request.target))
+                .transpose()?,
+        };
+        let scanner = self.scanner(store);
+        let refs = match request.registry {
+            Some(host) => {
+                if !request.references.is_empty() {
+                    return Err(AppError::Refused(
+                        "give references or --registry HOST --all, not both".into(),
+                    ));
+                }
+                list_registry(&self.client, &host, request.repo_prefix.as_deref()).await?
+            }
+            None if request.references.is_empty() => {
+                return Err(AppError::Refused(
+                    "nothing to scan: name references, or --registry HOST --all".into(),
+                ));
+            }
+            None => request
+                .references
+                .iter()
+                .map(|s| self.parse_ref(s))
+                .collect::<Result<_, _>>()?,
+        };
+        observer.started(refs.len());
+        let results: Vec<(Reference, Result<Vec<ScanReport>, _>)> = futures::stream::iter(refs)
+            .map(|r| {
+                let scanner = &scanner;
+                let opts = &opts;
+                async move {
+                    let res = scanner.scan(&r, opts).await;
+                    observer.scanned(&r);
+                    (r, res)
+                }
+            })
+            .buffer_unordered(request.concurrency.max(1))
+            .collect()
+            .await;
+        let mut reports = Vec::new();
+        let mut errors = Vec::new();
+        for (r, res) in results {
+            match res {
+                Ok(mut v) => reports.append(&mut v),
+                Err(e) => errors.push((r.to_string(), e.to_string())),
+            }
+        }
+        reports.sort_by(|a, b| (&a.reference, &a.platform).cmp(&(&b.reference, &b.platform)));
+        Ok(Scanned { reports, errors })
+    }
+
+    /// An image's packages as an SBOM document, scanning it first (the
+    /// inventory keeps what it read). `platform` defaults to linux/amd64.
+    pub async fn sbom(
+        &self,
+        reference: &str,
+        format: SbomFormat,
+        platform: Option<&str>,
+    ) -> Result<serde_json::Value, AppError> {
+        let store = self.store().await?;
+        let r = self.parse_ref(reference)?;
+        let platform = Platform::parse(platform.unwrap_or("linux/amd64"))?;
+        let opts = ScanOptions {
+            platforms: vec![platform],
+            dockerfile: None,
+        };
+        let (report, inv) = self
+            .scanner(store)
+            .scan_sbom(&r, &opts)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AppError::Refused("the image has no such platform".into()))?;
+        let subject = format!("{}@{}", r.name(), report.digest);
+        Ok(match format {
+            SbomFormat::Cyclonedx => freshen_sbom::cyclonedx(&subject, &inv),
+            SbomFormat::Spdx => {
+                freshen_sbom::spdx(&subject, &inv, &chrono::Utc::now().to_rfc3339())
+            }
+        })
+    }
+
+    /// An image as the inventory knows it.
+    pub async fn image(&self, reference: &str) -> Result<ImageView, AppError> {
+        let q = self.queries().await?;
+        Ok(q.show(&q.parse(reference)?).await?)
+    }
+
+    /// The images built on `reference`; with `recursive`, every
+    /// descendant with its depth.
+    pub async fn children(
+        &self,
+        reference: &str,
+        recursive: bool,
+    ) -> Result<Vec<ChildView>, AppError> {
+        let q = self.queries().await?;
+        Ok(q.children(&q.parse(reference)?, recursive).await?)
+    }
+
+    /// The packages an image holds, per platform.
+    pub async fn image_packages(
+        &self,
+        reference: &str,
+    ) -> Result<BTreeMap<String, Vec<PackageRecord>>, AppError> {
+        let q = self.queries().await?;
+        Ok(q.packages_of(&q.parse(reference)?).await?)
+    }
+
+    /// Which images hold a package (by package or source package name).
+    pub async fn packages(
+        &self,
+        name: &str,
+        ecosystem: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Vec<PackageVersion>, AppError> {
+        let q = self.queries().await?;
+        Ok(q.package(name, ecosystem, version).await?)
+    }
+}
+
+fn read_dockerfile(
+    path: &std::path::Path,
+    build_args: &[String],
+    target: Option<String>,
+) -> Result<DockerfileInput, AppError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AppError::Dockerfile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut args = BTreeMap::new();
+    for a in build_args {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| AppError::BuildArg(a.clone()))?;
+        args.insert(k.to_string(), v.to_string());
+    }
+    Ok(DockerfileInput {
+        path: path.display().to_string(),
+        text,
+        build_args: args,
+        target,
+    })
+}
+
+/// Every tag of every repository of a registry (optionally under a prefix).
+async fn list_registry(
+    client: &Client,
+    host: &str,
+    prefix: Option<&str>,
+) -> Result<Vec<Reference>, AppError> {
+    let repos = client.catalog(host, 1000).await?;
+    let mut refs = Vec::new();
+    for repo in repos
+        .iter()
+        .filter(|r| prefix.is_none_or(|p| r.starts_with(p)))
+    {
+        let base = Reference::from_parts(host, repo, Some("latest"), None)?;
+        for tag in client.list_tags(&base, 1000).await? {
+            refs.push(base.with_tag(&tag)?);
+        }
+    }
+    Ok(refs)
+}

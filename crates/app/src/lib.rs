@@ -1,0 +1,158 @@
+//! The application layer: what a user can ask of freshen, one method per
+//! action, for the CLI, the HTTP API and the daemon alike.
+//!
+//! An [`App`] is built once from the loaded config and the `--database`
+//! override. It owns the store (opened on first use, so actions that need
+//! no database never open one), the registry client and the services over
+//! them. Its methods return typed results and [`AppError`]; printing and
+//! exit codes are the caller's.
+
+#![deny(missing_docs)]
+
+mod check;
+mod database;
+mod error;
+mod harbor;
+mod inventory;
+mod promote;
+mod rebuild;
+mod records;
+mod vulns;
+mod watching;
+
+use std::sync::Arc;
+
+use freshen_actions::Deliverer;
+use freshen_config::Loaded;
+use freshen_inventory::{Queries, Scanner};
+use freshen_reference::{Platform, Reference};
+use freshen_registry::{Client, ClientOptions};
+use freshen_store::Store;
+use freshen_watch::Checker;
+use tokio::sync::{Notify, OnceCell};
+
+pub use check::{CheckFlags, CheckReport, Digest};
+pub use database::{data_dir, database_url};
+pub use error::AppError;
+pub use harbor::harbor_credentials;
+pub use inventory::{SbomFormat, ScanObserver, ScanRequest, Scanned};
+pub use promote::{Promoted, Promotion};
+pub use rebuild::{PlanRequest, Planned, RebuildProgress};
+pub use records::History;
+pub use vulns::HarborSource;
+pub use watching::Watcher;
+
+/// The application: the config, the store, the registry client, and the
+/// services over them.
+pub struct App {
+    loaded: Loaded,
+    /// `--database`: wins over the config's `database:`.
+    database: Option<String>,
+    client: Client,
+    store: OnceCell<Store>,
+    /// Poked when a webhook queues deliveries, so the daemon in this
+    /// process delivers them now rather than after its idle wait.
+    wake: Arc<Notify>,
+    /// The webhook intake, built on first use (it validates receivers).
+    intake: OnceCell<freshen_watch::Intake>,
+}
+
+impl App {
+    /// An application over `loaded`, with `database` (the `--database`
+    /// flag or `FRESHEN_DATABASE`) overriding the config's database.
+    /// Opens nothing yet.
+    pub fn new(loaded: Loaded, database: Option<String>) -> App {
+        let client = new_client(&loaded);
+        App {
+            loaded,
+            database,
+            client,
+            store: OnceCell::new(),
+            wake: Arc::new(Notify::new()),
+            intake: OnceCell::new(),
+        }
+    }
+
+    /// The loaded config.
+    pub fn loaded(&self) -> &Loaded {
+        &self.loaded
+    }
+
+    /// The store, opened on first use.
+    async fn store(&self) -> Result<&Store, AppError> {
+        self.store
+            .get_or_try_init(|| async {
+                let url = database_url(self.database.as_deref(), &self.loaded)?;
+                Ok::<_, AppError>(Store::open(&url).await?)
+            })
+            .await
+    }
+
+    /// The inventory's queries, over the store (opened if need be). The
+    /// HTTP API answers with them.
+    pub async fn queries(&self) -> Result<Queries, AppError> {
+        Ok(Queries::new(
+            self.store().await?.clone(),
+            self.loaded.defaults.clone(),
+        ))
+    }
+
+    /// The "judge" service over the store: findings, imports, policies.
+    pub async fn vulns(&self) -> Result<freshen_judge::Vulns, AppError> {
+        Ok(freshen_judge::Vulns::new(
+            self.store().await?.clone(),
+            self.loaded.defaults.clone(),
+        ))
+    }
+
+    fn parse_ref(&self, s: &str) -> Result<Reference, AppError> {
+        Ok(Reference::parse_with(s, &self.loaded.defaults)?)
+    }
+
+    fn scanner(&self, store: &Store) -> Scanner {
+        Scanner::new(
+            self.client.clone(),
+            store.clone(),
+            self.loaded.defaults.clone(),
+        )
+    }
+
+    /// A checker whose changes are judged by the config's policies (which
+    /// costs nothing while every policy is `always`), over `client`.
+    fn checker(&self, client: Client, store: &Store, concurrency: usize) -> Checker {
+        let judge = freshen_judge::Judge::new(
+            Scanner::new(client.clone(), store.clone(), self.loaded.defaults.clone()),
+            Queries::new(store.clone(), self.loaded.defaults.clone()),
+            Arc::new(self.loaded.policies.clone()),
+        );
+        Checker::new(client, store.clone(), concurrency).with_judge(judge)
+    }
+
+    /// The deliverer of the configured triggers (cascades excepted).
+    fn deliverer(&self, store: &Store) -> Deliverer {
+        Deliverer::new(
+            store.clone(),
+            self.loaded.config.triggers.clone(),
+            self.loaded.config.outbox.clone(),
+            self.loaded.base_dir.clone(),
+        )
+    }
+}
+
+/// A registry client configured by the config's `registries:`. Long-lived
+/// parts (the daemon's checker, cascades, the webhook intake) each get
+/// their own, as before: their per-registry request limits are then not
+/// shared with one another.
+fn new_client(loaded: &Loaded) -> Client {
+    Client::new(ClientOptions {
+        registries: loaded.config.registries.clone(),
+        ..ClientOptions::default()
+    })
+}
+
+fn parse_platforms(list: &[String]) -> Result<Vec<Platform>, AppError> {
+    Ok(list
+        .iter()
+        .map(|p| Platform::parse(p))
+        .collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,263 @@
+//! The "plan" and "execute" actions: the plan a change calls for, a
+//! rebuild run (started or resumed), the stored runs, and the deliverer of
+//! the cascades watches ask for.
+
+use std::sync::Arc;
+
+use freshen_actions::{Deliverer, DeliveryError, LocalTarget};
+use freshen_rebuild::{Build, Cascader, Plan, Progress, RunReport, Runner, Trigger};
+use freshen_store::{RebuildRun, Store};
+
+use crate::{App, AppError};
+
+/// What to plan (or rebuild).
+#[derive(Debug, Clone)]
+pub enum PlanRequest {
+    /// What is built on a base that changed.
+    Base(String),
+    /// An image, with what is built on it.
+    Image(String),
+    /// What a change event calls for (nothing if its policy said quiet).
+    Event(String),
+    /// Every build, parents first.
+    All,
+}
+
+/// A plan, with what a run of it needs.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The builds in waves, with the images nothing here can build.
+    pub plan: Plan,
+    /// The build definitions it was made from.
+    pub builds: Vec<Build>,
+    /// What to store with a run as its cause (the event and its decisions).
+    pub cause: serde_json::Value,
+    /// Why the event's policy kept the change quiet, when it did (the
+    /// plan is then empty).
+    pub quiet: Option<String>,
+}
+
+/// What a rebuild reports as it goes, in order.
+#[derive(Debug, Clone)]
+pub enum RebuildProgress {
+    /// The event's policy kept the change quiet: nothing will be built.
+    Quiet {
+        /// The policy's reason.
+        reason: String,
+    },
+    /// The plan is empty; an empty run is stored all the same.
+    Nothing,
+    /// The run's own progress.
+    Run(Progress),
+}
+
+/// Where a rebuild's progress goes.
+pub type OnRebuildProgress = Arc<dyn Fn(RebuildProgress) + Send + Sync>;
+
+impl App {
+    /// The config's build definitions (`builds:` and `discover:`).
+    fn load_builds(&self) -> Result<Vec<Build>, freshen_rebuild::BuildError> {
+        let loaded = &self.loaded;
+        freshen_rebuild::load(
+            &loaded.config.builds,
+            &loaded.config.discover,
+            &loaded.base_dir,
+            &loaded.defaults,
+            &loaded.default_platforms,
+        )
+    }
+
+    fn runner(&self, store: &Store, parallel: usize) -> Runner {
+        Runner::new(
+            self.client.clone(),
+            store.clone(),
+            self.scanner(store),
+            self.loaded.config.builders.clone(),
+            parallel,
+        )
+    }
+
+    /// The deliverer of the rebuild cascades watches and receivers ask for
+    /// (`on_change: [cascade]`); `None` when none does, so a config without
+    /// cascades never reads its build definitions here.
+    pub(crate) fn cascades(&self, store: &Store) -> Result<Option<Deliverer>, AppError> {
+        let loaded = &self.loaded;
+        let cascade = |t: &String| t == freshen_actions::CASCADE;
+        let wanted = loaded
+            .watches
+            .iter()
+            .any(|w| w.triggers.iter().any(cascade))
+            || loaded
+                .config
+                .receivers
+                .values()
+                .any(|r| r.on_change.iter().any(cascade));
+        if !wanted {
+            return Ok(None);
+        }
+        let builds = self.load_builds().map_err(AppError::CascadeBuilds)?;
+        // A client of its own: a long cascade's registry traffic must not
+        // take the checks' per-registry request slots.
+        let client = crate::new_client(loaded);
+        let scanner =
+            freshen_inventory::Scanner::new(client.clone(), store.clone(), loaded.defaults.clone());
+        let runner = Runner::new(
+            client,
+            store.clone(),
+            scanner,
+            loaded.config.builders.clone(),
+            loaded.config.cascade.parallel,
+        );
+        let cascader = Cascader::new(
+            store.clone(),
+            runner,
+            freshen_inventory::Queries::new(store.clone(), loaded.defaults.clone()),
+            builds,
+        );
+        Ok(Some(Deliverer::cascades(
+            store.clone(),
+            Arc::new(CascadeTarget(cascader)),
+            loaded.config.outbox.clone(),
+        )))
+    }
+
+    /// The rebuild `request` calls for, without running it: the affected
+    /// builds in waves (parents first), and the images built on the base
+    /// that no definition builds.
+    pub async fn plan(&self, request: PlanRequest) -> Result<Planned, AppError> {
+        let store = self.store().await?;
+        self.plan_with(store, request).await
+    }
+
+    async fn plan_with(&self, store: &Store, request: PlanRequest) -> Result<Planned, AppError> {
+        let builds = self.load_builds()?;
+        let queries = freshen_inventory::Queries::new(store.clone(), self.loaded.defaults.clone());
+        let trigger = match request {
+            PlanRequest::Base(b) => Trigger::Base {
+                reference: self.parse_ref(&b)?.to_string(),
+            },
+            PlanRequest::Image(i) => Trigger::Image {
+                reference: self.parse_ref(&i)?.to_string(),
+            },
+            PlanRequest::Event(id) => {
+                // The same plan the event's cascade makes.
+                let p = freshen_rebuild::plan_cascade(store, &builds, &queries, &id).await?;
+                return Ok(Planned {
+                    plan: p.plan,
+                    builds,
+                    cause: p.cause,
+                    quiet: p.quiet,
+                });
+            }
+            PlanRequest::All => Trigger::All,
+        };
+        let mut plan = freshen_rebuild::plan(&builds, trigger)?;
+        freshen_rebuild::mark_not_buildable(&mut plan, &builds, &queries).await?;
+        Ok(Planned {
+            plan,
+            builds,
+            cause: serde_json::json!({}),
+            quiet: None,
+        })
+    }
+
+    /// Plans `request` and runs it, `parallel` builds of a wave at once:
+    /// each image built and pushed under a new version, promoted to its
+    /// tags, scanned. The run is not keyed by an event (the event's own
+    /// cascade is). `progress` is told as it goes.
+    pub async fn rebuild(
+        &self,
+        request: PlanRequest,
+        parallel: usize,
+        progress: OnRebuildProgress,
+    ) -> Result<RunReport, AppError> {
+        let store = self.store().await?;
+        let runner = self
+            .runner(store, parallel)
+            .on_progress(run_progress(&progress));
+        let planned = self.plan_with(store, request).await?;
+        if let Some(reason) = &planned.quiet {
+            progress(RebuildProgress::Quiet {
+                reason: reason.clone(),
+            });
+        }
+        if planned.plan.is_empty() {
+            progress(RebuildProgress::Nothing);
+        }
+        Ok(runner
+            .start(&planned.plan, &planned.builds, planned.cause, None)
+            .await?)
+    }
+
+    /// Finishes a run that died: `run`, or the latest unfinished one.
+    pub async fn resume_rebuild(
+        &self,
+        run: Option<&str>,
+        parallel: usize,
+        progress: OnRebuildProgress,
+    ) -> Result<RunReport, AppError> {
+        let store = self.store().await?;
+        let runner = self
+            .runner(store, parallel)
+            .on_progress(run_progress(&progress));
+        let builds = self.load_builds()?;
+        let id = match run {
+            Some(id) => id.to_string(),
+            None => store
+                .rebuilds(true, 1)
+                .await?
+                .into_iter()
+                .next()
+                .map(|r| r.id)
+                .ok_or_else(|| {
+                    AppError::Refused(
+                        "no unfinished rebuild run to resume (see `freshen rebuilds`)".into(),
+                    )
+                })?,
+        };
+        Ok(runner.resume(&id, &builds).await?)
+    }
+
+    /// The latest rebuild runs, newest first.
+    pub async fn rebuilds(&self, limit: i64) -> Result<Vec<RebuildRun>, AppError> {
+        Ok(self.store().await?.rebuilds(false, limit).await?)
+    }
+
+    /// One rebuild run and its images.
+    pub async fn rebuild_run(&self, id: &str) -> Result<RunReport, AppError> {
+        let store = self.store().await?;
+        let run = store.rebuild(id).await?.ok_or_else(|| {
+            AppError::Refused(format!("no rebuild run {id:?} (see `freshen rebuilds`)"))
+        })?;
+        let items = store.rebuild_items(id).await?;
+        Ok(RunReport { run, items })
+    }
+}
+
+/// The runner's progress, passed on.
+fn run_progress(progress: &OnRebuildProgress) -> Arc<dyn Fn(Progress) + Send + Sync> {
+    let progress = progress.clone();
+    Arc::new(move |p| progress(RebuildProgress::Run(p)))
+}
+
+/// The outbox's reserved `cascade` target: a change event's rebuild, run by
+/// the rebuild crate's [`Cascader`] (which knows nothing of the outbox).
+struct CascadeTarget(Cascader);
+
+impl LocalTarget for CascadeTarget {
+    fn deliver<'a>(
+        &'a self,
+        delivery: &'a freshen_store::Delivery,
+    ) -> futures::future::BoxFuture<'a, Result<Option<String>, DeliveryError>> {
+        Box::pin(async move {
+            self.0
+                .run(&delivery.event_id)
+                .await
+                .map(|done| Some(done.to_string()))
+                .map_err(|e| DeliveryError {
+                    message: e.to_string(),
+                    retryable: true,
+                })
+        })
+    }
+}
