@@ -7,10 +7,6 @@ pub mod outbox;
 pub mod targets;
 pub mod template;
 
-/// The Jenkins client, under its old path (`freshen_actions::jenkins`) while
-/// other code moves to `freshen_jenkins`; remove once nothing uses it.
-pub use freshen_jenkins as jenkins;
-
 pub use callback::{CallbackPayload, HUB_CALLBACK, HubCallback, PushedTag, Settled};
 pub use outbox::{CASCADE, Deliverer, LocalTarget, OutboxSettings, Outcome};
 pub use targets::{
