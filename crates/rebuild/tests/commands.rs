@@ -273,7 +273,7 @@ async fn podman_builds_pushes_and_cleans_up() {
     let c = calls(d);
     assert_eq!(c.len(), 3, "{c:?}");
     let local = c[0][c[0].iter().position(|a| a == "-t").unwrap() + 1].clone();
-    assert!(local.starts_with("localhost/freshen-rebuild/"), "{local}");
+    assert!(local.starts_with("localhost/freshen-build/"), "{local}");
     assert_eq!(
         c[0],
         strings(&[
