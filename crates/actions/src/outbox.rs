@@ -20,8 +20,11 @@ pub use freshen_settings::OutboxSettings;
 /// One delivery's outcome in a pass.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {
+    /// The outbox row's id.
     pub delivery_id: i64,
+    /// The change event delivered.
     pub event_id: String,
+    /// The configured trigger's name (or [`CASCADE`]).
     pub trigger: String,
     /// `delivered`, `retrying`, `failed`, or `waiting` (a callback waiting
     /// for the event's other deliveries).

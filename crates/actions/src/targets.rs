@@ -43,6 +43,7 @@ impl JenkinsEndpoint for JenkinsSpec {
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct DeliveryError {
+    /// One line: what was called and how it failed.
     pub message: String,
     /// False when retrying cannot help (the trigger is gone from the config).
     pub retryable: bool,

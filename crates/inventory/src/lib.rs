@@ -8,6 +8,8 @@
 //! Harbor import that calls it (`harbor`) are still here, until they move
 //! there too.
 
+#![deny(missing_docs)]
+
 mod harbor;
 mod query;
 mod scan;
@@ -24,20 +26,30 @@ pub use scanner_report::{Imported, ImportedReport, import_report, import_report_
 /// Why an inventory operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
+    /// The reference (or digest) names no image in the inventory.
     #[error("{0} is not in the inventory (scan it with `freshen scan` or register it)")]
     UnknownImage(String),
+    /// A registration without replace (`POST`) of a tag already known.
     #[error("{0}")]
     Conflict(String),
+    /// Bad input: a registration body, a Dockerfile, or a scanner report
+    /// that does not parse; the message names what.
     #[error("{0}")]
     Invalid(String),
+    /// A layer could not be read or unpacked, or its content does not hash
+    /// to its digest (scans only).
     #[error("{0}")]
     Layer(String),
+    /// A reference or platform that does not parse.
     #[error(transparent)]
     Reference(#[from] freshen_reference::ReferenceError),
+    /// The registry failed or refused a request.
     #[error(transparent)]
     Registry(#[from] freshen_registry::RegistryError),
+    /// The inventory store failed.
     #[error(transparent)]
     Store(#[from] freshen_store::StoreError),
+    /// The Harbor API failed or refused a request (the Harbor import).
     #[error(transparent)]
     Harbor(#[from] freshen_harbor::HarborError),
 }

@@ -17,12 +17,21 @@ use crate::InventoryError;
 /// One platform of a tag, with what it is built on.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlatformView {
+    /// `os/arch[/variant]`.
     pub platform: String,
+    /// The platform manifest's digest (`manual:…` for a registration
+    /// given none).
     pub digest: String,
+    /// The tag's own digest when it points at an index.
     pub index_digest: Option<String>,
+    /// The distribution's OSV ecosystem (`Debian:12`), else its os-release
+    /// `ID`; `None` when unknown.
     pub os: Option<String>,
+    /// When it was scanned or registered (UTC).
     pub scanned_at: chrono::DateTime<Utc>,
+    /// How it got in: `scan` or `manual` (registered).
     pub source: String,
+    /// How many packages it holds.
     pub packages: usize,
     /// Lineage edges, strongest evidence first.
     pub base: Vec<LineageEdge>,
@@ -31,7 +40,9 @@ pub struct PlatformView {
 /// `GET /images/{ref}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageView {
+    /// The reference asked for, normalised.
     pub reference: String,
+    /// Each platform the reference stands for in the inventory.
     pub platforms: Vec<PlatformView>,
 }
 
@@ -40,12 +51,18 @@ pub struct ImageView {
 pub struct ChildView {
     /// 1 for direct children, 2 for their children, ...
     pub depth: usize,
+    /// The child's manifest digest.
     pub digest: String,
+    /// `os/arch[/variant]`.
     pub platform: String,
+    /// The tags pointing at it (empty for an untagged image).
     pub references: Vec<String>,
     /// The parent it was found under (a reference, or a digest).
     pub parent: String,
+    /// How the edge was learned: `manual`, `annotation`, `dockerfile` or
+    /// `layer-prefix`.
     pub evidence: String,
+    /// The edge's confidence, 0 to 100.
     pub confidence: i32,
     /// The parent digest it was built on, when known.
     pub base_digest: Option<String>,
@@ -56,19 +73,29 @@ pub struct ChildView {
 /// One version of a package and its holders, for `GET /packages/{name}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct PackageVersion {
+    /// `deb`, `apk`, `rpm`, `pypi`, `npm`, `go` or `cargo` when scanned;
+    /// as given (default `generic`) when registered.
     pub ecosystem: String,
+    /// The binary package's name.
     pub name: String,
+    /// The version as the ecosystem spells it.
     pub version: String,
+    /// The source package (dpkg `Source`, apk origin, rpm source rpm).
     pub source_name: Option<String>,
+    /// Package URL.
     pub purl: String,
+    /// The images holding this version, each once.
     pub images: Vec<Holder>,
 }
 
 /// An image holding a package version.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Holder {
+    /// The image's manifest digest.
     pub digest: String,
+    /// `os/arch[/variant]`.
     pub platform: String,
+    /// The tags pointing at it.
     pub references: Vec<String>,
 }
 
@@ -98,15 +125,20 @@ pub struct Registration {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisteredPackage {
+    /// Required, non-blank.
     pub name: String,
+    /// Required, non-blank.
     pub version: String,
     /// `deb`, `apk`, `rpm`, `pypi`, `npm`, `golang`, `cargo`; default `generic`.
     #[serde(default)]
     pub ecosystem: Option<String>,
+    /// The source package it was built from.
     #[serde(default)]
     pub source_name: Option<String>,
+    /// The source package's version.
     #[serde(default)]
     pub source_version: Option<String>,
+    /// Package URL; default `pkg:<ecosystem>/<name>@<version>`.
     #[serde(default)]
     pub purl: Option<String>,
 }

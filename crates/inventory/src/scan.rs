@@ -20,7 +20,9 @@ use crate::InventoryError;
 pub struct DockerfileInput {
     /// Where it was read from (for the edge's evidence).
     pub path: String,
+    /// The Dockerfile's content.
     pub text: String,
+    /// `--build-arg` values: override the `ARG` defaults `FROM` lines use.
     pub build_args: BTreeMap<String, String>,
     /// `--target` stage, if any.
     pub target: Option<String>,
@@ -31,22 +33,33 @@ pub struct DockerfileInput {
 pub struct ScanOptions {
     /// Platforms to scan; empty: every platform the tag holds.
     pub platforms: Vec<Platform>,
+    /// The Dockerfile it was built from: records a `dockerfile` lineage
+    /// edge to the base of its last (or `target`) stage.
     pub dockerfile: Option<DockerfileInput>,
 }
 
 /// The outcome of scanning one platform of an image.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanReport {
+    /// The reference scanned, normalised.
     pub reference: String,
+    /// `os/arch[/variant]`.
     pub platform: String,
+    /// The platform manifest's digest.
     pub digest: String,
+    /// The distribution's OSV ecosystem (`Debian:12`), else its os-release
+    /// `ID`; `None` when not found.
     pub os: Option<String>,
+    /// How many packages were found.
     pub packages: usize,
-    /// Layers read now, and layers whose findings were already known.
+    /// Layers read now.
     pub layers_read: usize,
+    /// Layers whose findings were already known (not read again).
     pub layers_cached: usize,
     /// Lineage edges recorded, strongest first.
     pub base: Vec<LineageEdge>,
+    /// What the layer scan skipped or found odd (a path escaping the root,
+    /// a truncated archive, ...), one line each.
     pub warnings: Vec<String>,
 }
 

@@ -21,15 +21,20 @@ use crate::Watch;
 /// Why a check failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// The registry failed or refused the `HEAD` or `GET` (a missing tag,
+    /// refused credentials, a timeout, ...).
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The store could not read the last observation or record this one.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The policy could not judge a change; nothing was recorded, so the
     /// next check sees the change again and retries.
     #[error("judging the change of {reference}: {source}")]
     Judge {
+        /// The watched reference whose change was being judged.
         reference: String,
+        /// Why judging failed.
         source: JudgeError,
     },
 }
@@ -83,8 +88,12 @@ pub struct CheckResult {
 /// One watched platform in a [`CheckResult`].
 #[derive(Debug, Clone, Serialize)]
 pub struct PlatformResult {
+    /// `os/arch[/variant]`.
     pub platform: String,
+    /// The platform manifest's digest seen now.
     pub digest: String,
+    /// New, unchanged, or changed from the previous digest; serialised
+    /// inline.
     #[serde(flatten)]
     pub status: Status,
 }

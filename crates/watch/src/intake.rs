@@ -127,8 +127,11 @@ impl PushOutcome {
 #[derive(Debug, thiserror::Error)]
 #[error("receivers.{name}.{field}: {reason}")]
 pub struct ReceiverError {
+    /// The receiver's name in the config (`receivers.<name>`).
     pub name: String,
+    /// The offending field, as in the config.
     pub field: &'static str,
+    /// What is wrong with it.
     pub reason: String,
 }
 

@@ -2,6 +2,8 @@
 //! state), the daemon that checks on schedule, drains the outbox and runs
 //! the cascade deliverer it is handed, and the webhook intake.
 
+#![deny(missing_docs)]
+
 mod check;
 mod daemon;
 mod intake;
