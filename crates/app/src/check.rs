@@ -57,7 +57,7 @@ impl App {
     /// What `reference` points at: its digest, and the manifests of
     /// `platforms` (every platform when empty). Opens no database.
     pub async fn digest(&self, reference: &str, platforms: &[String]) -> Result<Digest, AppError> {
-        let r = self.parse_ref(reference)?;
+        let r = self.reference(reference)?;
         let wanted = parse_platforms(platforms)?;
         let resolved = self.client.resolve(&r).await?;
         let manifests = if wanted.is_empty() {
@@ -97,7 +97,7 @@ impl App {
             references
                 .iter()
                 .map(|s| {
-                    let r = self.parse_ref(s)?;
+                    let r = self.reference(s)?;
                     let configured = loaded.watches.iter().find(|w| w.reference == r);
                     Ok(match configured {
                         Some(w) if wanted.is_empty() => w.clone(),

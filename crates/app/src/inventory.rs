@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use freshen_inventory::{
-    ChildView, DockerfileInput, ImageView, PackageVersion, ScanOptions, ScanReport,
+    ChildView, DockerfileInput, ImageView, PackageVersion, Registration, ScanOptions, ScanReport,
 };
 use freshen_reference::{Platform, Reference};
 use freshen_registry::Client;
@@ -99,7 +99,7 @@ impl App {
             None => request
                 .references
                 .iter()
-                .map(|s| self.parse_ref(s))
+                .map(|s| self.reference(s))
                 .collect::<Result<_, _>>()?,
         };
         observer.started(refs.len());
@@ -137,7 +137,7 @@ impl App {
         platform: Option<&str>,
     ) -> Result<serde_json::Value, AppError> {
         let store = self.store().await?;
-        let r = self.parse_ref(reference)?;
+        let r = self.reference(reference)?;
         let platform = Platform::parse(platform.unwrap_or("linux/amd64"))?;
         let opts = ScanOptions {
             platforms: vec![platform],
@@ -183,6 +183,32 @@ impl App {
     ) -> Result<BTreeMap<String, Vec<PackageRecord>>, AppError> {
         let q = self.queries().await?;
         Ok(q.packages_of(&q.parse(reference)?).await?)
+    }
+
+    /// Registers `reference` by hand (an image freshen cannot scan): its
+    /// digest, platform and bases as `registration` says. With `replace`,
+    /// an existing entry is replaced; without, a known tag is a conflict.
+    pub async fn register_image(
+        &self,
+        reference: &str,
+        registration: &Registration,
+        replace: bool,
+    ) -> Result<ImageView, AppError> {
+        let q = self.queries().await?;
+        Ok(q.register(&q.parse(reference)?, registration, replace)
+            .await?)
+    }
+
+    /// Forgets `reference` (the tag, not the images it pointed at); an
+    /// unknown tag is an error.
+    pub async fn delete_image(&self, reference: &str) -> Result<(), AppError> {
+        let q = self.queries().await?;
+        Ok(q.delete(&q.parse(reference)?).await?)
+    }
+
+    /// How many images (manifests) the inventory holds.
+    pub async fn image_count(&self) -> Result<usize, AppError> {
+        Ok(self.queries().await?.image_count().await?)
     }
 
     /// Which images hold a package (by package or source package name).

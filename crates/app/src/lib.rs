@@ -73,6 +73,23 @@ impl App {
         }
     }
 
+    /// An application over `loaded` and a store already open (a test's,
+    /// or an embedder's); the config's database is then not used.
+    pub fn with_store(loaded: Loaded, store: Store) -> App {
+        let app = App::new(loaded, None);
+        app.store
+            .set(store)
+            .unwrap_or_else(|_| unreachable!("a new app has no store yet"));
+        app
+    }
+
+    /// A user's image reference, normalised by the config's
+    /// `default_registry` (`debian` is `docker.io/library/debian:latest`);
+    /// the error names the input.
+    pub fn reference(&self, s: &str) -> Result<Reference, AppError> {
+        Ok(Reference::parse_with(s, &self.loaded.defaults)?)
+    }
+
     /// The loaded config.
     pub fn loaded(&self) -> &Loaded {
         &self.loaded
@@ -88,9 +105,14 @@ impl App {
             .await
     }
 
-    /// The inventory's queries, over the store (opened if need be). The
-    /// HTTP API answers with them.
-    pub async fn queries(&self) -> Result<Queries, AppError> {
+    /// Opens the store now (the first action would otherwise), so that an
+    /// unreachable database is said before anything else is started.
+    pub async fn open(&self) -> Result<(), AppError> {
+        self.store().await.map(|_| ())
+    }
+
+    /// The inventory's queries, over the store (opened if need be).
+    pub(crate) async fn queries(&self) -> Result<Queries, AppError> {
         Ok(Queries::new(
             self.store().await?.clone(),
             self.loaded.defaults.clone(),
@@ -98,15 +120,11 @@ impl App {
     }
 
     /// The "judge" service over the store: findings, imports, policies.
-    pub async fn vulns(&self) -> Result<freshen_judge::Vulns, AppError> {
+    pub(crate) async fn vulns(&self) -> Result<freshen_judge::Vulns, AppError> {
         Ok(freshen_judge::Vulns::new(
             self.store().await?.clone(),
             self.loaded.defaults.clone(),
         ))
-    }
-
-    fn parse_ref(&self, s: &str) -> Result<Reference, AppError> {
-        Ok(Reference::parse_with(s, &self.loaded.defaults)?)
     }
 
     fn scanner(&self, store: &Store) -> Scanner {

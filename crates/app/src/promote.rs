@@ -58,7 +58,7 @@ impl App {
         to: &[String],
         done: &mut dyn FnMut(&Reference, &Reference, &CopyReport),
     ) -> Result<Promotion, AppError> {
-        let source = self.parse_ref(reference)?;
+        let source = self.reference(reference)?;
         let targets = to
             .iter()
             .map(|t| target(&source, t, &self.loaded.defaults))

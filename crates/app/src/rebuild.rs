@@ -134,10 +134,10 @@ impl App {
         let queries = freshen_inventory::Queries::new(store.clone(), self.loaded.defaults.clone());
         let trigger = match request {
             PlanRequest::Base(b) => Trigger::Base {
-                reference: self.parse_ref(&b)?.to_string(),
+                reference: self.reference(&b)?.to_string(),
             },
             PlanRequest::Image(i) => Trigger::Image {
-                reference: self.parse_ref(&i)?.to_string(),
+                reference: self.reference(&i)?.to_string(),
             },
             PlanRequest::Event(id) => {
                 // The same plan the event's cascade makes.

@@ -20,7 +20,7 @@ impl App {
     /// checked is an error saying how to check it.
     pub async fn history(&self, reference: &str) -> Result<History, AppError> {
         let store = self.store().await?;
-        let r = self.parse_ref(reference)?;
+        let r = self.reference(reference)?;
         let rows = store.history(&r.to_string()).await?;
         if rows.is_empty() {
             return Err(AppError::Refused(format!(
@@ -37,10 +37,16 @@ impl App {
         limit: i64,
     ) -> Result<Vec<ChangeEvent>, AppError> {
         let store = self.store().await?;
-        let r = reference.map(|s| self.parse_ref(s)).transpose()?;
+        let r = reference.map(|s| self.reference(s)).transpose()?;
         Ok(store
             .events(r.map(|r| r.to_string()).as_deref(), limit)
             .await?)
+    }
+
+    /// One change event and the policy decisions made on it; `None` when
+    /// there is no such event.
+    pub async fn event(&self, id: &str) -> Result<Option<(ChangeEvent, Vec<Decision>)>, AppError> {
+        Ok(self.queries().await?.event(id).await?)
     }
 
     /// Stored policy decisions, newest first: on `reference`'s image, on
@@ -52,7 +58,7 @@ impl App {
         limit: i64,
     ) -> Result<Vec<Decision>, AppError> {
         let store = self.store().await?;
-        let subject = reference.map(|r| self.parse_ref(r)).transpose()?;
+        let subject = reference.map(|r| self.reference(r)).transpose()?;
         Ok(store
             .decisions(subject.map(|r| r.to_string()).as_deref(), event, limit)
             .await?)

@@ -2,7 +2,6 @@
 //! the layers together, and turns errors into one line and an exit code.
 
 mod output;
-mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -492,7 +491,13 @@ async fn run(cli: Cli) -> Result<u8> {
                     format!("--serve {addr:?} is not an address like 127.0.0.1:8080")
                 })?),
             };
-            serve::watch(app, listen).await
+            let watcher = app.watcher(listen.is_some()).await?;
+            let api = match listen {
+                Some(addr) => Some(bind(app, addr).await?),
+                None => None,
+            };
+            freshen_server::run_daemon(watcher, api, shutdown_signal()).await?;
+            Ok(0)
         }
         Command::History { reference, json } => {
             let h = app.history(&reference).await?;
@@ -582,7 +587,18 @@ async fn run(cli: Cli) -> Result<u8> {
             output::package_versions(&name, &found, json);
             Ok(0)
         }
-        Command::Serve { listen } => serve::serve(app, listen).await,
+        Command::Serve { listen } => {
+            let receiving = !app.loaded().config.receivers.is_empty();
+            let addr = listen.unwrap_or(app.loaded().config.server.listen);
+            if receiving {
+                eprintln!(
+                    "freshen: receiving webhooks; their triggers are delivered by `freshen watch` (or run `freshen watch --serve` alone)"
+                );
+            }
+            let api = bind(app, addr).await?;
+            api.serve(shutdown_signal()).await?;
+            Ok(0)
+        }
         Command::Vulns {
             command,
             reference,
@@ -780,6 +796,24 @@ async fn run(cli: Cli) -> Result<u8> {
 
 /// What `plan` and `rebuild` were asked to start from; `None` for "every
 /// build" (clap keeps the options exclusive).
+/// The API bound to `addr`, said on stderr (tests and scripts read the
+/// address from there).
+async fn bind(app: Arc<App>, addr: std::net::SocketAddr) -> Result<freshen_server::Bound> {
+    let api = freshen_server::Bound::new(app, addr).await?;
+    eprintln!("freshen: serving on http://{}", api.local_addr()?);
+    Ok(api)
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 fn plan_request(
     base: Option<String>,
     image: Option<String>,

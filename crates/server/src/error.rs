@@ -2,6 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use freshen_app::AppError;
 use freshen_inventory::InventoryError;
 
 /// An error response.
@@ -93,6 +94,30 @@ impl From<freshen_judge::JudgeError> for ApiError {
             JudgeError::Store(e) => e.into(),
             JudgeError::Invalid(_) | JudgeError::Reference(_) => {
                 ApiError::bad_request(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> ApiError {
+        // A layer's error answers as it would from that layer.
+        match e {
+            AppError::Inventory(e) => e.into(),
+            AppError::Judge(e) => e.into(),
+            AppError::Store(e) => e.into(),
+            AppError::Reference(_) | AppError::Refused(_) => ApiError::bad_request(e.to_string()),
+            AppError::Registry(_) | AppError::Harbor(_) => {
+                // Registry and Harbor errors carry URLs without credentials.
+                tracing::warn!(error = %e, "registry request failed");
+                ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
+            }
+            e => {
+                tracing::error!(error = %e, "the application failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error (the server log has the detail)",
+                )
             }
         }
     }

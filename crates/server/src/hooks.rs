@@ -4,7 +4,7 @@
 //! receiver: the declared size (413), the body within the limit (413), the
 //! receiver's secrets (401, the same answer whatever was wrong, with the
 //! reason in the log and a metric), the payload (400 with the reason), and
-//! then the [`HookSink`] (200, or 502 when a tag could not be checked, so
+//! then the application's intake (200, or 502 when a tag could not be checked, so
 //! the sender retries). The path's key is a secret: logs show `/hooks/{kind}/…`.
 
 use std::collections::BTreeMap;
@@ -15,44 +15,50 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use freshen_app::App;
 use freshen_receive::{Gate, Headers, Kind, Notice, Presented, ReceiverSpec};
 
 use crate::error::ApiError;
 use crate::routes::{AppState, declared_too_large, drain, drain_allowance, read_body, too_large};
 
-/// What handles an authenticated, parsed notice (the watcher's intake).
-pub trait HookSink: Send + Sync + 'static {
-    /// Acts on `notice`, which receiver `receiver` admitted.
-    fn take<'a>(
-        &'a self,
-        receiver: &'a str,
-        notice: Notice,
-    ) -> futures::future::BoxFuture<'a, HookAnswer>;
-}
-
-/// A sink's answer: the JSON body, and whether the sender should retry.
-pub struct HookAnswer {
-    /// What became of each tag pushed.
-    pub body: serde_json::Value,
-    /// True when part of the work failed for a reason a retry may fix.
-    pub retry: bool,
-}
-
-/// The configured receivers and where their notices go.
-pub struct Hooks {
+/// The configured receivers, and the application their notices go to.
+pub(crate) struct Hooks {
     gate: Gate,
     specs: BTreeMap<String, ReceiverSpec>,
-    sink: Arc<dyn HookSink>,
+    app: Arc<App>,
 }
 
 impl Hooks {
-    /// Receivers `specs` (validated), handled by `sink`.
-    pub fn new(specs: BTreeMap<String, ReceiverSpec>, sink: Arc<dyn HookSink>) -> Hooks {
+    /// Receivers `specs` (validated by the app), handled by `app`.
+    pub(crate) fn new(specs: BTreeMap<String, ReceiverSpec>, app: Arc<App>) -> Hooks {
         Hooks {
             gate: Gate::new(&specs),
             specs,
-            sink,
+            app,
         }
+    }
+}
+
+/// What the app made of a notice: the JSON body, and whether the sender
+/// should retry.
+struct HookAnswer {
+    body: serde_json::Value,
+    retry: bool,
+}
+
+/// Hands `notice`, which receiver `receiver` admitted, to the app.
+async fn take(app: &App, receiver: &str, notice: Notice) -> HookAnswer {
+    match app.take_notice(receiver, notice).await {
+        Ok(taken) => HookAnswer {
+            retry: taken.retry(),
+            body: serde_json::to_value(&taken).expect("the answer serialises"),
+        },
+        // The receivers were validated when the router was built, so this
+        // is not expected; the sender may retry.
+        Err(e) => HookAnswer {
+            retry: true,
+            body: serde_json::json!({ "error": e.to_string() }),
+        },
     }
 }
 
@@ -178,8 +184,7 @@ pub(crate) async fn receive(State(st): State<AppState>, req: Request) -> Respons
     };
     // In a task of its own: a sender that hangs up (its timeout) must not
     // cancel a check halfway; its retry then finds the work done.
-    let sink = hooks.clone();
-    let answer = match tokio::spawn(async move { sink.sink.take(&name, notice).await }).await {
+    let answer = match tokio::spawn(async move { take(&hooks.app, &name, notice).await }).await {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "handling a webhook panicked");

@@ -1,4 +1,5 @@
-//! `freshen serve`: the HTTP API over the inventory.
+//! `freshen serve`: the HTTP API over the application ([`App`]): every
+//! handler parses, calls one of its actions and answers.
 //!
 //! JSON in and out; errors are `{"error": "<one line>"}` with the status.
 //!
@@ -33,11 +34,14 @@ mod routes;
 mod settings;
 mod ui;
 
+mod run;
+
 use std::future::Future;
+use std::sync::Arc;
 
-use freshen_inventory::Queries;
+use freshen_app::{App, AppError};
 
-pub use hooks::{HookAnswer, HookSink, Hooks};
+pub use run::{Bound, ServeError, run_daemon};
 pub use settings::ServerSettings;
 
 /// The OpenAPI 3.1 document the server serves at `/openapi.json`.
@@ -45,19 +49,18 @@ pub fn openapi_document() -> serde_json::Value {
     openapi::document()
 }
 
-/// The API's router over `queries`, configured by `settings` (write tokens,
-/// body limit; `listen` is the caller's to bind).
-pub fn router(queries: Queries, settings: &ServerSettings) -> axum::Router {
-    routes::build(queries, settings, None)
-}
-
-/// [`router`] with webhook receivers at `POST /hooks/{kind}/{key}`.
-pub fn router_with_hooks(
-    queries: Queries,
-    settings: &ServerSettings,
-    hooks: Hooks,
-) -> axum::Router {
-    routes::build(queries, settings, Some(std::sync::Arc::new(hooks)))
+/// The API's router over `app`, configured by the config's `server:`
+/// (write tokens, body limit; `listen` is the caller's to bind), with
+/// webhook receivers at `POST /hooks/{kind}/{key}` when the config has any
+/// (they are validated here).
+pub async fn router(app: Arc<App>) -> Result<axum::Router, AppError> {
+    if app.loaded().config.server.write_tokens.is_empty() {
+        tracing::warn!("no server.write_tokens in the config: POST/PUT/DELETE are refused");
+    }
+    let receivers = app.receivers().await?;
+    let hooks =
+        (!receivers.is_empty()).then(|| Arc::new(hooks::Hooks::new(receivers, app.clone())));
+    Ok(routes::build(app, hooks))
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops

@@ -11,9 +11,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
-use freshen_inventory::{Queries, Registration};
-use freshen_judge::Vulns;
-use freshen_reference::Reference;
+use freshen_app::App;
+use freshen_inventory::Registration;
 use futures::StreamExt as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
@@ -28,8 +27,7 @@ use crate::hooks::{Hooks, Metrics};
 
 #[derive(Clone)]
 pub(crate) struct AppState {
-    pub queries: Queries,
-    pub vulns: Vulns,
+    pub app: Arc<App>,
     auth: Arc<WriteAuth>,
     openapi: Bytes,
     pub max_body_bytes: usize,
@@ -128,11 +126,8 @@ pub(crate) fn table() -> Vec<Route> {
     ]
 }
 
-pub(crate) fn build(
-    queries: Queries,
-    settings: &ServerSettings,
-    hooks: Option<Arc<Hooks>>,
-) -> Router {
+pub(crate) fn build(app: Arc<App>, hooks: Option<Arc<Hooks>>) -> Router {
+    let settings: &ServerSettings = &app.loaded().config.server;
     let auth = WriteAuth::new(&settings.write_tokens);
     if !auth.enabled() {
         tracing::info!(
@@ -142,12 +137,12 @@ pub(crate) fn build(
     let openapi = Bytes::from(
         serde_json::to_vec_pretty(&crate::openapi::document()).expect("JSON values serialise"),
     );
+    let max_body_bytes = settings.max_body_bytes;
     let state = AppState {
-        vulns: Vulns::from_queries(queries.clone()),
-        queries,
+        app: app.clone(),
         auth: Arc::new(auth),
         openapi,
-        max_body_bytes: settings.max_body_bytes,
+        max_body_bytes,
         hooks,
         metrics: Arc::new(Metrics::default()),
     };
@@ -158,7 +153,7 @@ pub(crate) fn build(
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::map_response(nosniff))
         .layer(
             // The default span shows the URI, and a hook's path holds its key.
@@ -239,8 +234,8 @@ async fn package(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiEr
     }
     let params: PackageParams = query(&uri)?;
     let versions = st
-        .queries
-        .package(
+        .app
+        .packages(
             &name,
             non_empty(&params.ecosystem),
             non_empty(&params.version),
@@ -265,7 +260,7 @@ async fn vulnerability_images(State(st): State<AppState>, uri: Uri) -> Result<Re
         )));
     }
     let _: NoParams = query(&uri)?;
-    let images = st.vulns.affected_by(&id).await?;
+    let images = st.app.vulnerable_images(&id).await?;
     Ok(axum::Json(json!({ "id": id, "images": images })).into_response())
 }
 
@@ -280,10 +275,9 @@ struct EventParams {
 /// `GET /events`: change events, newest first, with what the policy said.
 async fn events(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let params: EventParams = query(&uri)?;
-    let reference = normalised(&st, &params.reference)?;
     let list = st
-        .queries
-        .events(reference.as_deref(), params.limit.unwrap_or(50))
+        .app
+        .events(non_empty(&params.reference), params.limit.unwrap_or(50))
         .await?;
     Ok(axum::Json(list).into_response())
 }
@@ -295,7 +289,7 @@ async fn event(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let _: NoParams = query(&uri)?;
-    let Some((e, decisions)) = st.queries.event(&id).await? else {
+    let Some((e, decisions)) = st.app.event(&id).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no change event {id:?}"),
@@ -316,25 +310,15 @@ struct DecisionParams {
 /// `GET /decisions`: stored policy decisions, newest first.
 async fn decisions(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let params: DecisionParams = query(&uri)?;
-    let subject = normalised(&st, &params.subject)?;
     let list = st
-        .queries
+        .app
         .decisions(
-            subject.as_deref(),
+            non_empty(&params.subject),
             non_empty(&params.event),
             params.limit.unwrap_or(50),
         )
         .await?;
     Ok(axum::Json(list).into_response())
-}
-
-/// An optional image reference from the query, normalised (`debian` is
-/// `docker.io/library/debian:latest`); empty means none.
-fn normalised(st: &AppState, r: &Option<String>) -> Result<Option<String>, ApiError> {
-    Ok(non_empty(r)
-        .map(|r| st.queries.parse(r))
-        .transpose()?
-        .map(|r| r.to_string()))
 }
 
 /// Parses the query string; unknown parameters are refused so a typo is not
@@ -425,15 +409,16 @@ async fn images(State(st): State<AppState>, req: Request) -> Result<Response, Ap
         }
         _ => {
             let (raw_ref, sub) = split_image_path(uri.path())?;
-            let r = parse_ref(&st.queries, &raw_ref)?;
+            let r = st.app.reference(&raw_ref)?;
+            let reference = r.to_string();
             match sub {
                 Sub::Show => {
                     let _: NoParams = query(&uri)?;
-                    Ok(axum::Json(st.queries.show(&r).await?).into_response())
+                    Ok(axum::Json(st.app.image(&reference).await?).into_response())
                 }
                 Sub::Packages => {
                     let _: NoParams = query(&uri)?;
-                    let platforms = st.queries.packages_of(&r).await?;
+                    let platforms = st.app.image_packages(&reference).await?;
                     Ok(
                         axum::Json(json!({ "reference": r.to_string(), "platforms": platforms }))
                             .into_response(),
@@ -441,7 +426,7 @@ async fn images(State(st): State<AppState>, req: Request) -> Result<Response, Ap
                 }
                 Sub::Vulnerabilities => {
                     let _: NoParams = query(&uri)?;
-                    let platforms = st.vulns.vulnerabilities(&r).await?;
+                    let (r, platforms) = st.app.image_vulns(&reference).await?;
                     Ok(
                         axum::Json(json!({ "reference": r.to_string(), "platforms": platforms }))
                             .into_response(),
@@ -449,7 +434,7 @@ async fn images(State(st): State<AppState>, req: Request) -> Result<Response, Ap
                 }
                 Sub::Children => {
                     let p: ChildrenParams = query(&uri)?;
-                    let children = st.queries.children(&r, p.recursive).await?;
+                    let children = st.app.children(&reference, p.recursive).await?;
                     Ok(axum::Json(json!({
                         "reference": r.to_string(),
                         "recursive": p.recursive,
@@ -479,9 +464,9 @@ async fn write(
     }
     // Authorise before reading the reference or the body.
     st.auth.check(&parts.headers)?;
-    let r = parse_ref(&st.queries, &raw_ref)?;
+    let r = st.app.reference(&raw_ref)?;
     if parts.method == Method::DELETE {
-        st.queries.delete(&r).await?;
+        st.app.delete_image(&r.to_string()).await?;
         tracing::info!(reference = %r, "removed through the API");
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -491,7 +476,7 @@ async fn write(
     let bytes = read_body(body.take().unwrap_or_default(), st.max_body_bytes).await?;
     let reg = parse_registration(&bytes)?;
     let replace = parts.method == Method::PUT;
-    let view = st.queries.register(&r, &reg, replace).await?;
+    let view = st.app.register_image(&r.to_string(), &reg, replace).await?;
     tracing::info!(reference = %r, replace, "registered through the API");
     if replace {
         Ok(axum::Json(view).into_response())
@@ -506,10 +491,6 @@ async fn write(
         )
             .into_response())
     }
-}
-
-pub(crate) fn parse_ref(q: &Queries, raw: &str) -> Result<Reference, ApiError> {
-    Ok(q.parse(raw)?)
 }
 
 /// True when the request's `Content-Length` is over `max`: answered

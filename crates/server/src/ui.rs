@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::routes::{AppState, image_path, non_empty, parse_ref};
+use crate::routes::{AppState, image_path, non_empty};
 
 /// HTML-escapes text for element content and quoted attribute values.
 pub(crate) fn esc(s: &str) -> String {
@@ -79,7 +79,7 @@ fn forms(name: &str, reference: &str, recursive: bool) -> String {
 
 /// `GET /`.
 pub(crate) async fn index(State(st): State<AppState>) -> Response {
-    let count = match st.queries.image_count().await {
+    let count = match st.app.image_count().await {
         Ok(n) => n,
         Err(e) => return error_page(e.into()),
     };
@@ -126,8 +126,8 @@ pub(crate) async fn packages(
         return error_page(ApiError::bad_request("name a package to look up"));
     };
     let versions = match st
-        .queries
-        .package(name, non_empty(&p.ecosystem), non_empty(&p.version))
+        .app
+        .packages(name, non_empty(&p.ecosystem), non_empty(&p.version))
         .await
     {
         Ok(v) => v,
@@ -180,11 +180,11 @@ pub(crate) async fn children(
         return error_page(ApiError::bad_request("name an image to look up"));
     };
     let recursive = matches!(p.recursive.as_deref(), Some("true" | "on" | "1"));
-    let r = match parse_ref(&st.queries, raw) {
+    let r = match st.app.reference(raw) {
         Ok(r) => r,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(e.into()),
     };
-    let children = match st.queries.children(&r, recursive).await {
+    let children = match st.app.children(&r.to_string(), recursive).await {
         Ok(c) => c,
         Err(e) => return error_page(e.into()),
     };

@@ -86,13 +86,16 @@ struct Server {
 }
 
 impl Server {
-    async fn start(queries: Queries, settings: &ServerSettings) -> Server {
+    async fn start(store: Store, settings: &ServerSettings) -> Server {
         logs();
         let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let router = freshen_server::router(queries, settings);
+        let mut loaded = freshen_config::Loaded::defaults();
+        loaded.config.server = settings.clone();
+        let app = Arc::new(freshen_app::App::with_store(loaded, store));
+        let router = freshen_server::router(app).await.unwrap();
         let task = tokio::spawn(freshen_server::serve(listener, router, async move {
             let _ = rx.await;
         }));
@@ -432,8 +435,8 @@ fn set<const N: usize>(items: [(&str, &str); N]) -> BTreeSet<(String, String)> {
 async fn lineage_packages_and_writes(db: Db) {
     let token = format!("w-{}-Secr3tToken", db.name());
     let dir = tempfile::tempdir().unwrap();
-    let (store, queries) = open(db, &dir).await;
-    let s = Server::start(queries, &settings(&[&token])).await;
+    let (store, _) = open(db, &dir).await;
+    let s = Server::start(store.clone(), &settings(&[&token])).await;
     let post = reqwest::Method::POST;
 
     // Register base -> child -> grandchild by POST, as pipelines would.
@@ -724,12 +727,12 @@ async fn lineage_packages_and_writes(db: Db) {
 async fn auth_and_errors(db: Db) {
     let token = format!("e-{}-Secr3tToken", db.name());
     let dir = tempfile::tempdir().unwrap();
-    let (store, queries) = open(db, &dir).await;
+    let (store, _) = open(db, &dir).await;
     let limited = ServerSettings {
         max_body_bytes: 64 * 1024,
         ..settings(&[&token, "another-token"])
     };
-    let s = Server::start(queries.clone(), &limited).await;
+    let s = Server::start(store.clone(), &limited).await;
     let (post, put, delete) = (
         reqwest::Method::POST,
         reqwest::Method::PUT,
@@ -948,7 +951,7 @@ async fn auth_and_errors(db: Db) {
     s.stop(&token).await;
 
     // 403 when no token is configured, whatever is sent; reads still work.
-    let closed = Server::start(queries, &settings(&[])).await;
+    let closed = Server::start(store.clone(), &settings(&[])).await;
     for method in [post, put, delete] {
         let r = closed
             .write(method.clone(), &path, Some(&token), Some(body.clone()))
@@ -968,7 +971,7 @@ async fn openapi_html_and_service(db: Db) {
     let token = format!("o-{}-Secr3tToken", db.name());
     let dir = tempfile::tempdir().unwrap();
     let (store, queries) = open(db, &dir).await;
-    let s = Server::start(queries.clone(), &settings(&[&token])).await;
+    let s = Server::start(store.clone(), &settings(&[&token])).await;
 
     let r = s.get("/healthz").await;
     assert_eq!(
