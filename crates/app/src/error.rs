@@ -83,7 +83,7 @@ pub enum AppError {
     Harbor(#[from] freshen_harbor::HarborError),
     /// A webhook receiver in the config is unusable.
     #[error(transparent)]
-    Receiver(#[from] freshen_watch::ReceiverError),
+    Receiver(#[from] freshen_intake::ReceiverError),
 }
 
 impl From<freshen_rebuild::PromoteError> for AppError {

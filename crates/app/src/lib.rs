@@ -54,7 +54,7 @@ pub struct App {
     /// process delivers them now rather than after its idle wait.
     wake: Arc<Notify>,
     /// The webhook intake, built on first use (it validates receivers).
-    intake: OnceCell<freshen_watch::Intake>,
+    intake: OnceCell<freshen_intake::Intake>,
 }
 
 impl App {

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use freshen_receive::{Notice, ReceiverSpec};
-use freshen_watch::{Daemon, DaemonSettings, Intake, Taken};
+use freshen_intake::{Intake, Taken};
+use freshen_watch::{Daemon, DaemonSettings};
 use tokio::sync::watch;
 
 use crate::{App, AppError, harbor_credentials, new_client};

@@ -1,16 +1,14 @@
 //! Watching tags: what a watch is, checking it (one `HEAD` per tag in steady
-//! state), the daemon that checks on schedule, drains the outbox and runs
-//! the cascade deliverer it is handed, and the webhook intake.
+//! state), and the daemon that checks on schedule, drains the outbox and
+//! runs the cascade deliverer it is handed.
 
 #![deny(missing_docs)]
 
 mod check;
 mod daemon;
-mod intake;
 
 pub use check::{CheckError, CheckResult, Checker, PlatformResult, Pushed};
 pub use daemon::{Daemon, DaemonSettings};
-pub use intake::{Intake, PushOutcome, ReceiverError, ScanOutcome, Taken};
 
 /// What a watch is and when it is checked: defined with the other
 /// settings types (`freshen-settings`), so the config layer can read them

@@ -7,6 +7,8 @@
 //! first push is a change, not a baseline. Docker Hub's callback is queued with the event, or posted at once
 //! when the push changed nothing.
 
+#![deny(missing_docs)]
+
 use std::collections::{BTreeMap, HashMap};
 
 use freshen_actions::{HubCallback, PushedTag};
@@ -14,7 +16,7 @@ use freshen_receive::{Notice, ReceiverSpec};
 use freshen_reference::{Defaults, Platform, Reference, glob};
 use serde::Serialize;
 
-use crate::{CheckResult, Checker, Pushed, Schedule, Watch};
+use freshen_watch::{CheckError, CheckResult, Checker, Pushed, Schedule, Watch};
 
 /// A receiver, validated: its spec and the watch used for tags no watch names.
 #[derive(Debug, Clone)]
@@ -180,7 +182,7 @@ impl Intake {
     }
 
     /// Notifies `queued` whenever a request queued deliveries, so a
-    /// [`crate::Daemon`] in this process delivers them at once.
+    /// [`freshen_watch::Daemon`] in this process delivers them at once.
     pub fn with_wake(mut self, queued: std::sync::Arc<tokio::sync::Notify>) -> Intake {
         self.queued = Some(queued);
         self
@@ -343,7 +345,7 @@ impl Intake {
                 out.retry = e.retryable();
                 // The store's detail is for the log, not for the sender.
                 out.reason = Some(match e {
-                    crate::CheckError::Store(_) => {
+                    CheckError::Store(_) => {
                         "the store failed (the server log has the detail)".into()
                     }
                     e => e.to_string(),
