@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use freshen_inventory::{HarborScope, Imported};
+use freshen_judge::{HarborScope, Imported};
 use freshen_judge::{AffectedImage, BaseDiff, ImageVulns, PolicyCheck, Replay};
 use freshen_reference::Reference;
 
@@ -43,7 +43,7 @@ impl App {
                 Some(r) => HarborScope::Repository(r),
                 None => HarborScope::Project,
             };
-            let imported = freshen_inventory::import_harbor(
+            let imported = freshen_judge::import_harbor(
                 self.store().await?,
                 &client,
                 &h.project,

@@ -451,7 +451,7 @@ fn short(d: &str) -> String {
         .unwrap_or_else(|| d.to_string())
 }
 
-pub fn imports(list: &[freshen_inventory::Imported], json: bool) {
+pub fn imports(list: &[freshen_judge::Imported], json: bool) {
     if json {
         print_json(&list);
         return;

@@ -400,11 +400,11 @@ impl Intake {
         let project = scan.repository.split('/').next().unwrap_or_default();
         let done = async {
             let client = freshen_harbor::Client::new(url, self.harbor_credentials.clone())?;
-            freshen_inventory::import_harbor(
+            freshen_judge::import_harbor(
                 self.checker.store(),
                 &client,
                 project,
-                freshen_inventory::HarborScope::Artifact {
+                freshen_judge::HarborScope::Artifact {
                     repository: &scan.repository,
                     digest: &scan.digest,
                 },

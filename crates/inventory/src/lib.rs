@@ -3,25 +3,19 @@
 //! `scan` reads images from the registry (layers read once ever, by digest)
 //! and records packages and lineage; `query` answers the questions users ask
 //! of it, for the CLI and the HTTP API alike. Judging images with
-//! vulnerability data and policies is `freshen-judge`'s job, on top of this
-//! crate; only the storing of a scanner report (`scanner_report`) and the
-//! Harbor import that calls it (`harbor`) are still here, until they move
-//! there too.
+//! vulnerability data and policies, scanner reports and Harbor's among
+//! them, is `freshen-judge`'s job, on top of this crate.
 
 #![deny(missing_docs)]
 
-mod harbor;
 mod query;
 mod scan;
-mod scanner_report;
 
-pub use harbor::{HarborImport, HarborScope, import_harbor, import_harbor_artifacts};
 pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,
     Registration,
 };
 pub use scan::{DockerfileInput, ScanOptions, ScanReport, Scanner};
-pub use scanner_report::{Imported, ImportedReport, import_report, import_report_bytes};
 
 /// Why an inventory operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +43,4 @@ pub enum InventoryError {
     /// The inventory store failed.
     #[error(transparent)]
     Store(#[from] freshen_store::StoreError),
-    /// The Harbor API failed or refused a request (the Harbor import).
-    #[error(transparent)]
-    Harbor(#[from] freshen_harbor::HarborError),
 }

@@ -2,7 +2,8 @@
 //! what the policies say of it.
 //!
 //! `reports` imports vulnerability data (OSV records, Trivy and Grype
-//! reports); `vulns` answers with it: findings per image (OSV matches
+//! reports, stored by `scanner_report`), and `harbor` the reports a Harbor
+//! holds; `vulns` answers with it: findings per image (OSV matches
 //! merged with stored reports), the images a vulnerability affects, the
 //! `diff` of two images and `policy_check`, each decision stored; `judge`
 //! decides on a base change before it is recorded (what the new digest
@@ -13,9 +14,11 @@
 
 #![deny(missing_docs)]
 
+mod harbor;
 mod judge;
 mod replay;
 mod reports;
+mod scanner_report;
 mod vulns;
 
 use freshen_inventory::InventoryError;
@@ -27,9 +30,8 @@ pub use vulns::{
     AffectedImage, BaseDiff, ChildFixes, ImageVulns, PolicyCheck, Upgrade, Vulns, counts, index,
     match_packages,
 };
-// Defined in the inventory while the Harbor import still lives there;
-// re-exported so that callers name them here.
-pub use freshen_inventory::{Imported, ImportedReport, import_report_bytes};
+pub use harbor::{HarborImport, HarborScope, import_harbor, import_harbor_artifacts};
+pub use scanner_report::{Imported, ImportedReport, import_report_bytes};
 
 /// Why a judge operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,9 @@ pub enum JudgeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] freshen_store::StoreError),
+    /// The Harbor API failed or refused a request (the Harbor import).
+    #[error(transparent)]
+    Harbor(#[from] freshen_harbor::HarborError),
 }
 
 impl JudgeError {

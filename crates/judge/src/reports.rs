@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use freshen_inventory::{Imported, InventoryError, Queries, import_report};
+use freshen_inventory::{InventoryError, Queries};
+
+use crate::scanner_report::{Imported, import_report};
 use freshen_reference::Reference;
 use freshen_store::{AdvisoryInput, Store};
 use freshen_vuln::{Document, Finding, Report};

@@ -68,7 +68,7 @@ impl From<InventoryError> for ApiError {
             InventoryError::Layer(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
-            InventoryError::Registry(_) | InventoryError::Harbor(_) => {
+            InventoryError::Registry(_) => {
                 // Registry and Harbor errors carry URLs without credentials.
                 tracing::warn!(error = %e, "registry request failed");
                 ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
@@ -94,6 +94,11 @@ impl From<freshen_judge::JudgeError> for ApiError {
             JudgeError::Store(e) => e.into(),
             JudgeError::Invalid(_) | JudgeError::Reference(_) => {
                 ApiError::bad_request(e.to_string())
+            }
+            JudgeError::Harbor(_) => {
+                // Harbor errors carry URLs without credentials.
+                tracing::warn!(error = %e, "Harbor request failed");
+                ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
             }
         }
     }

@@ -5,7 +5,8 @@
 use freshen_harbor::{Artifact, Client};
 use freshen_store::Store;
 
-use crate::{Imported, InventoryError, import_report_bytes};
+use crate::JudgeError;
+use crate::scanner_report::{Imported, import_report_bytes};
 
 /// What importing some artifacts did.
 #[derive(Debug, Default)]
@@ -44,7 +45,7 @@ pub async fn import_harbor(
     project: &str,
     scope: HarborScope<'_>,
     mut skipped: impl FnMut(&str),
-) -> Result<HarborImport, InventoryError> {
+) -> Result<HarborImport, JudgeError> {
     let repos = match scope {
         HarborScope::Project => client
             .repositories(project)
@@ -83,7 +84,7 @@ pub async fn import_harbor_artifacts(
     project: &str,
     repository: &str,
     artifacts: Vec<Artifact>,
-) -> Result<HarborImport, InventoryError> {
+) -> Result<HarborImport, JudgeError> {
     let mut flat = Vec::new();
     for a in artifacts {
         if a.references.is_empty() {

@@ -1,13 +1,12 @@
 //! Storing one scanner report (Trivy, Grype, Harbor) under the image it
-//! scanned. Only this step stays in the inventory for now: the Harbor
-//! import (`harbor.rs`) calls it, and moves with it to `freshen-judge`,
-//! which owns importing vulnerability data (files, OSV records, `--image`).
+//! scanned: the step shared by file imports (`reports.rs`) and the Harbor
+//! import (`harbor.rs`).
 
 use freshen_store::{ImportSummary, ReportInput, ReportOutcome, Store};
 use freshen_vuln::Report;
 use serde::Serialize;
 
-use crate::InventoryError;
+use crate::JudgeError;
 
 /// The result of importing one path.
 #[derive(Debug, Clone, Serialize)]
@@ -55,7 +54,7 @@ pub async fn import_report(
     report: Report,
     image_digest: String,
     in_inventory: bool,
-) -> Result<Imported, InventoryError> {
+) -> Result<Imported, JudgeError> {
     let scanned_at = report.created.as_deref().and_then(|c| {
         chrono::DateTime::parse_from_rfc3339(c)
             .ok()
@@ -105,9 +104,9 @@ pub async fn import_report_bytes(
     source: &str,
     bytes: &[u8],
     image_digest: &str,
-) -> Result<Imported, InventoryError> {
+) -> Result<Imported, JudgeError> {
     let report = freshen_vuln::parse_report(bytes, source)
-        .map_err(|e| InventoryError::Invalid(e.to_string()))?;
+        .map_err(|e| JudgeError::Invalid(e.to_string()))?;
     let known = store.image(image_digest).await?.is_some();
     import_report(store, source, report, image_digest.to_string(), known).await
 }
