@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use freshen_judge::{HarborScope, Imported};
 use freshen_judge::{AffectedImage, BaseDiff, ImageVulns, PolicyCheck, Replay};
+use freshen_judge::{HarborScope, Imported};
 use freshen_reference::Reference;
 
 use crate::{App, AppError, harbor_credentials};

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use freshen_receive::{Notice, ReceiverSpec};
 use freshen_intake::{Intake, Taken};
+use freshen_receive::{Notice, ReceiverSpec};
 use freshen_watch::{Daemon, DaemonSettings};
 use tokio::sync::watch;
 

@@ -682,7 +682,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 ),
             };
             output::rebuild(&report, json);
-            Ok(if report.run.state == "done" {
+            Ok(if report.run.state == freshen_store::RunState::Done {
                 0
             } else {
                 EXIT_ERROR

@@ -769,7 +769,7 @@ pub fn rebuild(r: &freshen_rebuild::RunReport, json: bool) {
                 vec![
                     (i.wave + 1).to_string(),
                     i.image.clone(),
-                    i.state.clone(),
+                    i.state.to_string(),
                     i.version.clone().unwrap_or_default(),
                     i.digest.clone().unwrap_or_default(),
                     i.detail.clone().unwrap_or_default(),
@@ -792,7 +792,7 @@ pub fn rebuild_runs(runs: &[freshen_store::RebuildRun], json: bool) {
                 vec![
                     r.id.clone(),
                     time(r.created_at),
-                    r.state.clone(),
+                    r.state.to_string(),
                     r.trigger.to_string(),
                     // Empty for a run started by hand.
                     r.event_id.clone().unwrap_or_default(),

@@ -23,15 +23,15 @@ mod vulns;
 
 use freshen_inventory::InventoryError;
 
+pub use harbor::{HarborImport, HarborScope, import_harbor, import_harbor_artifacts};
 pub use judge::Judge;
 pub use replay::Replay;
 pub use reports::import;
+pub use scanner_report::{Imported, ImportedReport, import_report_bytes};
 pub use vulns::{
     AffectedImage, BaseDiff, ChildFixes, ImageVulns, PolicyCheck, Upgrade, Vulns, counts, index,
     match_packages,
 };
-pub use harbor::{HarborImport, HarborScope, import_harbor, import_harbor_artifacts};
-pub use scanner_report::{Imported, ImportedReport, import_report_bytes};
 
 /// Why a judge operation failed.
 #[derive(Debug, thiserror::Error)]

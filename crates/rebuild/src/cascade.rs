@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use freshen_inventory::Queries;
-use freshen_store::Store;
+use freshen_store::{ItemState, RunState, Store};
 
 use crate::{Build, BuildError, Plan, Progress, RunReport, Runner, Trigger};
 
@@ -216,7 +216,7 @@ impl Cascader {
             .await
             .map_err(|e| build(e.into()))?
         {
-            Some(run) if run.state == "done" => {
+            Some(run) if run.state == RunState::Done => {
                 // Done, but the delivery wasn't acknowledged (the process
                 // died in between): nothing left to build.
                 let items = self
@@ -267,7 +267,11 @@ impl Cascader {
 /// The outcome of a finished run, logged.
 fn finished(event_id: &str, report: RunReport) -> Result<CascadeDone, CascadeError> {
     let images = report.items.len();
-    let bad: Vec<_> = report.items.iter().filter(|i| i.state != "done").collect();
+    let bad: Vec<_> = report
+        .items
+        .iter()
+        .filter(|i| i.state != ItemState::Done)
+        .collect();
     tracing::info!(run = %report.run.id, event = event_id, state = %report.run.state, images, failed = bad.len(), "cascade ends");
     if bad.is_empty() {
         return Ok(CascadeDone::Rebuilt {
@@ -283,7 +287,7 @@ fn finished(event_id: &str, report: RunReport) -> Result<CascadeDone, CascadeErr
         first: format!(
             "{}: {}",
             bad[0].image,
-            bad[0].detail.as_deref().unwrap_or(&bad[0].state)
+            bad[0].detail.as_deref().unwrap_or(bad[0].state.as_str())
         ),
     })
 }

@@ -11,7 +11,7 @@ use chrono::Utc;
 use freshen_inventory::{DockerfileInput, ScanOptions, Scanner};
 use freshen_reference::{Platform, Reference};
 use freshen_registry::Client;
-use freshen_store::{RebuildItem, RebuildRun, Store};
+use freshen_store::{ItemState, RebuildItem, RebuildRun, RunState, Store};
 use futures::StreamExt as _;
 use serde::Serialize;
 
@@ -121,7 +121,7 @@ impl Runner {
             trigger: serde_json::to_value(&plan.trigger).expect("a trigger serialises"),
             cause,
             plan: serde_json::to_value(plan).expect("a plan serialises"),
-            state: "running".into(),
+            state: RunState::Running,
             created_at: Utc::now(),
             finished_at: None,
             event_id: event_id.map(str::to_string),
@@ -145,7 +145,7 @@ impl Runner {
             .rebuild(run_id)
             .await?
             .ok_or_else(|| BuildError::Invalid(format!("no rebuild run {run_id:?}")))?;
-        if run.state != "running" {
+        if run.state != RunState::Running {
             // A failed run taken up again (a cascade's retry) is running again.
             self.store.reopen_rebuild(run_id).await?;
         }
@@ -169,7 +169,11 @@ impl Runner {
             // the watcher runs cascades as boxed `Send` futures.
             let todo: Vec<_> = wave
                 .iter()
-                .filter(|b| state.get(&b.image).is_none_or(|i| i.state != "done"))
+                .filter(|b| {
+                    state
+                        .get(&b.image)
+                        .is_none_or(|i| i.state != ItemState::Done)
+                })
                 .cloned()
                 .collect();
             self.report(Progress::Wave {
@@ -179,7 +183,7 @@ impl Runner {
             // Images built on one that failed or was skipped are skipped.
             let broken: BTreeSet<String> = state
                 .values()
-                .filter(|i| i.state == "failed" || i.state == "skipped")
+                .filter(|i| i.state == ItemState::Failed || i.state == ItemState::Skipped)
                 .map(|i| i.image.clone())
                 .collect();
             let results = futures::stream::iter(todo)
@@ -194,7 +198,7 @@ impl Runner {
                                 .set_rebuild_item(
                                     run_id,
                                     &image,
-                                    "skipped",
+                                    ItemState::Skipped,
                                     None,
                                     None,
                                     Some(&detail),
@@ -215,7 +219,7 @@ impl Runner {
                                     .set_rebuild_item(
                                         run_id,
                                         &image,
-                                        "done",
+                                        ItemState::Done,
                                         Some(&version),
                                         Some(&digest),
                                         note.as_deref(),
@@ -229,7 +233,7 @@ impl Runner {
                                     .set_rebuild_item(
                                         run_id,
                                         &image,
-                                        "failed",
+                                        ItemState::Failed,
                                         None,
                                         None,
                                         Some(&e.to_string()),
@@ -259,9 +263,13 @@ impl Runner {
             }
             std::mem::swap(&mut state, &mut fresh);
         }
-        let ok = state.values().all(|i| i.state == "done");
+        let ok = state.values().all(|i| i.state == ItemState::Done);
         self.store
-            .finish_rebuild(run_id, if ok { "done" } else { "failed" }, Utc::now())
+            .finish_rebuild(
+                run_id,
+                if ok { RunState::Done } else { RunState::Failed },
+                Utc::now(),
+            )
             .await?;
         Ok(RunReport {
             run: self
@@ -292,7 +300,7 @@ impl Runner {
             .set_rebuild_item(
                 run_id,
                 &b.image,
-                "running",
+                ItemState::Running,
                 Some(&version),
                 None,
                 None,

@@ -38,7 +38,7 @@ pub use model::{
 };
 
 pub use outbox::TriggerFilter;
-pub use rebuilds::{RebuildItem, RebuildRun};
+pub use rebuilds::{ItemState, RebuildItem, RebuildRun, RunState};
 pub use reports::{ReportImport, ReportInput, ReportOutcome, StoredReport};
 pub use vulns::{AdvisoryInput, Decision, FleetPackage, ImportSummary};
 

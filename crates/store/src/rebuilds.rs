@@ -3,8 +3,51 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::model::stored_as_text;
 use crate::sql::{from_ms, query_err, to_ms, with_pool, with_tx};
 use crate::{Store, StoreError};
+
+/// Where a rebuild run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Being carried out (or interrupted, and resumable).
+    Running,
+    /// Every image was built and pushed.
+    Done,
+    /// It ended with an image failed or skipped.
+    Failed,
+}
+
+stored_as_text!(RunState {
+    Running => "running",
+    Done => "done",
+    Failed => "failed",
+});
+
+/// Where one image of a rebuild run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemState {
+    /// Not started.
+    Pending,
+    /// Being built.
+    Running,
+    /// Built and pushed.
+    Done,
+    /// Its build or push failed.
+    Failed,
+    /// Not built, because an image it is built on failed.
+    Skipped,
+}
+
+stored_as_text!(ItemState {
+    Pending => "pending",
+    Running => "running",
+    Done => "done",
+    Failed => "failed",
+    Skipped => "skipped",
+});
 
 /// A rebuild run: a plan being carried out.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,8 +60,8 @@ pub struct RebuildRun {
     pub cause: serde_json::Value,
     /// The plan as made.
     pub plan: serde_json::Value,
-    /// `running`, `done` or `failed`.
-    pub state: String,
+    /// Running, done or failed.
+    pub state: RunState,
     /// When it was made.
     pub created_at: DateTime<Utc>,
     /// When it ended.
@@ -36,8 +79,8 @@ pub struct RebuildItem {
     pub image: String,
     /// Its wave, from 0.
     pub wave: i32,
-    /// `pending`, `running`, `done`, `failed` or `skipped`.
-    pub state: String,
+    /// Pending, running, done, failed or skipped.
+    pub state: ItemState,
     /// The version tag it was pushed as.
     pub version: Option<String>,
     /// The digest pushed.
@@ -74,6 +117,13 @@ struct ItemRow {
     finished_at: Option<i64>,
 }
 
+fn state<T>(s: &str, parse: fn(&str) -> Option<T>, what: &'static str) -> Result<T, StoreError> {
+    parse(s).ok_or_else(|| StoreError::Corrupt {
+        context: what,
+        detail: format!("unknown state {s:?}"),
+    })
+}
+
 fn json(s: &str, what: &'static str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
         context: what,
@@ -92,8 +142,8 @@ impl RunRow {
                 .finished_at
                 .map(|t| from_ms(t, "rebuild_runs.finished_at"))
                 .transpose()?,
+            state: state(&self.state, RunState::parse, "rebuild_runs.state")?,
             id: self.id,
-            state: self.state,
             event_id: self.event_id,
         })
     }
@@ -110,9 +160,9 @@ impl ItemRow {
                 .finished_at
                 .map(|t| from_ms(t, "rebuild_items.finished_at"))
                 .transpose()?,
+            state: state(&self.state, ItemState::parse, "rebuild_items.state")?,
             image: self.image,
             wave: self.wave,
-            state: self.state,
             version: self.version,
             digest: self.digest,
             detail: self.detail,
@@ -144,7 +194,7 @@ impl Store {
             .bind(run.trigger.to_string())
             .bind(run.cause.to_string())
             .bind(run.plan.to_string())
-            .bind(&run.state)
+            .bind(run.state.as_str())
             .bind(to_ms(run.created_at))
             .bind(run.event_id.as_deref())
             .execute(conn)
@@ -153,10 +203,11 @@ impl Store {
         .map_err(query_err(CTX))?;
         for (image, wave) in items {
             with_tx!(&mut tx, conn => sqlx::query(
-                "INSERT INTO rebuild_items (run_id, image, wave, state) VALUES ($1, $2, $3, 'pending')")
+                "INSERT INTO rebuild_items (run_id, image, wave, state) VALUES ($1, $2, $3, $4)")
                 .bind(&run.id)
                 .bind(image)
                 .bind(*wave)
+                .bind(ItemState::Pending.as_str())
                 .execute(conn)
                 .await
                 .map(|x| x.rows_affected()))
@@ -197,9 +248,10 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<RebuildRun>, StoreError> {
         let rows: Vec<RunRow> = with_pool!(&self.db, pool => sqlx::query_as(run_sql!(
-            "WHERE ($1 = FALSE OR state = 'running') ORDER BY created_at DESC, id DESC LIMIT $2"))
+            "WHERE ($1 = FALSE OR state = $3) ORDER BY created_at DESC, id DESC LIMIT $2"))
             .bind(unfinished)
             .bind(crate::sql::clamp_limit(limit))
+            .bind(RunState::Running.as_str())
             .fetch_all(pool)
             .await)
         .map_err(query_err("list rebuild runs"))?;
@@ -225,20 +277,20 @@ impl Store {
         &self,
         run_id: &str,
         image: &str,
-        state: &str,
+        state: ItemState,
         version: Option<&str>,
         digest: Option<&str>,
         detail: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let started = state == "running";
+        let started = state == ItemState::Running;
         let n = with_pool!(&self.db, pool => sqlx::query(
             "UPDATE rebuild_items SET state = $3, version = COALESCE($4, version), digest = COALESCE($5, digest), \
              detail = $6, started_at = CASE WHEN $7 THEN $8 ELSE started_at END, \
              finished_at = CASE WHEN $7 THEN NULL ELSE $8 END WHERE run_id = $1 AND image = $2")
             .bind(run_id)
             .bind(image)
-            .bind(state)
+            .bind(state.as_str())
             .bind(version)
             .bind(digest)
             .bind(detail)
@@ -259,8 +311,9 @@ impl Store {
     /// Marks an ended run running again, as it is resumed.
     pub async fn reopen_rebuild(&self, id: &str) -> Result<(), StoreError> {
         with_pool!(&self.db, pool => sqlx::query(
-            "UPDATE rebuild_runs SET state = 'running', finished_at = NULL WHERE id = $1")
+            "UPDATE rebuild_runs SET state = $2, finished_at = NULL WHERE id = $1")
             .bind(id)
+            .bind(RunState::Running.as_str())
             .execute(pool)
             .await
             .map(|x| x.rows_affected()))
@@ -272,13 +325,13 @@ impl Store {
     pub async fn finish_rebuild(
         &self,
         id: &str,
-        state: &str,
+        state: RunState,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         with_pool!(&self.db, pool => sqlx::query(
             "UPDATE rebuild_runs SET state = $2, finished_at = $3 WHERE id = $1")
             .bind(id)
-            .bind(state)
+            .bind(state.as_str())
             .bind(to_ms(at))
             .execute(pool)
             .await

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use freshen_store::{RebuildRun, StoreError, TriggerFilter};
+use freshen_store::{RebuildRun, RunState, StoreError, TriggerFilter};
 
 use crate::common::{Ctx, both, make_event, t};
 
@@ -23,7 +23,7 @@ fn run(id: &str, event_id: Option<&str>) -> RebuildRun {
         trigger: serde_json::json!({"kind": "base", "reference": REF}),
         cause: serde_json::json!({}),
         plan: serde_json::json!({"waves": []}),
-        state: "running".into(),
+        state: RunState::Running,
         created_at: t(0),
         finished_at: None,
         event_id: event_id.map(str::to_string),
@@ -50,7 +50,9 @@ async fn one_run_per_event(ctx: Ctx) {
     let dup = s.create_rebuild(&run("c2", Some(&e)), &[]).await;
     assert!(matches!(dup, Err(StoreError::Query { .. })), "{dup:?}");
     // A failed run reopened is running again, unfinished.
-    s.finish_rebuild("c1", "failed", t(5)).await.unwrap();
+    s.finish_rebuild("c1", RunState::Failed, t(5))
+        .await
+        .unwrap();
     s.reopen_rebuild("c1").await.unwrap();
     let r = s.rebuild("c1").await.unwrap().unwrap();
     assert_eq!((r.state.as_str(), r.finished_at), ("running", None));
