@@ -2,8 +2,6 @@
 //! commands). Every call carries the event's stable id so receivers can
 //! deduplicate; delivery is at least once, retried until acknowledged.
 
-#![deny(missing_docs)]
-
 pub mod callback;
 pub mod outbox;
 pub mod targets;

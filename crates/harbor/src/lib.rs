@@ -13,8 +13,6 @@
 //! (`team/app` → `team%252Fapp`), as Harbor requires. Basic auth with a
 //! robot account; the password is never logged, printed or put in errors.
 
-#![deny(missing_docs)]
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 

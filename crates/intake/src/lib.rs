@@ -7,8 +7,6 @@
 //! first push is a change, not a baseline. Docker Hub's callback is queued with the event, or posted at once
 //! when the push changed nothing.
 
-#![deny(missing_docs)]
-
 use std::collections::{BTreeMap, HashMap};
 
 use freshen_actions::{HubCallback, PushedTag};

@@ -3,8 +3,6 @@
 //! `app/version/Dockerfile`), and in which order a change calls for it
 //! (rebuild waves, parents first).
 
-#![deny(missing_docs)]
-
 mod cascade;
 mod definition;
 mod discover;

@@ -7,8 +7,6 @@
 //!
 //! This crate knows nothing else: no I/O, no configuration files.
 
-#![deny(missing_docs)]
-
 use std::fmt;
 use std::str::FromStr;
 

@@ -15,8 +15,6 @@
 //!
 //! Knows [`freshen_reference`] and nothing else of freshen.
 
-#![deny(missing_docs)]
-
 mod auth;
 mod error;
 mod manifest;

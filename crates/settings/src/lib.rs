@@ -4,8 +4,6 @@
 //! runtime layer (registry, server, actions, watch, rebuild) re-exports
 //! its own under its old path and acts on them.
 
-#![deny(missing_docs)]
-
 mod builders;
 mod cascade;
 mod definition;

@@ -16,7 +16,6 @@
 //! let fixed = Version::parse(Scheme::Pep440, "2.31.0").unwrap();
 //! assert!(Version::parse(Scheme::Pep440, "2.31.0rc1").unwrap() < fixed);
 //! ```
-#![deny(missing_docs)]
 
 mod apk;
 mod dpkg;
