@@ -9,7 +9,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Env, http};
-use freshen_testkit::{Db, Registry, RegistryOptions, WebhookReceiver, both_stores, free_port};
+use freshen_testkit::{
+    Db, Registry, RegistryOptions, WebhookReceiver, both_stores, free_port, skopeo_copy,
+};
 use serde_json::{Value, json};
 
 const KEY: &str = "k3y-0f-the-registry-receiver";
@@ -57,28 +59,6 @@ async fn serving(env: &Env, port: u16, yaml: &str) -> (String, String, tokio::pr
 /// Sends `req` and reads its JSON answer.
 async fn json_of(req: reqwest::RequestBuilder) -> Value {
     req.send().await.unwrap().json().await.unwrap()
-}
-
-/// `skopeo copy` between two tags of the local registry, manifest bytes kept.
-async fn skopeo_copy(from: &str, to: &str) {
-    let out = tokio::process::Command::new("skopeo")
-        .args([
-            "copy",
-            "--quiet",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            "--preserve-digests",
-        ])
-        .arg(format!("docker://{from}"))
-        .arg(format!("docker://{to}"))
-        .output()
-        .await
-        .expect("skopeo is needed for this test: apt-get install skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo copy {from} {to} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Change events of `reference`, through the API.

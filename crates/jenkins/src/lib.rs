@@ -10,11 +10,9 @@
 mod error;
 mod job;
 mod queue;
-mod redact;
 mod session;
 
 pub use error::{JenkinsError, NoAnswer};
 pub use job::job_path;
 pub use queue::{BuildState, QueueItem, QueueState};
-pub use redact::redact_url;
 pub use session::{Endpoint, Session};

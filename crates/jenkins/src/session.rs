@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::error::{JenkinsError, NoAnswer};
 use crate::job::job_path;
 use crate::queue::{BuildState, QueueItem, QueueState};
-use crate::redact::redact_url;
+use freshen_settings::redact_url;
 
 /// How to reach a Jenkins. `Debug` leaves the token out.
 #[derive(Clone, Copy)]

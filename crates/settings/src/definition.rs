@@ -40,83 +40,83 @@ impl Executor {
     }
 }
 
-/// A build as written under `builds:`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BuildSpec {
-    /// The image it produces, with the tag children build `FROM`:
-    /// `localhost:5000/golden/base:bookworm`.
-    pub image: String,
-    /// The build context, relative to the config file.
-    pub context: PathBuf,
-    /// The Dockerfile, relative to the context; default `Dockerfile`.
-    #[serde(default)]
-    pub dockerfile: Option<PathBuf>,
-    /// `--build-arg`s (they also fill `ARG`s used in `FROM`).
-    #[serde(default)]
-    pub args: BTreeMap<String, String>,
-    /// The stage to build (`--target`).
-    #[serde(default)]
-    pub target: Option<String>,
-    /// Platforms to build; default: the config's `default_platforms`.
-    #[serde(default)]
-    pub platforms: Vec<String>,
-    /// How it is rebuilt; default `buildah`.
-    #[serde(default)]
-    pub executor: Executor,
-    /// With `executor: rebase`, how to rebuild when a rebase is unsafe
-    /// (old base not a layer prefix, base changed its platform); without
-    /// it, such an image fails with the reason.
-    #[serde(default)]
-    pub fallback: Option<Executor>,
-    /// With `executor: jenkins` (or `fallback: jenkins`): the job's full
-    /// name with folders, `images/rebuild-base`.
-    #[serde(default)]
-    pub job: Option<String>,
-    /// With a Jenkins job: parameters added to `IMAGE`, `VERSION` and `TARGET`.
-    #[serde(default)]
-    pub parameters: BTreeMap<String, String>,
-    /// The version scheme; default `{year}.{week}.{build}`.
-    #[serde(default)]
-    pub version: Option<String>,
-    /// Tags a new version is copied to; `{tag}` is the build's own tag,
-    /// `{version}` the new version. Default `["{tag}"]`.
-    #[serde(default)]
-    pub promote: Vec<String>,
+/// Defines a spec struct with the fields every way of declaring builds
+/// shares (how they are rebuilt, versioned and promoted) after its own.
+/// Not `#[serde(flatten)]`: serde cannot flatten a struct that denies
+/// unknown fields, and a typo in the config must be an error.
+macro_rules! with_rebuild_fields {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($own:tt)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($own)*
+            /// `--build-arg`s (they also fill `ARG`s used in `FROM`).
+            #[serde(default)]
+            pub args: BTreeMap<String, String>,
+            /// Platforms to build; default: the config's `default_platforms`.
+            #[serde(default)]
+            pub platforms: Vec<String>,
+            /// How it is rebuilt; default `buildah`.
+            #[serde(default)]
+            pub executor: Executor,
+            /// With `executor: rebase`, how to rebuild when a rebase is unsafe
+            /// (old base not a layer prefix, base changed its platform); without
+            /// it, such an image fails with the reason.
+            #[serde(default)]
+            pub fallback: Option<Executor>,
+            /// With `executor: jenkins` (or `fallback: jenkins`): the job's full
+            /// name with folders, `images/rebuild-base`.
+            #[serde(default)]
+            pub job: Option<String>,
+            /// With a Jenkins job: parameters added to `IMAGE`, `VERSION` and `TARGET`.
+            #[serde(default)]
+            pub parameters: BTreeMap<String, String>,
+            /// The version scheme; default `{year}.{week}.{build}`.
+            #[serde(default)]
+            pub version: Option<String>,
+            /// Tags a new version is copied to; `{tag}` is the build's own tag,
+            /// `{version}` the new version. Default `["{tag}"]`.
+            #[serde(default)]
+            pub promote: Vec<String>,
+        }
+    };
 }
 
-/// A tree laid out as `app/version/Dockerfile`, as written under `discover:`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiscoverSpec {
-    /// The tree's root, relative to the config file.
-    pub root: PathBuf,
-    /// The image each `app/version` builds: `{app}` and `{version}` are
-    /// replaced, e.g. `localhost:5000/library/{app}:{version}`.
-    pub image: String,
-    /// `--build-arg`s for every build of the tree.
-    #[serde(default)]
-    pub args: BTreeMap<String, String>,
-    /// Platforms; default: the config's `default_platforms`.
-    #[serde(default)]
-    pub platforms: Vec<String>,
-    /// How they are rebuilt; default `buildah`.
-    #[serde(default)]
-    pub executor: Executor,
-    /// With `executor: rebase`, how to rebuild when a rebase is unsafe.
-    #[serde(default)]
-    pub fallback: Option<Executor>,
-    /// With a Jenkins job: the job, `{app}` and `{version}` replaced
-    /// (`images/{app}`).
-    #[serde(default)]
-    pub job: Option<String>,
-    /// With a Jenkins job: more parameters (values templated like `job`).
-    #[serde(default)]
-    pub parameters: BTreeMap<String, String>,
-    /// The version scheme; default `{year}.{week}.{build}`.
-    #[serde(default)]
-    pub version: Option<String>,
-    /// Tags a new version is copied to (see `builds[].promote`).
-    #[serde(default)]
-    pub promote: Vec<String>,
+with_rebuild_fields! {
+    /// A build as written under `builds:`.
+    #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct BuildSpec {
+        /// The image it produces, with the tag children build `FROM`:
+        /// `localhost:5000/golden/base:bookworm`.
+        pub image: String,
+        /// The build context, relative to the config file.
+        pub context: PathBuf,
+        /// The Dockerfile, relative to the context; default `Dockerfile`.
+        #[serde(default)]
+        pub dockerfile: Option<PathBuf>,
+        /// The stage to build (`--target`).
+        #[serde(default)]
+        pub target: Option<String>,
+    }
+}
+
+with_rebuild_fields! {
+    /// A tree laid out as `app/version/Dockerfile`, as written under
+    /// `discover:`: one build per `app/version`, each with the fields
+    /// below. In `job` and `parameters`' values, `{app}` and `{version}`
+    /// are replaced (`images/{app}`).
+    #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DiscoverSpec {
+        /// The tree's root, relative to the config file.
+        pub root: PathBuf,
+        /// The image each `app/version` builds: `{app}` and `{version}` are
+        /// replaced, e.g. `localhost:5000/library/{app}:{version}`.
+        pub image: String,
+    }
 }

@@ -231,5 +231,10 @@ mod tests {
             "https://hooks.slack.com/…"
         );
         assert_eq!(redact_url("http://u:p@h:81/x?token=1"), "http://h:81/…");
+        assert_eq!(
+            redact_url("https://jenkins.example/ci"),
+            "https://jenkins.example/…"
+        );
+        assert_eq!(redact_url("not a url"), "<invalid url>");
     }
 }

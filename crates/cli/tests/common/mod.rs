@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use freshen_testkit::{Db, Pusher, Registry};
+// The image helpers every CLI test uses live in testkit.
+#[allow(unused_imports)]
+pub use freshen_testkit::{
+    Buildah, golden_base, holding_buildah, http, unpack, upstream_v1_v2, write_file as write,
+};
 use serde_json::Value;
 
 /// A scratch directory with a database URL and a config file path.
@@ -205,233 +210,9 @@ pub fn status_of(check: &serde_json::Value, reference: &str, platform: &str) -> 
         .to_string()
 }
 
-/// Real `buildah` builds (`--isolation chroot --storage-driver vfs`) in a
-/// private storage dir, pushed to a test registry.
-pub struct Buildah {
-    root: tempfile::TempDir,
-}
-
-impl Buildah {
-    /// Panics with the install command when buildah is missing.
-    pub fn new() -> Buildah {
-        let ok = std::process::Command::new("buildah")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            ok,
-            "buildah is needed for this test: apt-get install buildah"
-        );
-        Buildah {
-            root: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn cmd(&self) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new("buildah");
-        c.arg("--root")
-            .arg(self.root.path().join("root"))
-            .arg("--runroot")
-            .arg(self.root.path().join("run"))
-            .arg("--storage-driver")
-            .arg("vfs");
-        c
-    }
-
-    /// Builds `dockerfile` (text) in `context` and pushes it as `push_to`
-    /// (`host:port/repo:tag`); returns the pushed manifest digest.
-    pub async fn build_push(
-        &self,
-        context: &Path,
-        dockerfile: &str,
-        push_to: &str,
-        build_args: &[(&str, &str)],
-    ) -> String {
-        let df = context.join(format!("Dockerfile.{}", push_to.replace(['/', ':'], "_")));
-        std::fs::write(&df, dockerfile).expect("write Dockerfile");
-        let local = format!(
-            "localhost/freshen-test/{}",
-            push_to.rsplit('/').next().unwrap().replace(':', "-")
-        );
-        let mut c = self.cmd();
-        c.args([
-            "bud",
-            "-q",
-            "--isolation",
-            "chroot",
-            "--tls-verify=false",
-            "-f",
-        ])
-        .arg(&df)
-        .args(["-t", &local]);
-        for (k, v) in build_args {
-            c.arg("--build-arg").arg(format!("{k}={v}"));
-        }
-        let out = c.arg(context).output().await.expect("run buildah bud");
-        assert!(
-            out.status.success(),
-            "buildah bud failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let digest_file = self.root.path().join("digest");
-        let out = self
-            .cmd()
-            .args(["push", "-q", "--tls-verify=false", "--digestfile"])
-            .arg(&digest_file)
-            .arg(&local)
-            .arg(format!("docker://{push_to}"))
-            .output()
-            .await
-            .expect("run buildah push");
-        assert!(
-            out.status.success(),
-            "buildah push failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::read_to_string(&digest_file)
-            .expect("digest file")
-            .trim()
-            .to_string()
-    }
-}
-
-impl Buildah {
-    /// Builds `dockerfile` for several platforms into a manifest list and
-    /// pushes it (every image, then the index) as `push_to`.
-    #[allow(dead_code)]
-    pub async fn build_push_index(
-        &self,
-        context: &Path,
-        dockerfile: &str,
-        push_to: &str,
-        platforms: &[&str],
-    ) {
-        let df = context.join(format!("Dockerfile.{}", push_to.replace(['/', ':'], "_")));
-        std::fs::write(&df, dockerfile).expect("write Dockerfile");
-        let local = format!(
-            "localhost/freshen-test/list-{}",
-            push_to.rsplit('/').next().unwrap().replace(':', "-")
-        );
-        let out = self
-            .cmd()
-            .args([
-                "bud",
-                "-q",
-                "--isolation",
-                "chroot",
-                "--tls-verify=false",
-                "--platform",
-                &platforms.join(","),
-                "--manifest",
-                &local,
-                "-f",
-            ])
-            .arg(&df)
-            .arg(context)
-            .output()
-            .await
-            .expect("run buildah bud");
-        assert!(
-            out.status.success(),
-            "buildah bud --manifest failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = self
-            .cmd()
-            .args(["manifest", "push", "-q", "--all", "--tls-verify=false"])
-            .arg(&local)
-            .arg(format!("docker://{push_to}"))
-            .output()
-            .await
-            .expect("run buildah manifest push");
-        assert!(
-            out.status.success(),
-            "buildah manifest push failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let _ = self.cmd().args(["manifest", "rm", &local]).output().await;
-    }
-}
-
-/// An image's files, unpacked by skopeo and tar (not by freshen): path ->
-/// contents (directories as empty), for comparing two images' trees.
-#[allow(dead_code)]
-pub async fn unpack(
-    reference: &str,
-    platform: &str,
-) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let (os, rest) = platform.split_once('/').unwrap();
-    let arch = rest.split('/').next().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let blobs = dir.path().join("image");
-    let out = tokio::process::Command::new("skopeo")
-        .args([
-            "copy",
-            "-q",
-            "--src-tls-verify=false",
-            "--override-os",
-            os,
-            "--override-arch",
-            arch,
-            &format!("docker://{reference}"),
-        ])
-        .arg(format!("dir:{}", blobs.display()))
-        .output()
-        .await
-        .expect("skopeo is needed for this test: apt-get install skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo copy {reference}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(blobs.join("manifest.json")).unwrap()).unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    for layer in manifest["layers"].as_array().unwrap() {
-        let hex = layer["digest"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("sha256:");
-        let out = std::process::Command::new("tar")
-            .arg("-xf")
-            .arg(blobs.join(hex))
-            .arg("-C")
-            .arg(&root)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "untar a layer of {reference}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let mut files = std::collections::BTreeMap::new();
-    let mut stack = vec![root.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(&root).unwrap().display().to_string();
-            if p.is_dir() {
-                files.insert(format!("{rel}/"), Vec::new());
-                stack.push(p);
-            } else {
-                files.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    files
-}
-
 /// The repository's fixtures directory (`crates/sbom/tests/fixtures`).
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../sbom/tests/fixtures")
-}
-
-/// An HTTP client for tests (rustls needs its crypto provider installed first).
-pub fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
 }
 
 /// A running `freshen serve`.
@@ -481,43 +262,6 @@ pub async fn serve(env: &Env, config: &Path) -> Served {
     }
 }
 
-/// Writes a file, creating its directory.
-pub fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().expect("a file in a directory")).expect("create dir");
-    std::fs::write(p, text).expect("write file");
-}
-
-/// golden/base in `<d>/images/base`: `FROM <host>/upstream/os:stable`,
-/// adding `base.txt`.
-pub fn golden_base(d: &Path, host: &str) {
-    write(
-        &d.join("images/base/Dockerfile"),
-        &format!("FROM {host}/upstream/os:stable\nCOPY base.txt /base.txt\n"),
-    );
-    write(&d.join("images/base/base.txt"), "base\n");
-}
-
-/// The upstream OS, built by buildah and pushed as `upstream/os:v1` and
-/// `:v2` (`etc/upstream` says which); returns their digests.
-pub async fn upstream_v1_v2(buildah: &Buildah, d: &Path, host: &str) -> Vec<String> {
-    let mut digests = Vec::new();
-    for v in ["1", "2"] {
-        let ctx = d.join(format!("upstream-{v}"));
-        write(&ctx.join("etc/upstream"), &format!("upstream {v}\n"));
-        digests.push(
-            buildah
-                .build_push(
-                    &ctx,
-                    "FROM scratch\nCOPY etc /etc\n",
-                    &format!("{host}/upstream/os:v{v}"),
-                    &[],
-                )
-                .await,
-        );
-    }
-    digests
-}
-
 /// Tags of a repository, sorted, through the registry API.
 pub async fn tags(reg: &freshen_testkit::Registry, repo: &str) -> Vec<String> {
     let body: serde_json::Value = reqwest::get(format!("{}/v2/{repo}/tags/list", reg.url()))
@@ -532,24 +276,4 @@ pub async fn tags(reg: &freshen_testkit::Registry, repo: &str) -> Vec<String> {
         .unwrap_or_default();
     t.sort();
     t
-}
-
-/// A `buildah` wrapper script at `<dir>/buildah-wrapper.sh` that holds
-/// pushes of `apps/` images while `<dir>/hold` exists, so a test can stop a
-/// run in the middle of its apps' wave.
-pub fn holding_buildah(dir: &Path) -> PathBuf {
-    let wrapper = dir.join("buildah-wrapper.sh");
-    write(
-        &wrapper,
-        &format!(
-            "#!/bin/sh\ncase \"$*\" in *push*/apps/*) while [ -e {hold} ]; do sleep 0.1; done;; esac\nexec buildah \"$@\"\n",
-            hold = dir.join("hold").display()
-        ),
-    );
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod wrapper");
-    wrapper
 }
