@@ -40,6 +40,22 @@ pub use records::History;
 pub use vulns::HarborSource;
 pub use watching::Watcher;
 
+/// What the actions answer with, as the layers that make it define it,
+/// so that a front end needs no crate but this one to print an answer.
+pub mod view {
+    pub use freshen_actions::callback::shown_payload;
+    pub use freshen_inventory::{ChildView, ImageView, PackageVersion, Registration, ScanReport};
+    pub use freshen_judge::{AffectedImage, BaseDiff, ImageVulns, Imported, PolicyCheck, Replay};
+    pub use freshen_rebuild::{Plan, Progress, RunReport, Trigger};
+    pub use freshen_reference::Reference;
+    pub use freshen_registry::{CopyReport, PlatformManifest, Resolved};
+    pub use freshen_store::{
+        ChangeEvent, Decision, Delivery, DeliveryState, HistoryEntry, PackageRecord, RebuildRun,
+        RunState, Status,
+    };
+    pub use freshen_vuln::Finding;
+}
+
 /// The application: the config, the store, the registry client, and the
 /// services over them.
 pub struct App {

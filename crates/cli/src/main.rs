@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use freshen_app::view::{DeliveryState, RunState};
 use freshen_app::{App, CheckFlags, HarborSource, PlanRequest, ScanRequest};
 use freshen_config::Loaded;
-use freshen_store::DeliveryState;
 
 /// Exit status for "something changed" with `check --exit-code`.
 const EXIT_CHANGED: u8 = 1;
@@ -682,7 +682,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 ),
             };
             output::rebuild(&report, json);
-            Ok(if report.run.state == freshen_store::RunState::Done {
+            Ok(if report.run.state == RunState::Done {
                 0
             } else {
                 EXIT_ERROR

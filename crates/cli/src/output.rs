@@ -1,9 +1,12 @@
 //! What the CLI prints: aligned tables for people, JSON for scripts.
 
 use freshen_app::CheckReport;
-use freshen_reference::Reference;
-use freshen_registry::{CopyReport, PlatformManifest, Resolved};
-use freshen_store::{ChangeEvent, Delivery, HistoryEntry, Status};
+use freshen_app::view::{
+    AffectedImage, BaseDiff, ChangeEvent, ChildView, CopyReport, Decision, Delivery, Finding,
+    HistoryEntry, ImageView, ImageVulns, Imported, PackageRecord, PackageVersion, Plan,
+    PlatformManifest, PolicyCheck, Progress, RebuildRun, Reference, Replay, Resolved, RunReport,
+    ScanReport, Status, Trigger,
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -150,7 +153,7 @@ pub fn deliveries(list: &[Delivery], json: bool) {
         let shown: Vec<Delivery> = list
             .iter()
             .map(|d| Delivery {
-                payload: freshen_actions::callback::shown_payload(&d.trigger, &d.payload),
+                payload: freshen_app::view::shown_payload(&d.trigger, &d.payload),
                 ..d.clone()
             })
             .collect();
@@ -264,7 +267,7 @@ pub fn check(report: &CheckReport, json: bool) {
 }
 
 /// `freshen scan`.
-pub fn scans(reports: &[freshen_inventory::ScanReport], errors: &[(String, String)], json: bool) {
+pub fn scans(reports: &[ScanReport], errors: &[(String, String)], json: bool) {
     if json {
         print_json(&json!({
             "images": reports,
@@ -324,7 +327,7 @@ pub fn scans(reports: &[freshen_inventory::ScanReport], errors: &[(String, Strin
 }
 
 /// `freshen images show`.
-pub fn image(view: &freshen_inventory::ImageView, json: bool) {
+pub fn image(view: &ImageView, json: bool) {
     if json {
         print_json(view);
         return;
@@ -358,7 +361,7 @@ pub fn image(view: &freshen_inventory::ImageView, json: bool) {
 }
 
 /// `freshen images children`.
-pub fn children(kids: &[freshen_inventory::ChildView], json: bool) {
+pub fn children(kids: &[ChildView], json: bool) {
     if json {
         print_json(&kids);
         return;
@@ -390,7 +393,7 @@ pub fn children(kids: &[freshen_inventory::ChildView], json: bool) {
 
 /// `freshen images packages`.
 pub fn image_packages(
-    by_platform: &std::collections::BTreeMap<String, Vec<freshen_store::PackageRecord>>,
+    by_platform: &std::collections::BTreeMap<String, Vec<PackageRecord>>,
     json: bool,
 ) {
     if json {
@@ -417,7 +420,7 @@ pub fn image_packages(
 }
 
 /// `freshen packages`.
-pub fn package_versions(name: &str, versions: &[freshen_inventory::PackageVersion], json: bool) {
+pub fn package_versions(name: &str, versions: &[PackageVersion], json: bool) {
     if json {
         print_json(&json!({"name": name, "versions": versions}));
         return;
@@ -451,7 +454,7 @@ fn short(d: &str) -> String {
         .unwrap_or_else(|| d.to_string())
 }
 
-pub fn imports(list: &[freshen_judge::Imported], json: bool) {
+pub fn imports(list: &[Imported], json: bool) {
     if json {
         print_json(&list);
         return;
@@ -506,7 +509,7 @@ pub fn imports(list: &[freshen_judge::Imported], json: bool) {
     }
 }
 
-fn finding_row(prefix: Vec<String>, f: &freshen_vuln::Finding) -> Vec<String> {
+fn finding_row(prefix: Vec<String>, f: &Finding) -> Vec<String> {
     let mut row = prefix;
     row.extend([
         f.id.clone(),
@@ -520,7 +523,7 @@ fn finding_row(prefix: Vec<String>, f: &freshen_vuln::Finding) -> Vec<String> {
     row
 }
 
-pub fn image_vulns(r: &Reference, list: &[freshen_judge::ImageVulns], json: bool) {
+pub fn image_vulns(r: &Reference, list: &[ImageVulns], json: bool) {
     if json {
         print_json(&serde_json::json!({"reference": r.to_string(), "platforms": list}));
         return;
@@ -558,7 +561,7 @@ pub fn image_vulns(r: &Reference, list: &[freshen_judge::ImageVulns], json: bool
     }
 }
 
-pub fn affected_images(list: &[freshen_judge::AffectedImage], json: bool) {
+pub fn affected_images(list: &[AffectedImage], json: bool) {
     if json {
         print_json(&list);
         return;
@@ -593,7 +596,7 @@ pub fn affected_images(list: &[freshen_judge::AffectedImage], json: bool) {
     );
 }
 
-pub fn diff(list: &[freshen_judge::BaseDiff], json: bool) {
+pub fn diff(list: &[BaseDiff], json: bool) {
     if json {
         print_json(&list);
         return;
@@ -655,7 +658,7 @@ pub fn diff(list: &[freshen_judge::BaseDiff], json: bool) {
     }
 }
 
-pub fn policy_checks(list: &[freshen_judge::PolicyCheck], json: bool) {
+pub fn policy_checks(list: &[PolicyCheck], json: bool) {
     if json {
         print_json(&list);
         return;
@@ -679,7 +682,7 @@ pub fn policy_checks(list: &[freshen_judge::PolicyCheck], json: bool) {
 }
 
 /// `freshen plan`.
-pub fn plan(p: &freshen_rebuild::Plan, json: bool, dot: bool) {
+pub fn plan(p: &Plan, json: bool, dot: bool) {
     if json {
         print_json(p);
         return;
@@ -689,9 +692,9 @@ pub fn plan(p: &freshen_rebuild::Plan, json: bool, dot: bool) {
         return;
     }
     let what = match &p.trigger {
-        freshen_rebuild::Trigger::Base { reference } => format!("{reference} changed"),
-        freshen_rebuild::Trigger::Image { reference } => format!("rebuild {reference}"),
-        freshen_rebuild::Trigger::All => "every build".to_string(),
+        Trigger::Base { reference } => format!("{reference} changed"),
+        Trigger::Image { reference } => format!("rebuild {reference}"),
+        Trigger::All => "every build".to_string(),
     };
     println!(
         "plan: {what}: {} image(s) in {} wave(s)",
@@ -733,15 +736,15 @@ pub fn rebuild_progress(p: freshen_app::RebuildProgress) {
     }
 }
 
-fn run_progress(p: freshen_rebuild::Progress) {
+fn run_progress(p: Progress) {
     match p {
-        freshen_rebuild::Progress::Wave { index, images } => {
+        Progress::Wave { index, images } => {
             eprintln!("wave {}: {images} image(s)", index + 1)
         }
-        freshen_rebuild::Progress::Started { image, version } => {
+        Progress::Started { image, version } => {
             eprintln!("  {image}: building {version}")
         }
-        freshen_rebuild::Progress::Finished { item } => eprintln!(
+        Progress::Finished { item } => eprintln!(
             "  {}: {}{}",
             item.image,
             item.state,
@@ -755,7 +758,7 @@ fn run_progress(p: freshen_rebuild::Progress) {
 }
 
 /// `freshen rebuild`, `freshen rebuilds RUN`.
-pub fn rebuild(r: &freshen_rebuild::RunReport, json: bool) {
+pub fn rebuild(r: &RunReport, json: bool) {
     if json {
         print_json(r);
         return;
@@ -780,7 +783,7 @@ pub fn rebuild(r: &freshen_rebuild::RunReport, json: bool) {
 }
 
 /// `freshen rebuilds`.
-pub fn rebuild_runs(runs: &[freshen_store::RebuildRun], json: bool) {
+pub fn rebuild_runs(runs: &[RebuildRun], json: bool) {
     if json {
         print_json(&runs);
         return;
@@ -803,7 +806,7 @@ pub fn rebuild_runs(runs: &[freshen_store::RebuildRun], json: bool) {
 }
 
 /// `freshen policy replay`.
-pub fn replay(r: &freshen_judge::Replay, json: bool) {
+pub fn replay(r: &Replay, json: bool) {
     if json {
         print_json(r);
         return;
@@ -842,7 +845,7 @@ pub fn replay(r: &freshen_judge::Replay, json: bool) {
 }
 
 /// `freshen policy decisions`.
-pub fn decisions(list: &[freshen_store::Decision], json: bool) {
+pub fn decisions(list: &[Decision], json: bool) {
     if json {
         print_json(&list);
         return;
