@@ -10,7 +10,9 @@
 #   bash bench/client-ceiling.sh
 #
 # Knobs: TAGS=10000 RUNS=5 C=32 AB_N=50000 POSTGRES=auto|0 PERF=1|0
-# TIME_LIMIT=2400 KEEP=1. Loopback only; stops everything it starts; writes
+# TIME_LIMIT=2400 KEEP=1 BASELINE=<an older freshen binary>: with
+# BASELINE, each round also runs that binary on the same database, in
+# alternating order, and the summary gives this build's ratio to it. Loopback only; stops everything it starts; writes
 # only into a temp dir (and cargo's target dir).
 set -euo pipefail
 
@@ -22,6 +24,7 @@ POSTGRES=${POSTGRES:-auto}
 PERF=${PERF:-1}
 TIME_LIMIT=${TIME_LIMIT:-2400}
 KEEP=${KEEP:-0}
+BASELINE=${BASELINE:-}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
@@ -96,6 +99,7 @@ say "settings: TAGS=$TAGS RUNS=$RUNS C=$C AB_N=$AB_N"
   die "release build failed"
 }
 FRESHEN="$ROOT/target/release/freshen"
+[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || die "BASELINE=$BASELINE is not an executable"
 
 # The image: a linux/amd64 config and an OCI manifest naming it (no layers
 # needed: nothing but the manifest and config is ever read).
@@ -233,7 +237,7 @@ measure() {
   else
     rate=$(calc '%.1f' "$TAGS / $wall")
   fi
-  case $tool in freshen-*)
+  case $tool in freshen-* | baseline-*)
     [ "$(jq -r '"\(.results | length) \(.errors | length)"' "$WORK/out")" = "$TAGS 0" ] || die "$tool: errors: $(jq -c '.errors[0]' "$WORK/out")"
     ;;
   esac
@@ -256,7 +260,15 @@ for r in $(seq "$RUNS"); do
   measure curl-parallel "$r" "$TAGS" curl --parallel --parallel-max "$C" -K "$WORK/curl.cfg"
   for store in "${STORES[@]}"; do
     read -r sname db <<<"$store"
-    measure "freshen-$sname" "$r" "$TAGS" env FRESHEN_DATABASE="$db" "$FRESHEN" check --config "$WORK/freshen.yaml" --json
+    order=("freshen $FRESHEN")
+    if [ -n "$BASELINE" ]; then
+      # Alternate who goes first, so neither always runs on a warmer cache.
+      if [ $((r % 2)) = 1 ]; then order+=("baseline $BASELINE"); else order=("baseline $BASELINE" "${order[@]}"); fi
+    fi
+    for who in "${order[@]}"; do
+      read -r name bin <<<"$who"
+      measure "$name-$sname" "$r" "$TAGS" env FRESHEN_DATABASE="$db" "$bin" check --config "$WORK/freshen.yaml" --json
+    done
   done
 done
 say
@@ -281,7 +293,10 @@ per_req() { awk -v t="$1" -v col="$2" '$1 == t && $2 > 0 {print $col * 1e6 / ($9
 ab=$(med ab-keepalive 4)
 say "== summary: stand-in registry, $TAGS tags, concurrency $C, medians of $RUNS rounds"
 printf '  %-22s %8s %8s %8s %9s %9s %8s %8s %8s %7s\n' "" "median s" "req/s" "% ab -k" "HEAD/tag" "GET/tag" "cpu cli" "cpu srv" "cpu pg" "others"
-for tool in ab-keepalive curl-parallel $(for s in "${STORES[@]}"; do echo "freshen-${s%% *}"; done); do
+for tool in ab-keepalive curl-parallel $(for s in "${STORES[@]}"; do
+  echo "freshen-${s%% *}"
+  [ -z "$BASELINE" ] || echo "baseline-${s%% *}"
+done); do
   rate=$(med "$tool" 4)
   if [ "$tool" = ab-keepalive ]; then hd=-; gt=-; else
     hd=$(calc '%.2f' "$(med "$tool" 9) / $TAGS")
@@ -293,5 +308,11 @@ for tool in ab-keepalive curl-parallel $(for s in "${STORES[@]}"; do echo "fresh
 done
 say "  (cpu columns: microseconds of CPU per request: the client, the stand-in server, PostgreSQL; others: cores"
 say "   used meanwhile by processes outside this benchmark)"
+if [ -n "$BASELINE" ]; then
+  for s in "${STORES[@]}"; do
+    s=${s%% *}
+    say "  this build / BASELINE ($s): median wall $(calc '%.3f' "$(med "freshen-$s" 3) / $(med "baseline-$s" 3)"), client CPU per request $(calc '%.3f' "$(per_req "freshen-$s" 5) / $(per_req "baseline-$s" 5)")"
+  done
+fi
 say "raw: tool round wall rate cpu_s:client,server,postgres,others HEAD GET other"
 sed 's/^/  /' "$RESULTS"
