@@ -129,7 +129,7 @@ pub struct RegisteredPackage {
     pub name: String,
     /// Required, non-blank.
     pub version: String,
-    /// `deb`, `apk`, `rpm`, `pypi`, `npm`, `golang`, `cargo`; default `generic`.
+    /// `deb`, `apk`, `rpm`, `pypi`, `npm`, `go`, `cargo`; default `generic`.
     #[serde(default)]
     pub ecosystem: Option<String>,
     /// The source package it was built from.

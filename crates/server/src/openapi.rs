@@ -191,7 +191,7 @@ fn inventory_document() -> Value {
                     "description": "Matches the binary or the source package name. An unknown name gives an empty list.",
                     "parameters": [
                         { "name": "name", "in": "path", "required": true, "description": "Package name, URL-encoded (Go modules and npm scopes hold slashes).", "schema": { "type": "string" } },
-                        { "name": "ecosystem", "in": "query", "required": false, "description": "Only this ecosystem (`deb`, `apk`, `rpm`, `pypi`, `npm`, `golang`, `cargo`, `generic`); empty means any.", "schema": { "type": "string" } },
+                        { "name": "ecosystem", "in": "query", "required": false, "description": "Only this ecosystem (`deb`, `apk`, `rpm`, `pypi`, `npm`, `go`, `cargo`, `generic`); empty means any.", "schema": { "type": "string" } },
                         { "name": "version", "in": "query", "required": false, "description": "Only this exact version; empty means any.", "schema": { "type": "string" } }
                     ],
                     "responses": {
@@ -430,7 +430,7 @@ fn inventory_document() -> Value {
                     "type": "object",
                     "required": ["ecosystem", "name", "version", "arch", "source_name", "source_version", "purl", "location", "layer"],
                     "properties": {
-                        "ecosystem": string("`deb`, `apk`, `rpm`, `pypi`, `npm`, `golang`, `cargo`, `generic`."),
+                        "ecosystem": string("`deb`, `apk`, `rpm`, `pypi`, `npm`, `go`, `cargo`, `generic`."),
                         "name": { "type": "string" },
                         "version": { "type": "string" },
                         "arch": nullable("string", "Architecture, where the ecosystem has one."),
