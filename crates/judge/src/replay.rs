@@ -70,7 +70,7 @@ impl Vulns {
                         d.policy_version
                     ))
                 })?;
-                let policy = Policy::new(spec).map_err(|e| {
+                let policy = Policy::from_stored(spec).map_err(|e| {
                     JudgeError::Invalid(format!("policy version {}: {e}", d.policy_version))
                 })?;
                 let import = d.snapshot["vuln_import"].as_i64();

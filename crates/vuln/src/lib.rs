@@ -28,8 +28,8 @@ pub use load::{Loaded, load_path};
 pub use merge::merge_findings;
 pub use osv::{Affected, Event, OsvPackage, Range, Record, SeverityEntry};
 pub use policy::{
-    Counts, DEFAULT_POLICY, Expr, GroupSpec, Ignore, Mode, Op, Policy, PolicySet, PolicySpec,
-    Verdict,
+    Counting, Counts, DEFAULT_POLICY, Expr, GroupSpec, Ignore, Mode, Op, Policy, PolicySet,
+    PolicySpec, Verdict,
 };
 pub use report::{
     ACCEPTED, Document, Format, HARBOR_REPORT_MIME_TYPES, MAX_REPORT_BYTES, Report, detect,

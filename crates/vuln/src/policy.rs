@@ -4,7 +4,10 @@
 //! - `security-only`: a base change rebuilds only when it fixes a
 //!   vulnerability present in the image;
 //! - `thresholds`: rebuild when the counts per severity satisfy an
-//!   expression such as `medium >= 3 || high > 0` (the Harbor recipe).
+//!   expression such as `medium >= 3 || high > 0` (the Harbor recipe). A
+//!   severity counts its findings and the more severe ones (`high` counts
+//!   high and critical, as Harbor's and Grype's "and above"), unless the
+//!   expression says `high_only` or the policy says `counting: exact`.
 //!
 //! Findings on the ignore list (until their expiry) don't count, and with
 //! `fixable_only` neither do findings no fixed version is known for.
@@ -30,6 +33,20 @@ pub enum Mode {
     Thresholds,
 }
 
+/// How a severity named in a threshold expression counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Counting {
+    /// `high` counts high and critical findings; `medium` counts medium,
+    /// high and critical; `unknown` counts only unrated findings.
+    #[default]
+    AtOrAbove,
+    /// `high` counts high findings only. How freshen counted before
+    /// at-or-above was the default: a decision stored then, whose rules
+    /// name no counting, replays this way.
+    Exact,
+}
+
 /// One ignore entry: a vulnerability id (or an alias of it) not to count.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +70,11 @@ pub struct PolicySpec {
     /// With `thresholds`: e.g. `critical > 0 || high >= 2 || medium >= 5`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thresholds: Option<String>,
+    /// How severities in `thresholds` count: `at-or-above` (the default)
+    /// or `exact`. Set in every stored thresholds policy, so a decision
+    /// names how it counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counting: Option<Counting>,
     /// Count only findings a fixed version is known for.
     #[serde(default)]
     pub fixable_only: bool,
@@ -89,14 +111,35 @@ pub struct Verdict {
 }
 
 impl Policy {
-    /// Checks a spec: the expression must parse, `thresholds` needs one, and
-    /// expiry dates must be dates. Errors say which part is wrong.
-    pub fn new(spec: PolicySpec) -> Result<Policy, String> {
+    /// Checks a spec as written in the config: the expression must parse,
+    /// `thresholds` needs one, and expiry dates must be dates. Errors say
+    /// which part is wrong. An expression with no `counting` counts at or
+    /// above (and the spec says so, in its version too).
+    pub fn new(mut spec: PolicySpec) -> Result<Policy, String> {
+        if spec.thresholds.is_some() && spec.counting.is_none() {
+            spec.counting = Some(Counting::AtOrAbove);
+        }
+        Policy::checked(spec)
+    }
+
+    /// A policy as a stored decision kept it, to replay it as made: rules
+    /// stored before `counting` existed counted exactly.
+    pub fn from_stored(mut spec: PolicySpec) -> Result<Policy, String> {
+        if spec.thresholds.is_some() && spec.counting.is_none() {
+            spec.counting = Some(Counting::Exact);
+        }
+        Policy::checked(spec)
+    }
+
+    fn checked(spec: PolicySpec) -> Result<Policy, String> {
+        let counting = spec.counting.unwrap_or_default();
         let expr = match (&spec.mode, &spec.thresholds) {
             (Mode::Thresholds, None) => {
                 return Err("mode thresholds needs a `thresholds` expression, e.g. \"medium >= 3 || high > 0\"".into());
             }
-            (_, Some(t)) => Some(Expr::parse(t).map_err(|e| format!("thresholds {t:?}: {e}"))?),
+            (_, Some(t)) => Some(
+                Expr::parse_counting(t, counting).map_err(|e| format!("thresholds {t:?}: {e}"))?,
+            ),
             (_, None) => None,
         };
         for (i, ig) in spec.ignore.iter().enumerate() {
@@ -411,7 +454,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// A threshold expression: comparisons of severity counts joined by
 /// `&&`, `||`, `!` and parentheses. `total` counts every severity;
-/// `high+` counts high and above.
+/// `high+` counts high and above, `high_only` high alone, and `high` either,
+/// as the policy's [`Counting`] says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expr {
     /// Both.
@@ -442,11 +486,20 @@ pub enum Op {
 }
 
 impl Expr {
-    /// Parses `medium >= 3 || high > 0`. Errors name the position and what
-    /// was expected.
+    /// Parses `medium >= 3 || high > 0`, a severity counting at or above.
+    /// Errors name the position and what was expected.
     pub fn parse(s: &str) -> Result<Expr, String> {
+        Expr::parse_counting(s, Counting::AtOrAbove)
+    }
+
+    /// Parses an expression whose bare severities count as `counting` says.
+    pub fn parse_counting(s: &str, counting: Counting) -> Result<Expr, String> {
         let tokens = tokenize(s)?;
-        let mut p = Parser { t: &tokens, i: 0 };
+        let mut p = Parser {
+            t: &tokens,
+            i: 0,
+            counting,
+        };
         let e = p.or()?;
         match p.t.get(p.i) {
             None => Ok(e),
@@ -514,6 +567,7 @@ fn tokenize(s: &str) -> Result<Vec<(usize, String)>, String> {
 struct Parser<'a> {
     t: &'a [(usize, String)],
     i: usize,
+    counting: Counting,
 }
 
 impl Parser<'_> {
@@ -565,9 +619,9 @@ impl Parser<'_> {
     }
     fn cmp(&mut self) -> Result<Expr, String> {
         let (pos, name) = self.next("a severity")?;
-        let levels = levels(&name).ok_or_else(|| {
+        let levels = levels(&name, self.counting).ok_or_else(|| {
             format!(
-                "unknown severity {name:?} at column {} (use critical, high, medium, low, negligible, unknown, total, or e.g. high+)",
+                "unknown severity {name:?} at column {} (use critical, high, medium, low, negligible, unknown or total; `high` counts high and above, `high_only` high alone)",
                 pos + 1
             )
         })?;
@@ -594,22 +648,27 @@ impl Parser<'_> {
     }
 }
 
-fn levels(name: &str) -> Option<Vec<Severity>> {
+fn levels(name: &str, counting: Counting) -> Option<Vec<Severity>> {
     let lower = name.to_ascii_lowercase();
     if lower == "total" || lower == "all" {
         return Some(Severity::ALL.to_vec());
     }
+    let at_or_above = |s: Severity| match s {
+        // Not a rank: an unrated finding is not "above" anything.
+        Severity::Unknown => vec![s],
+        _ => Severity::ALL.iter().copied().filter(|x| *x >= s).collect(),
+    };
     if let Some(base) = lower.strip_suffix('+') {
-        let s = Severity::from_word(base)?;
-        return Some(Severity::ALL.iter().copied().filter(|x| *x >= s).collect());
+        return Some(at_or_above(Severity::from_word(base)?));
     }
+    let (base, exact) = match lower.strip_suffix("_only") {
+        Some(base) => (base, true),
+        None => (lower.as_str(), counting == Counting::Exact),
+    };
     // Only the canonical names here: "moderate" in an expression is a typo
     // more often than a choice.
-    Severity::ALL
-        .iter()
-        .copied()
-        .find(|s| s.as_str() == lower)
-        .map(|s| vec![s])
+    let s = Severity::ALL.iter().copied().find(|s| s.as_str() == base)?;
+    Some(if exact { vec![s] } else { at_or_above(s) })
 }
 
 #[cfg(test)]
@@ -631,13 +690,74 @@ mod tests {
 
     #[test]
     fn precedence_parentheses_not_and_plus() {
-        let e = Expr::parse("critical > 0 || high >= 2 && !(medium < 5)").unwrap();
+        let e = Expr::parse_counting(
+            "critical > 0 || high >= 2 && !(medium < 5)",
+            Counting::Exact,
+        )
+        .unwrap();
         assert!(!e.eval(&counts(&[(Severity::High, 2), (Severity::Medium, 4)])));
         assert!(e.eval(&counts(&[(Severity::High, 2), (Severity::Medium, 5)])));
         assert!(e.eval(&counts(&[(Severity::Critical, 1)])));
         let plus = Expr::parse("high+ >= 2").unwrap();
         assert!(plus.eval(&counts(&[(Severity::High, 1), (Severity::Critical, 1)])));
         assert!(Expr::parse("total == 0").unwrap().eval(&counts(&[])));
+    }
+
+    #[test]
+    fn a_severity_counts_the_more_severe_too_unless_only() {
+        let crit = counts(&[(Severity::Critical, 1)]);
+        // The 001 recipe acts on a critical finding.
+        assert!(Expr::parse("medium >= 3 || high > 0").unwrap().eval(&crit));
+        assert!(!Expr::parse("high_only > 0").unwrap().eval(&crit));
+        assert!(
+            !Expr::parse_counting("high > 0", Counting::Exact)
+                .unwrap()
+                .eval(&crit)
+        );
+        assert!(
+            Expr::parse_counting("high+ > 0", Counting::Exact)
+                .unwrap()
+                .eval(&crit)
+        );
+        let mixed = counts(&[
+            (Severity::Medium, 1),
+            (Severity::High, 1),
+            (Severity::Critical, 1),
+        ]);
+        assert!(Expr::parse("medium >= 3").unwrap().eval(&mixed));
+        assert!(!Expr::parse("medium_only >= 3").unwrap().eval(&mixed));
+        // Unrated findings are not above anything, nor counted by `low`.
+        let unrated = counts(&[(Severity::Unknown, 2)]);
+        assert!(!Expr::parse("negligible > 0").unwrap().eval(&unrated));
+        assert!(Expr::parse("unknown >= 2").unwrap().eval(&unrated));
+    }
+
+    #[test]
+    fn stored_rules_without_counting_replay_exactly() {
+        let spec = PolicySpec {
+            mode: Mode::Thresholds,
+            thresholds: Some("high > 0".into()),
+            ..PolicySpec::default()
+        };
+        let crit = [finding("CVE-1", Severity::Critical, Some("2"))];
+        let new = Policy::new(spec.clone()).unwrap();
+        assert_eq!(new.spec().counting, Some(Counting::AtOrAbove));
+        assert!(new.evaluate(&crit, "2026-12-05").act);
+        let stored = Policy::from_stored(spec).unwrap();
+        assert_eq!(stored.spec().counting, Some(Counting::Exact));
+        assert!(!stored.evaluate(&crit, "2026-12-05").act);
+        assert_ne!(new.version(), stored.version());
+        // A config may ask for exact counting.
+        let exact: PolicySpec = serde_json::from_value(serde_json::json!({
+            "mode": "thresholds", "thresholds": "high > 0", "counting": "exact"
+        }))
+        .unwrap();
+        assert!(
+            !Policy::new(exact)
+                .unwrap()
+                .evaluate(&crit, "2026-12-05")
+                .act
+        );
     }
 
     #[test]
@@ -682,6 +802,7 @@ mod tests {
                 reason: "not reachable".into(),
                 expires: Some("2026-12-31".into()),
             }],
+            ..PolicySpec::default()
         };
         let p = Policy::new(spec).unwrap();
         let f = [
