@@ -81,6 +81,9 @@ pub enum AppError {
     /// Harbor could not be asked.
     #[error(transparent)]
     Harbor(#[from] freshen_harbor::HarborError),
+    /// The feed downloader could not be set up.
+    #[error(transparent)]
+    Feed(#[from] freshen_feeds::FeedError),
     /// A webhook receiver in the config is unusable.
     #[error(transparent)]
     Receiver(#[from] freshen_intake::ReceiverError),

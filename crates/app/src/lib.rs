@@ -10,6 +10,7 @@
 mod check;
 mod database;
 mod error;
+mod feeds;
 mod harbor;
 mod inventory;
 mod promote;
@@ -45,13 +46,16 @@ pub use watching::Watcher;
 pub mod view {
     pub use freshen_actions::callback::shown_payload;
     pub use freshen_inventory::{ChildView, ImageView, PackageVersion, Registration, ScanReport};
-    pub use freshen_judge::{AffectedImage, BaseDiff, ImageVulns, Imported, PolicyCheck, Replay};
+    pub use freshen_judge::{
+        AffectedImage, ArchiveOutcome, ArchiveSync, BaseDiff, FeedSync, ImageVulns, Imported,
+        PolicyCheck, Replay,
+    };
     pub use freshen_rebuild::{Plan, Progress, RunReport, Trigger};
     pub use freshen_reference::Reference;
     pub use freshen_registry::{CopyReport, PlatformManifest, Resolved};
     pub use freshen_store::{
-        ChangeEvent, Decision, Delivery, DeliveryState, HistoryEntry, PackageRecord, RebuildRun,
-        RunState, Status,
+        ChangeEvent, Decision, Delivery, DeliveryState, FeedArchive, HistoryEntry, ImportSummary,
+        PackageRecord, RebuildRun, RunState, Status,
     };
     pub use freshen_vuln::Finding;
 }

@@ -364,6 +364,24 @@ enum VulnsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Sync the config's vulnerability feeds once (`feeds:`): each OSV
+    /// archive is asked for with the validators of the copy imported last
+    /// (a 304 costs one request), a new copy is read whole and imported
+    /// incrementally. An archive that is truncated, corrupt or over
+    /// `max_size` keeps the data imported before; the exit code is then 1.
+    Sync {
+        /// Only the feed of this name.
+        #[arg(long, value_name = "NAME")]
+        feed: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The feeds' archives: when each was last asked for and changed, the
+    /// import in force, and the last attempt's error.
+    Feeds {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -633,6 +651,16 @@ async fn run(cli: Cli) -> Result<u8> {
                 }
                 (Some(VulnsCommand::Images { id, json }), _) => {
                     output::affected_images(&app.vulnerable_images(&id).await?, json);
+                }
+                (Some(VulnsCommand::Sync { feed, json }), _) => {
+                    let synced = app.sync_feeds(feed.as_deref()).await?;
+                    output::feed_syncs(&synced, json);
+                    if synced.iter().any(|f| f.failed().next().is_some()) {
+                        return Ok(1);
+                    }
+                }
+                (Some(VulnsCommand::Feeds { json }), _) => {
+                    output::feed_archives(&app.feed_archives().await?, json);
                 }
                 (None, Some(reference)) => {
                     let (r, list) = app.image_vulns(&reference).await?;

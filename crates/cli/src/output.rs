@@ -2,10 +2,10 @@
 
 use freshen_app::CheckReport;
 use freshen_app::view::{
-    AffectedImage, BaseDiff, ChangeEvent, ChildView, CopyReport, Decision, Delivery, Finding,
-    HistoryEntry, ImageView, ImageVulns, Imported, PackageRecord, PackageVersion, Plan,
-    PlatformManifest, PolicyCheck, Progress, RebuildRun, Reference, Replay, Resolved, RunReport,
-    ScanReport, Status, Trigger,
+    AffectedImage, ArchiveOutcome, BaseDiff, ChangeEvent, ChildView, CopyReport, Decision,
+    Delivery, FeedArchive, FeedSync, Finding, HistoryEntry, ImageView, ImageVulns, Imported,
+    PackageRecord, PackageVersion, Plan, PlatformManifest, PolicyCheck, Progress, RebuildRun,
+    Reference, Replay, Resolved, RunReport, ScanReport, Status, Trigger,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -452,6 +452,86 @@ fn short(d: &str) -> String {
     d.split_once(':')
         .map(|(_, h)| h.chars().take(12).collect())
         .unwrap_or_else(|| d.to_string())
+}
+
+/// `vulns sync`: one row per archive; failures also go to stderr, one
+/// line each, naming the archive.
+pub fn feed_syncs(list: &[FeedSync], json: bool) {
+    if json {
+        print_json(&list);
+        return;
+    }
+    let mut rows = Vec::new();
+    for f in list {
+        if let Some(note) = &f.note {
+            eprintln!("freshen: feed {}: {note}", f.feed);
+        }
+        for a in &f.archives {
+            let (outcome, counts) = match &a.outcome {
+                ArchiveOutcome::Unchanged => ("unchanged", vec!["-".into(); 5]),
+                ArchiveOutcome::Imported { summary, .. } => (
+                    "imported",
+                    vec![
+                        summary.records.to_string(),
+                        summary.added.to_string(),
+                        summary.updated.to_string(),
+                        summary.unchanged.to_string(),
+                        summary.import_id.to_string(),
+                    ],
+                ),
+                ArchiveOutcome::Failed { error } => {
+                    eprintln!(
+                        "freshen: feed {}: {error} (the data imported before stays in force)",
+                        f.feed
+                    );
+                    ("failed", vec!["-".into(); 5])
+                }
+            };
+            let mut row = vec![f.feed.clone(), a.source.clone(), outcome.into()];
+            row.extend(counts);
+            rows.push(row);
+        }
+    }
+    table(
+        &[
+            "FEED",
+            "SOURCE",
+            "OUTCOME",
+            "RECORDS",
+            "ADDED",
+            "UPDATED",
+            "UNCHANGED",
+            "IMPORT",
+        ],
+        rows,
+    );
+}
+
+/// `vulns feeds`: each archive's state.
+pub fn feed_archives(list: &[FeedArchive], json: bool) {
+    if json {
+        print_json(&list);
+        return;
+    }
+    let rows = list
+        .iter()
+        .map(|a| {
+            vec![
+                a.feed.clone(),
+                a.source.clone(),
+                time(a.checked_at),
+                a.changed_at.map(time).unwrap_or_else(|| "-".into()),
+                a.import_id
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                a.error.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &["FEED", "SOURCE", "CHECKED", "CHANGED", "IMPORT", "ERROR"],
+        rows,
+    );
 }
 
 pub fn imports(list: &[Imported], json: bool) {

@@ -104,6 +104,11 @@ pub struct Config {
     /// accepts at `POST /hooks/{kind}/{key}`, by name.
     #[serde(default)]
     pub receivers: BTreeMap<String, freshen_receive::ReceiverSpec>,
+    /// Vulnerability feeds by name: OSV exports (`url`) or local
+    /// directories (`path`), synced by `freshen vulns sync` and, on their
+    /// schedules, by the daemon.
+    #[serde(default)]
+    pub feeds: BTreeMap<String, freshen_settings::FeedSpec>,
 }
 
 /// A loaded, validated configuration.
@@ -124,6 +129,8 @@ pub struct Loaded {
     pub watches: Vec<Watch>,
     /// The checked `policy` and `policies`.
     pub policies: freshen_vuln::PolicySet,
+    /// `feeds`, checked, by name.
+    pub feeds: Vec<freshen_settings::Feed>,
 }
 
 impl Loaded {
@@ -462,6 +469,14 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
     }
     let policies = freshen_vuln::PolicySet::new(config.policy.clone(), &config.policies)
         .map_err(|(k, m)| invalid(k, m))?;
+    let feeds = config
+        .feeds
+        .iter()
+        .map(|(name, spec)| {
+            freshen_settings::Feed::from_spec(name, spec, &base_dir)
+                .map_err(|(field, e)| invalid(format!("feeds.{name}.{field}"), e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Loaded {
         config,
         base_dir,
@@ -470,6 +485,7 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         default_schedule,
         watches,
         policies,
+        feeds,
     })
 }
 

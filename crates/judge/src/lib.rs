@@ -2,8 +2,8 @@
 //! what the policies say of it.
 //!
 //! `reports` imports vulnerability data (OSV records, Trivy and Grype
-//! reports, stored by `scanner_report`), and `harbor` the reports a Harbor
-//! holds; `vulns` answers with it: findings per image (OSV matches
+//! reports, stored by `scanner_report`), `feeds` syncs the configured
+//! vulnerability feeds, and `harbor` the reports a Harbor holds; `vulns` answers with it: findings per image (OSV matches
 //! merged with stored reports), the images a vulnerability affects, the
 //! `diff` of two images and `policy_check`, each decision stored; `judge`
 //! decides on a base change before it is recorded (what the new digest
@@ -12,6 +12,7 @@
 //! `freshen-inventory` (the "know" station), through its `Queries` and
 //! `Scanner`.
 
+mod feeds;
 mod harbor;
 mod judge;
 mod replay;
@@ -21,6 +22,7 @@ mod vulns;
 
 use freshen_inventory::InventoryError;
 
+pub use feeds::{ArchiveOutcome, ArchiveSync, FeedSync, inventory_ecosystems, sync_feed};
 pub use harbor::{HarborImport, HarborScope, import_harbor, import_harbor_artifacts};
 pub use judge::Judge;
 pub use replay::Replay;

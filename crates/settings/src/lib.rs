@@ -7,6 +7,7 @@
 mod builders;
 mod cascade;
 mod definition;
+mod feeds;
 mod outbox;
 mod registry;
 mod schedule;
@@ -21,6 +22,9 @@ pub use builders::{
 };
 pub use cascade::CascadeSettings;
 pub use definition::{BuildSpec, DiscoverSpec, Executor};
+pub use feeds::{
+    DEFAULT_FEED_MAX_SIZE, DEFAULT_FEED_SCHEDULE, Feed, FeedSource, FeedSpec, parse_size,
+};
 pub use outbox::OutboxSettings;
 pub use registry::RegistrySettings;
 pub use schedule::Schedule;

@@ -15,6 +15,7 @@
 //! row.
 
 mod error;
+mod feeds;
 mod history;
 mod inventory;
 mod model;
@@ -29,6 +30,7 @@ mod vulns;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use feeds::{FeedArchive, InventoryEcosystems};
 pub use inventory::{ChildEdge, ImageRecord, ImageRef, LineageEdge, PackageHolder, PackageRecord};
 pub use model::{
     Backend, ChangeEvent, Delivery, DeliveryState, EventDecision, HistoryEntry, Judgement,

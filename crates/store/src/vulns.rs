@@ -160,15 +160,17 @@ impl Store {
             .await)
         .map_err(query_err(CTX))?;
         let (mut added, mut updated, mut unchanged) = (0u64, 0u64, 0u64);
+        // One read of every stored `modified`, not one query per record: a
+        // feed's archive holds tens of thousands, most of them unchanged.
+        let stored: Vec<(String, String)> = with_tx!(&mut tx, conn => sqlx::query_as(
+            "SELECT id, modified FROM advisories")
+            .fetch_all(conn)
+            .await)
+        .map_err(query_err(CTX))?;
+        let mut stored: std::collections::HashMap<String, String> = stored.into_iter().collect();
         for r in records {
-            let stored: Option<String> = with_tx!(&mut tx, conn => sqlx::query_scalar(
-                "SELECT modified FROM advisories WHERE id = $1")
-                .bind(&r.id)
-                .fetch_optional(conn)
-                .await)
-            .map_err(query_err(CTX))?;
-            match stored {
-                Some(m) if m >= r.modified => {
+            match stored.get(&r.id) {
+                Some(m) if *m >= r.modified => {
                     unchanged += 1;
                     continue;
                 }
@@ -200,6 +202,8 @@ impl Store {
                 .await
                 .map(|x| x.rows_affected()))
             .map_err(query_err(CTX))?;
+            // A second copy of an id in the same import compares with this one.
+            stored.insert(r.id.clone(), r.modified.clone());
         }
         with_tx!(&mut tx, conn => sqlx::query("UPDATE vuln_imports SET added = $2, updated = $3 WHERE id = $1")
             .bind(import_id)

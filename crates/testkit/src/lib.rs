@@ -36,6 +36,7 @@ mod harbor;
 mod http;
 mod image_tree;
 mod jenkins;
+mod osv_mirror;
 mod poll;
 mod proxy;
 mod pusher;
@@ -56,6 +57,7 @@ pub use harbor::{Harbor, HarborArtifact, HarborOptions, HarborRequest};
 pub use http::{free_port, http};
 pub use image_tree::{golden_base, upstream_v1_v2};
 pub use jenkins::{BuildHook, BuildRequest, JENKINS_VERSION, Jenkins, JenkinsOptions};
+pub use osv_mirror::{MirrorRequest, OsvMirror, zip_records};
 pub use poll::eventually;
 pub use proxy::{Fault, FaultProxy, ProxiedRequest};
 pub use pusher::{

@@ -441,21 +441,30 @@ fn lookup_keys<'a>(pkg: &Installed<'a>) -> Vec<(&'a str, &'a str, &'a str)> {
             }
         }
         other => {
-            let ecosystem = match other {
-                "pypi" => "PyPI",
-                "npm" => "npm",
-                "golang" => "Go",
-                "cargo" => "crates.io",
-                "gem" => "RubyGems",
-                "maven" => "Maven",
-                "nuget" => "NuGet",
-                "composer" => "Packagist",
-                _ => return keys,
+            let Some(ecosystem) = osv_ecosystem(other) else {
+                return keys;
             };
             keys.push((ecosystem, pkg.name, pkg.version));
         }
     }
     keys
+}
+
+/// The OSV ecosystem a language package type's records are filed under
+/// (`npm` -> `npm`, `pypi` -> `PyPI`); `None` for distribution packages
+/// (scoped by the image's release instead) and types OSV doesn't cover.
+pub fn osv_ecosystem(package_type: &str) -> Option<&'static str> {
+    Some(match package_type {
+        "pypi" => "PyPI",
+        "npm" => "npm",
+        "golang" => "Go",
+        "cargo" => "crates.io",
+        "gem" => "RubyGems",
+        "maven" => "Maven",
+        "nuget" => "NuGet",
+        "composer" => "Packagist",
+        _ => return None,
+    })
 }
 
 /// PyPI names compare case-insensitively with `-`, `_` and `.` alike (PEP 503).

@@ -23,8 +23,8 @@ mod report;
 mod severity;
 
 pub use error::VulnError;
-pub use index::{Finding, Index, Installed};
-pub use load::{Loaded, load_path};
+pub use index::{Finding, Index, Installed, osv_ecosystem};
+pub use load::{Loaded, MAX_LOAD_BYTES, load_path, load_path_within};
 pub use merge::merge_findings;
 pub use osv::{Affected, Event, OsvPackage, Range, Record, SeverityEntry};
 pub use policy::{

@@ -12,6 +12,11 @@ use crate::osv::Record;
 const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// The most members read from one archive (Debian's export has ~50k).
 const MAX_ARCHIVE_MEMBERS: usize = 2_000_000;
+/// The most record bytes one load reads (after decompression), so an
+/// archive that inflates without end fails instead of filling memory.
+/// OSV's largest export (all ecosystems) is a few GiB; one ecosystem's
+/// is far less.
+pub const MAX_LOAD_BYTES: u64 = 4 << 30;
 
 /// Records read from one path.
 #[derive(Debug, Default)]
@@ -20,15 +25,45 @@ pub struct Loaded {
     pub records: Vec<Record>,
     /// Files (or archive members) read.
     pub files: usize,
+    /// Record bytes read (after decompression).
+    pub bytes: u64,
+    /// The most `bytes` may grow to.
+    limit: u64,
 }
 
 /// Reads every OSV record under `path`: a `.json` file, a `.zip` archive, or
 /// a directory searched recursively for both. A file that is not an OSV
-/// record fails the load with its name.
+/// record fails the load with its name. At most [`MAX_LOAD_BYTES`].
 pub fn load_path(path: &Path) -> Result<Loaded, VulnError> {
-    let mut out = Loaded::default();
+    load_path_within(path, MAX_LOAD_BYTES)
+}
+
+/// [`load_path`] reading at most `max_bytes` of records (after
+/// decompression); more fails the load with [`VulnError::Limit`].
+pub fn load_path_within(path: &Path, max_bytes: u64) -> Result<Loaded, VulnError> {
+    let mut out = Loaded {
+        limit: max_bytes,
+        ..Loaded::default()
+    };
     load_into(path, &mut out)?;
     Ok(out)
+}
+
+impl Loaded {
+    /// Counts `n` more bytes read from `name`, failing past the limit.
+    fn take(&mut self, n: u64, name: &str) -> Result<(), VulnError> {
+        self.bytes += n;
+        if self.bytes > self.limit {
+            return Err(VulnError::Limit {
+                path: name.to_string(),
+                detail: format!(
+                    "more than {} bytes of records in one load (decompressed)",
+                    self.limit
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> VulnError + '_ {
@@ -67,6 +102,7 @@ fn load_into(path: &Path, out: &mut Loaded) -> Result<(), VulnError> {
         return load_zip(path, out);
     }
     let bytes = std::fs::read(path).map_err(io_err(path))?;
+    out.take(bytes.len() as u64, &path.display().to_string())?;
     out.records
         .push(parse(&bytes, &path.display().to_string())?);
     out.files += 1;
@@ -120,6 +156,7 @@ fn load_zip(path: &Path, out: &mut Loaded) -> Result<(), VulnError> {
                 detail: format!("a member larger than {MAX_RECORD_BYTES} bytes"),
             });
         }
+        out.take(buf.len() as u64, &name)?;
         out.records.push(parse(&buf, &name)?);
         out.files += 1;
     }

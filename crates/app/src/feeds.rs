@@ -1,0 +1,58 @@
+//! The vulnerability feeds: syncing them (by hand or on the daemon's
+//! schedule) and their archives' state.
+
+use std::time::Duration;
+
+use freshen_judge::FeedSync;
+use freshen_store::FeedArchive;
+
+use crate::{App, AppError};
+
+/// The longest one archive's download may take.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+impl App {
+    /// Syncs every feed of the config, or only the one named `only`:
+    /// each archive asked for conditionally, what changed imported. An
+    /// archive that fails keeps its earlier data and is reported in the
+    /// answer; only the store failing is an error.
+    pub async fn sync_feeds(&self, only: Option<&str>) -> Result<Vec<FeedSync>, AppError> {
+        let feeds = &self.loaded.feeds;
+        if feeds.is_empty() {
+            return Err(AppError::Refused(
+                "no feeds in the config: add one under `feeds:` (e.g. `feeds: {osv: {url: https://osv-vulnerabilities.storage.googleapis.com}}`), or import files with `freshen vulns import`".into(),
+            ));
+        }
+        let chosen: Vec<_> = match only {
+            Some(name) => {
+                let f = feeds.iter().find(|f| f.name == name).ok_or_else(|| {
+                    let known: Vec<&str> = feeds.iter().map(|f| f.name.as_str()).collect();
+                    AppError::Refused(format!(
+                        "no feed named {name:?} (defined: {})",
+                        known.join(", ")
+                    ))
+                })?;
+                vec![f]
+            }
+            None => feeds.iter().collect(),
+        };
+        let store = self.store().await?;
+        let fetcher = freshen_feeds::Fetcher::new(DOWNLOAD_TIMEOUT)?;
+        // Downloads land in a private scratch directory, removed after.
+        let scratch = tempfile::Builder::new()
+            .prefix("freshen-feeds-")
+            .tempdir()
+            .map_err(|e| AppError::Refused(format!("cannot make a scratch directory: {e}")))?;
+        let mut out = Vec::with_capacity(chosen.len());
+        for feed in chosen {
+            out.push(freshen_judge::sync_feed(store, &fetcher, feed, scratch.path()).await?);
+        }
+        Ok(out)
+    }
+
+    /// Every feed archive freshen has asked for: validators, the import
+    /// in force, and the last attempt's error.
+    pub async fn feed_archives(&self) -> Result<Vec<FeedArchive>, AppError> {
+        Ok(self.store().await?.feed_archives().await?)
+    }
+}

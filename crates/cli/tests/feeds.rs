@@ -1,0 +1,277 @@
+//! Vulnerability feeds end to end: a real Debian image built by buildah
+//! into a real registry and scanned; OSV records (real schema, real
+//! advisories) published as `Debian/all.zip` by a loopback export that
+//! answers conditional requests as OSV's bucket does; `freshen vulns sync`
+//! imports them, asks again with the validators (a `304`), keeps the data
+//! in force when an archive is corrupt or too large, and reports why; on
+//! SQLite and PostgreSQL.
+
+mod common;
+
+use common::{Buildah, Env, fixtures};
+use freshen_testkit::{Db, OsvMirror, Registry, both_stores, osv_fixtures};
+use serde_json::Value;
+
+/// Builds and scans a bookworm image whose openssl predates DSA-5532-1.
+async fn vulnerable_image(env: &Env, host: &str) -> String {
+    let status = std::fs::read_to_string(fixtures().join("dpkg/status")).unwrap();
+    let status = status.replace("Version: 3.0.19-1~deb12u2", "Version: 3.0.11-1~deb12u1");
+    let ctx = env.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("var/lib/dpkg")).unwrap();
+    std::fs::create_dir_all(ctx.join("etc")).unwrap();
+    std::fs::write(ctx.join("var/lib/dpkg/status"), status).unwrap();
+    std::fs::write(
+        ctx.join("etc/os-release"),
+        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
+    )
+    .unwrap();
+    let image = format!("{host}/golden/base:old");
+    Buildah::new()
+        .build_push(
+            &ctx,
+            "FROM scratch\nCOPY var /var\nCOPY etc /etc\n",
+            &image,
+            &[],
+        )
+        .await;
+    env.run(&["scan", &image]).await.expect(0);
+    image
+}
+
+fn finding_ids(v: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = v["platforms"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.dedup();
+    ids
+}
+
+/// The one archive of the one feed synced.
+fn archive(v: &Value) -> &Value {
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    let archives = v[0]["archives"].as_array().unwrap();
+    assert_eq!(archives.len(), 1, "{v}");
+    &archives[0]
+}
+
+async fn feeds_sync(db: Db) {
+    let reg = Registry::start().await;
+    let env = Env::new(db).await;
+    let mirror = OsvMirror::start().await;
+    let image = vulnerable_image(&env, &reg.host()).await;
+    let debian = osv_fixtures().join("debian");
+    mirror.publish_dir("Debian", &debian);
+    // No `ecosystems`: the inventory's distributions decide (Debian:12 -> Debian).
+    let cfg = env.config(&format!("feeds:\n  osv:\n    url: {}/\n", mirror.url()));
+    let cfg = cfg.to_str().unwrap();
+
+    let first = env.run(&["vulns", "sync", "--config", cfg, "--json"]).await;
+    first.expect(0);
+    let first = first.json();
+    let a = archive(&first);
+    assert_eq!(a["source"], format!("{}/Debian/all.zip", mirror.url()));
+    assert_eq!(a["outcome"], "imported", "{first}");
+    assert_eq!(
+        (
+            a["summary"]["records"].as_u64(),
+            a["summary"]["added"].as_u64()
+        ),
+        (Some(3), Some(3)),
+        "{first}"
+    );
+    let v = env.run(&["vulns", &image, "--json"]).await;
+    v.expect(0);
+    assert_eq!(finding_ids(&v.json()), ["CVE-2023-5363"]);
+
+    // Again: asked with the ETag it came with, answered 304, nothing imported.
+    let again = env.run(&["vulns", "sync", "--config", cfg, "--json"]).await;
+    again.expect(0);
+    assert_eq!(archive(&again.json())["outcome"], "unchanged");
+    let requests = mirror.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0].if_none_match, None);
+    assert_eq!(requests[0].status, 200);
+    assert!(requests[1].if_none_match.is_some(), "{requests:?}");
+    assert!(requests[1].if_modified_since.is_some(), "{requests:?}");
+    assert_eq!(requests[1].status, 304);
+
+    // An amended record: only it is written.
+    let amended = env.path().join("amended");
+    std::fs::create_dir_all(&amended).unwrap();
+    for e in std::fs::read_dir(&debian).unwrap() {
+        let p = e.unwrap().path();
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        if p.file_name().unwrap() == "DSA-5532-1.json" {
+            let mut rec: Value = serde_json::from_str(&text).unwrap();
+            rec["modified"] = "2026-12-01T00:00:00Z".into();
+            text = rec.to_string();
+        }
+        std::fs::write(amended.join(p.file_name().unwrap()), text).unwrap();
+    }
+    let good = mirror.publish_dir("Debian", &amended);
+    let third = env.run(&["vulns", "sync", "--config", cfg, "--json"]).await;
+    third.expect(0);
+    let third = third.json();
+    let s = &archive(&third)["summary"];
+    assert_eq!(
+        (
+            s["added"].as_u64(),
+            s["updated"].as_u64(),
+            s["unchanged"].as_u64()
+        ),
+        (Some(0), Some(1), Some(2)),
+        "{third}"
+    );
+
+    // A truncated archive: reported, named, exit 1; the data stays.
+    mirror.publish("Debian", good[..good.len() / 2].to_vec());
+    let broken = env.run(&["vulns", "sync", "--config", cfg]).await;
+    broken.expect(1);
+    let url = format!("{}/Debian/all.zip", mirror.url());
+    assert!(
+        broken.stderr.contains(&url) && broken.stderr.contains("stays in force"),
+        "{}",
+        broken.stderr
+    );
+    assert!(broken.stdout.contains("failed"), "{}", broken.stdout);
+    let v = env.run(&["vulns", &image, "--json"]).await;
+    v.expect(0);
+    assert_eq!(finding_ids(&v.json()), ["CVE-2023-5363"]);
+    let state = env
+        .run(&["vulns", "feeds", "--config", cfg, "--json"])
+        .await;
+    state.expect(0);
+    let state = state.json();
+    assert_eq!(state[0]["source"], url);
+    assert!(
+        state[0]["error"].as_str().unwrap().contains("all.zip"),
+        "{state}"
+    );
+    // The next ask still names the last good copy, so a fixed archive is
+    // fetched whole, and a 304 could only mean the good one.
+    let last = mirror.requests().pop().unwrap();
+    assert_eq!(last.status, 200);
+    assert!(last.if_none_match.is_some());
+
+    // Over the feed's max_size: refused before it is read.
+    mirror.publish_dir("Debian", &debian);
+    let small = env.config_file(
+        "small.yaml",
+        &format!(
+            "feeds:\n  osv:\n    url: {}\n    max_size: 100B\n",
+            mirror.url()
+        ),
+    );
+    let big = env
+        .run(&["vulns", "sync", "--config", small.to_str().unwrap()])
+        .await;
+    big.expect(1);
+    assert!(
+        big.stderr.contains("max_size is 100 bytes"),
+        "{}",
+        big.stderr
+    );
+
+    // An ecosystem the export doesn't hold: a 404 that says what to check.
+    let nope = env.config_file(
+        "nope.yaml",
+        &format!(
+            "feeds:\n  osv:\n    url: {}\n    ecosystems: [Debain]\n",
+            mirror.url()
+        ),
+    );
+    let missing = env
+        .run(&["vulns", "sync", "--config", nope.to_str().unwrap()])
+        .await;
+    missing.expect(1);
+    assert!(
+        missing.stderr.contains("404") && missing.stderr.contains("Debain/all.zip"),
+        "{}",
+        missing.stderr
+    );
+
+    // A local directory feed (PyPI records), and --feed choosing it.
+    let local = env.config_file(
+        "local.yaml",
+        &format!(
+            "feeds:\n  osv:\n    url: {}\n  local:\n    path: {}\n",
+            mirror.url(),
+            osv_fixtures().join("pypi").display()
+        ),
+    );
+    let l = env
+        .run(&[
+            "vulns",
+            "sync",
+            "--config",
+            local.to_str().unwrap(),
+            "--feed",
+            "local",
+            "--json",
+        ])
+        .await;
+    l.expect(0);
+    let l = l.json();
+    assert_eq!(l[0]["feed"], "local");
+    assert_eq!(archive(&l)["summary"]["added"].as_u64(), Some(1), "{l}");
+    let unknown = env
+        .run(&[
+            "vulns",
+            "sync",
+            "--config",
+            local.to_str().unwrap(),
+            "--feed",
+            "nvd",
+        ])
+        .await;
+    unknown.expect(2);
+    assert!(
+        unknown
+            .stderr
+            .contains("no feed named \"nvd\" (defined: local, osv)"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+both_stores!(feeds_sync);
+
+#[tokio::test]
+async fn feed_config_errors_name_the_field() {
+    let env = Env::new(Db::Sqlite).await;
+    for (yaml, wanted) in [
+        (
+            "feeds:\n  x:\n    ecosystems: [Debian]\n",
+            "feeds.x.url: a feed needs `url`",
+        ),
+        (
+            "feeds:\n  x:\n    url: https://a.example\n    path: here\n",
+            "feeds.x.url: give either `url`",
+        ),
+        (
+            "feeds:\n  x:\n    url: https://a.example\n    max_size: 1TiB\n",
+            "feeds.x.max_size: \"1TiB\": unknown unit",
+        ),
+        (
+            "feeds:\n  x:\n    url: https://a.example\n    schedule: sometimes\n",
+            "feeds.x.schedule",
+        ),
+    ] {
+        let cfg = env.config_file("bad.yaml", yaml);
+        let r = env
+            .run(&["vulns", "sync", "--config", cfg.to_str().unwrap()])
+            .await;
+        r.expect(2);
+        assert!(r.stderr.contains(wanted), "{yaml}: {}", r.stderr);
+    }
+    // No feeds at all: says how to add one.
+    let none = env.config_file("none.yaml", "{}\n");
+    let r = env
+        .run(&["vulns", "sync", "--config", none.to_str().unwrap()])
+        .await;
+    r.expect(2);
+    assert!(r.stderr.contains("no feeds in the config"), "{}", r.stderr);
+}
