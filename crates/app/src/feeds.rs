@@ -1,10 +1,13 @@
 //! The vulnerability feeds: syncing them (by hand or on the daemon's
 //! schedule) and their archives' state.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use freshen_judge::FeedSync;
-use freshen_store::FeedArchive;
+use freshen_settings::Feed;
+use freshen_store::{FeedArchive, Store};
+use freshen_watch::{Job, JobFn};
 
 use crate::{App, AppError};
 
@@ -37,17 +40,40 @@ impl App {
             None => feeds.iter().collect(),
         };
         let store = self.store().await?;
-        let fetcher = freshen_feeds::Fetcher::new(DOWNLOAD_TIMEOUT)?;
-        // Downloads land in a private scratch directory, removed after.
-        let scratch = tempfile::Builder::new()
-            .prefix("freshen-feeds-")
-            .tempdir()
-            .map_err(|e| AppError::Refused(format!("cannot make a scratch directory: {e}")))?;
         let mut out = Vec::with_capacity(chosen.len());
         for feed in chosen {
-            out.push(freshen_judge::sync_feed(store, &fetcher, feed, scratch.path()).await?);
+            out.push(sync(store, feed).await?);
         }
         Ok(out)
+    }
+
+    /// The daemon's jobs that sync each feed on its schedule.
+    pub(crate) fn feed_jobs(&self, store: &Store) -> Vec<Job> {
+        self.loaded
+            .feeds
+            .iter()
+            .map(|feed| {
+                let (store, feed) = (store.clone(), Arc::new(feed.clone()));
+                let name = format!("feed:{}", feed.name);
+                let schedule = feed.schedule.clone();
+                let run: JobFn = Arc::new(move || {
+                    let (store, feed) = (store.clone(), feed.clone());
+                    Box::pin(async move {
+                        match sync(&store, &feed).await {
+                            Ok(done) => {
+                                let changed = done.changed().count();
+                                let failed = done.failed().count();
+                                tracing::info!(feed = %feed.name, changed, failed, "feed synced");
+                            }
+                            Err(e) => {
+                                tracing::warn!(feed = %feed.name, error = %e, "feed sync failed")
+                            }
+                        }
+                    })
+                });
+                Job::new(&name, schedule, run)
+            })
+            .collect()
     }
 
     /// Every feed archive freshen has asked for: validators, the import
@@ -55,4 +81,15 @@ impl App {
     pub async fn feed_archives(&self) -> Result<Vec<FeedArchive>, AppError> {
         Ok(self.store().await?.feed_archives().await?)
     }
+}
+
+/// Syncs one feed: downloads into a private scratch directory (removed
+/// after), imports what changed.
+async fn sync(store: &Store, feed: &Feed) -> Result<FeedSync, AppError> {
+    let fetcher = freshen_feeds::Fetcher::new(DOWNLOAD_TIMEOUT)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("freshen-feeds-")
+        .tempdir()
+        .map_err(|e| AppError::Refused(format!("cannot make a scratch directory: {e}")))?;
+    Ok(freshen_judge::sync_feed(store, &fetcher, feed, scratch.path()).await?)
 }

@@ -32,9 +32,13 @@ impl App {
     pub async fn watcher(&self, receiving: bool) -> Result<Watcher, AppError> {
         let store = self.store().await?;
         let loaded = &self.loaded;
-        if loaded.watches.is_empty() && (!receiving || loaded.config.receivers.is_empty()) {
+        if loaded.watches.is_empty()
+            && loaded.feeds.is_empty()
+            && (!receiving || loaded.config.receivers.is_empty())
+        {
             return Err(AppError::Refused(
-                "nothing to watch: the config has no watches (and no receivers to serve)".into(),
+                "nothing to watch: the config has no watches, no feeds (and no receivers to serve)"
+                    .into(),
             ));
         }
         let checker = self.checker(
@@ -57,6 +61,9 @@ impl App {
         );
         if let Some(c) = self.cascades(store)? {
             daemon = daemon.with_cascades(c);
+        }
+        for job in self.feed_jobs(store) {
+            daemon = daemon.with_job(job);
         }
         Ok(Watcher {
             daemon: daemon.with_wake(self.wake.clone()),

@@ -275,3 +275,61 @@ async fn feed_config_errors_name_the_field() {
     r.expect(2);
     assert!(r.stderr.contains("no feeds in the config"), "{}", r.stderr);
 }
+
+/// `freshen watch` with feeds and no watches syncs each feed at start and
+/// then on its schedule, conditionally; SIGTERM ends it cleanly.
+async fn the_daemon_syncs_feeds_on_schedule(db: Db) {
+    use std::time::Duration;
+    let env = Env::new(db).await;
+    let mirror = OsvMirror::start().await;
+    mirror.publish_dir("Debian", &osv_fixtures().join("debian"));
+    let cfg = env.config(&format!(
+        "jitter: 0s\nfeeds:\n  osv:\n    url: {}\n    ecosystems: [Debian]\n    schedule: 2s\n",
+        mirror.url()
+    ));
+    let mut child = env.spawn(&["watch", "--config", cfg.to_str().unwrap()], "watch.log");
+    // The first run at start, then a 304 on schedule.
+    freshen_testkit::eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || format!("{:?}\n{}", mirror.requests(), env.log("watch.log")),
+        async || {
+            let r = mirror.requests();
+            (r.len() >= 2).then_some(())
+        },
+    )
+    .await;
+    let r = mirror.requests();
+    assert_eq!((r[0].status, r[1].status), (200, 304), "{r:?}");
+    assert!(r[1].if_none_match.is_some());
+    let state = env
+        .run(&[
+            "vulns",
+            "feeds",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--json",
+        ])
+        .await;
+    state.expect(0);
+    let state = state.json();
+    assert_eq!(state[0]["feed"], "osv");
+    assert!(state[0]["import_id"].as_i64().is_some(), "{state}");
+    assert!(state[0]["error"].is_null(), "{state}");
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits within 10 s of SIGTERM")
+        .unwrap();
+    assert!(
+        status.success(),
+        "clean exit: {status:?}\n{}",
+        env.log("watch.log")
+    );
+}
+
+both_stores!(the_daemon_syncs_feeds_on_schedule);

@@ -16,7 +16,38 @@ use futures::StreamExt as _;
 use tokio::sync::Notify;
 use tokio::sync::watch as signal;
 
-use crate::{Checker, Watch};
+use crate::{Checker, Schedule, Watch};
+
+/// What a [`Job`] runs: a fresh future per run. Its failures are its own
+/// to log; the daemon only schedules it.
+pub type JobFn = Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// Work the daemon runs on a schedule beside the watches: a feed sync, a
+/// rescan of the inventory. Its schedule is a leased row like a watch's,
+/// so replicas sharing a database run it once between them.
+#[derive(Clone)]
+pub struct Job {
+    /// Its key in the schedule (starts with `@`, which no reference does).
+    key: String,
+    schedule: Schedule,
+    run: JobFn,
+}
+
+impl Job {
+    /// A job named `name` (e.g. `feed:osv`), run on `schedule`.
+    pub fn new(name: &str, schedule: Schedule, run: JobFn) -> Job {
+        Job {
+            key: format!("@{name}"),
+            schedule,
+            run,
+        }
+    }
+
+    /// Its key in the schedule.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
 
 /// One pass over the due deliveries a deliverer takes.
 async fn deliver(deliverer: &Deliverer) -> Result<(), freshen_store::StoreError> {
@@ -74,6 +105,10 @@ pub struct Daemon {
     /// Carries out cascades ([`Deliverer::cascades`]), in a task of its own.
     cascades: Option<Deliverer>,
     watches: HashMap<String, Watch>,
+    /// Scheduled work beside the watches, by key.
+    jobs: HashMap<String, Job>,
+    /// Jobs running now (each in its own task), by key.
+    running: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     settings: DaemonSettings,
     owner: String,
     /// Poked when work is queued in this process (a webhook's event), so
@@ -94,6 +129,8 @@ impl Daemon {
             deliverer,
             cascades: None,
             watches: watches.into_iter().map(|w| (w.key(), w)).collect(),
+            jobs: HashMap::new(),
+            running: Default::default(),
             settings,
             owner: format!("watch-{}", uuid::Uuid::new_v4().simple()),
             wake: Arc::new(Notify::new()),
@@ -115,6 +152,13 @@ impl Daemon {
         self
     }
 
+    /// Runs `job` on its schedule (first at start), in a task of its own,
+    /// one run of it at a time.
+    pub fn with_job(mut self, job: Job) -> Daemon {
+        self.jobs.insert(job.key.clone(), job);
+        self
+    }
+
     /// Runs until `shutdown` turns true, then returns once in-flight checks
     /// and deliveries are done.
     pub async fn run(
@@ -124,8 +168,12 @@ impl Daemon {
         let store = self.checker.store();
         let now = Utc::now();
         // A new watch is checked at once; known ones keep their stored schedule.
-        let keys: Vec<(String, chrono::DateTime<Utc>)> =
-            self.watches.keys().map(|k| (k.clone(), now)).collect();
+        let keys: Vec<(String, chrono::DateTime<Utc>)> = self
+            .watches
+            .keys()
+            .chain(self.jobs.keys())
+            .map(|k| (k.clone(), now))
+            .collect();
         store.sync_schedule(&keys).await?;
         tracing::info!(watches = keys.len(), backend = ?store.backend(), "watching");
         // At most one cascade pass at a time, in its own task.
@@ -166,6 +214,11 @@ impl Daemon {
                 tracing::warn!(error = %e, "the cascade pass failed while shutting down");
             }
         }
+        let jobs: Vec<_> = self.running.lock().expect("lock").drain().collect();
+        for (key, h) in jobs {
+            tracing::info!(job = %key, "waiting for the running job to finish");
+            let _ = h.await;
+        }
         result?;
         tracing::info!("shutting down: in-flight work finished");
         Ok(())
@@ -186,6 +239,9 @@ impl Daemon {
                 .map(|key| {
                     let current = &current;
                     async move {
+                        if let Some(job) = self.jobs.get(&key) {
+                            return self.start_job(job).await;
+                        }
                         let Some(watch) = self.watches.get(&key) else {
                             // Another replica's config has it; leave it to them.
                             return store
@@ -218,6 +274,33 @@ impl Daemon {
                 r?;
             }
         }
+    }
+
+    /// Starts a run of `job` (leased to this process) unless one is still
+    /// running; its row is finished with the next due time when it ends.
+    async fn start_job(&self, job: &Job) -> Result<(), freshen_store::StoreError> {
+        let store = self.checker.store().clone();
+        let busy = {
+            let running = self.running.lock().expect("lock");
+            running.get(&job.key).is_some_and(|h| !h.is_finished())
+        };
+        if busy {
+            let next = job.schedule.next_after(Utc::now());
+            return store.finish_watch(&job.key, &self.owner, next).await;
+        }
+        let key = job.key.clone();
+        let (job, owner) = (job.clone(), self.owner.clone());
+        let jitter = self.jitter();
+        let handle = tokio::spawn(async move {
+            tracing::info!(job = %job.key, "job started");
+            (job.run)().await;
+            let next = job.schedule.next_after(Utc::now()) + jitter;
+            if let Err(e) = store.finish_watch(&job.key, &owner, next).await {
+                tracing::warn!(job = %job.key, error = %e, "could not schedule the job's next run");
+            }
+        });
+        self.running.lock().expect("lock").insert(key, handle);
+        Ok(())
     }
 
     /// Sleep until the next due watch, delivery or (with `cascades`, when

@@ -6,7 +6,7 @@ mod check;
 mod daemon;
 
 pub use check::{CheckError, CheckResult, Checker, PlatformResult, Pushed};
-pub use daemon::{Daemon, DaemonSettings};
+pub use daemon::{Daemon, DaemonSettings, Job, JobFn};
 
 /// What a watch is and when it is checked: defined with the other
 /// settings types (`freshen-settings`), so the config layer can read them
