@@ -33,6 +33,7 @@ use tokio::sync::{Notify, OnceCell};
 pub use check::{CheckFlags, CheckReport, Digest};
 pub use database::{data_dir, database_url};
 pub use error::AppError;
+pub use feeds::FeedsSynced;
 pub use harbor::harbor_credentials;
 pub use inventory::{SbomFormat, ScanObserver, ScanRequest, Scanned};
 pub use promote::{Promoted, Promotion};

@@ -648,6 +648,15 @@ async fn run(cli: Cli) -> Result<u8> {
                         })
                         .await?;
                     output::imports(&done, json);
+                    // New data: the images whose policy now acts on it.
+                    let events = app.rejudge().await?;
+                    if json {
+                        for e in &events {
+                            eprintln!("freshen: vulnerability event {} for {}", e.id, e.reference);
+                        }
+                    } else {
+                        output::vulnerability_events(&events);
+                    }
                 }
                 (Some(VulnsCommand::Images { id, json }), _) => {
                     output::affected_images(&app.vulnerable_images(&id).await?, json);
@@ -655,7 +664,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 (Some(VulnsCommand::Sync { feed, json }), _) => {
                     let synced = app.sync_feeds(feed.as_deref()).await?;
                     output::feed_syncs(&synced, json);
-                    if synced.iter().any(|f| f.failed().next().is_some()) {
+                    if synced.feeds.iter().any(|f| f.failed().next().is_some()) {
                         return Ok(1);
                     }
                 }

@@ -1,12 +1,12 @@
 //! What the CLI prints: aligned tables for people, JSON for scripts.
 
-use freshen_app::CheckReport;
 use freshen_app::view::{
     AffectedImage, ArchiveOutcome, BaseDiff, ChangeEvent, ChildView, CopyReport, Decision,
-    Delivery, FeedArchive, FeedSync, Finding, HistoryEntry, ImageView, ImageVulns, Imported,
-    PackageRecord, PackageVersion, Plan, PlatformManifest, PolicyCheck, Progress, RebuildRun,
-    Reference, Replay, Resolved, RunReport, ScanReport, Status, Trigger,
+    Delivery, FeedArchive, Finding, HistoryEntry, ImageView, ImageVulns, Imported, PackageRecord,
+    PackageVersion, Plan, PlatformManifest, PolicyCheck, Progress, RebuildRun, Reference, Replay,
+    Resolved, RunReport, ScanReport, Status, Trigger,
 };
+use freshen_app::{CheckReport, FeedsSynced};
 use serde::Serialize;
 use serde_json::json;
 
@@ -456,13 +456,13 @@ fn short(d: &str) -> String {
 
 /// `vulns sync`: one row per archive; failures also go to stderr, one
 /// line each, naming the archive.
-pub fn feed_syncs(list: &[FeedSync], json: bool) {
+pub fn feed_syncs(synced: &FeedsSynced, json: bool) {
     if json {
-        print_json(&list);
+        print_json(synced);
         return;
     }
     let mut rows = Vec::new();
-    for f in list {
+    for f in &synced.feeds {
         if let Some(note) = &f.note {
             eprintln!("freshen: feed {}: {note}", f.feed);
         }
@@ -505,6 +505,41 @@ pub fn feed_syncs(list: &[FeedSync], json: bool) {
         ],
         rows,
     );
+    vulnerability_events(&synced.events);
+}
+
+/// The `vulnerability` events that new data made: one line each.
+pub fn vulnerability_events(events: &[ChangeEvent]) {
+    for e in events {
+        let ids: Vec<String> = e
+            .vulnerability
+            .as_ref()
+            .and_then(|v| v.findings.as_array())
+            .map(|fs| {
+                let mut ids: Vec<String> = fs
+                    .iter()
+                    .filter_map(|f| f["id"].as_str().map(str::to_string))
+                    .collect();
+                ids.dedup();
+                ids
+            })
+            .unwrap_or_default();
+        let reason = e
+            .decision
+            .as_ref()
+            .map(|d| d.reason.as_str())
+            .unwrap_or_default();
+        println!(
+            "vulnerability event {} for {} ({}): {}; {reason}",
+            e.id,
+            e.reference,
+            e.vulnerability
+                .as_ref()
+                .map(|v| v.platform.as_str())
+                .unwrap_or_default(),
+            ids.join(", ")
+        );
+    }
 }
 
 /// `vulns feeds`: each archive's state.

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{Buildah, Env, fixtures};
-use freshen_testkit::{Db, OsvMirror, Registry, both_stores, osv_fixtures};
+use freshen_testkit::{Db, OsvMirror, Registry, WebhookReceiver, both_stores, osv_fixtures};
 use serde_json::Value;
 
 /// Builds and scans a bookworm image whose openssl predates DSA-5532-1.
@@ -51,8 +51,8 @@ fn finding_ids(v: &Value) -> Vec<String> {
 
 /// The one archive of the one feed synced.
 fn archive(v: &Value) -> &Value {
-    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
-    let archives = v[0]["archives"].as_array().unwrap();
+    assert_eq!(v["feeds"].as_array().unwrap().len(), 1, "{v}");
+    let archives = v["feeds"][0]["archives"].as_array().unwrap();
     assert_eq!(archives.len(), 1, "{v}");
     &archives[0]
 }
@@ -215,7 +215,7 @@ async fn feeds_sync(db: Db) {
         .await;
     l.expect(0);
     let l = l.json();
-    assert_eq!(l[0]["feed"], "local");
+    assert_eq!(l["feeds"][0]["feed"], "local");
     assert_eq!(archive(&l)["summary"]["added"].as_u64(), Some(1), "{l}");
     let unknown = env
         .run(&[
@@ -258,6 +258,23 @@ async fn feed_config_errors_name_the_field() {
         (
             "feeds:\n  x:\n    url: https://a.example\n    schedule: sometimes\n",
             "feeds.x.schedule",
+        ),
+    ] {
+        let cfg = env.config_file("bad.yaml", yaml);
+        let r = env
+            .run(&["vulns", "sync", "--config", cfg.to_str().unwrap()])
+            .await;
+        r.expect(2);
+        assert!(r.stderr.contains(wanted), "{yaml}: {}", r.stderr);
+    }
+    for (yaml, wanted) in [
+        (
+            "policy:\n  on_vulnerable: [page]\n",
+            "policy.on_vulnerable[0]: no trigger named \"page\"",
+        ),
+        (
+            "policies:\n  team:\n    images: [\"*\"]\n    on_vulnerable: [cascade]\n",
+            "policies.team.on_vulnerable[0]: a cascade on vulnerability events is not built yet",
         ),
     ] {
         let cfg = env.config_file("bad.yaml", yaml);
@@ -333,3 +350,157 @@ async fn the_daemon_syncs_feeds_on_schedule(db: Db) {
 }
 
 both_stores!(the_daemon_syncs_feeds_on_schedule);
+
+/// The security loop's alert: the daemon syncs a feed, the new data makes
+/// the image's policy act, and one `vulnerability` event (naming the image,
+/// the CVE, the policy version and the data snapshot) reaches the alert
+/// webhook exactly once; later syncs, of the same data or a republished
+/// copy of it, make no second event.
+async fn new_data_alerts_once(db: Db) {
+    use std::time::Duration;
+    let reg = Registry::start().await;
+    let env = Env::new(db).await;
+    let mirror = OsvMirror::start().await;
+    let hook = WebhookReceiver::start("k").await;
+    let image = vulnerable_image(&env, &reg.host()).await;
+    mirror.publish_dir("Debian", &osv_fixtures().join("debian"));
+    let cfg = env.config(&format!(
+        "jitter: 0s\n\
+         triggers:\n  alert:\n    webhook: {{url: \"{}\", secret: \"k\", timeout: 5s}}\n\
+         policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n  on_vulnerable: [alert]\n\
+         feeds:\n  osv:\n    url: {}\n    schedule: 2s\n",
+        hook.url(),
+        mirror.url()
+    ));
+    let cfg = cfg.to_str().unwrap();
+    let mut child = env.spawn(&["watch", "--config", cfg], "watch.log");
+    let got = hook.wait_for(1, Duration::from_secs(30)).await;
+    let body = &got[0].body;
+    assert!(got[0].signature_valid);
+    assert_eq!(body["source"], "vulnerability", "{body}");
+    assert_eq!(body["reference"], image.as_str(), "{body}");
+    let cause = &body["vulnerability"];
+    assert_eq!(cause["policy"], "default", "{body}");
+    assert!(
+        cause["policy_version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+    assert!(
+        cause["snapshot"]["vuln_import"].as_i64().is_some(),
+        "{body}"
+    );
+    let ids: Vec<&str> = cause["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.iter().all(|id| *id == "CVE-2023-5363") && !ids.is_empty(),
+        "{body}"
+    );
+    assert!(
+        body["decision"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("high > 0"),
+        "{body}"
+    );
+
+    // Two more scheduled syncs (304s), and a republished copy of the same
+    // records (a new ETag, nothing new inside): still one alert.
+    freshen_testkit::eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || format!("{:?}", mirror.requests()),
+        async || (mirror.requests().len() >= 3).then_some(()),
+    )
+    .await;
+    let compact = env.path().join("compact");
+    std::fs::create_dir_all(&compact).unwrap();
+    for e in std::fs::read_dir(osv_fixtures().join("debian")).unwrap() {
+        let p = e.unwrap().path();
+        let rec: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        std::fs::write(compact.join(p.file_name().unwrap()), rec.to_string()).unwrap();
+    }
+    mirror.publish_dir("Debian", &compact);
+    let sync = env.run(&["vulns", "sync", "--config", cfg, "--json"]).await;
+    sync.expect(0);
+    assert_eq!(
+        sync.json()["events"],
+        serde_json::json!([]),
+        "{}",
+        sync.stdout
+    );
+    // Data that changes (an amended bullseye advisory) but not what this
+    // image is exposed to: judged again by the daemon, no new event.
+    let amended = env.path().join("amended");
+    std::fs::create_dir_all(&amended).unwrap();
+    for e in std::fs::read_dir(osv_fixtures().join("debian")).unwrap() {
+        let p = e.unwrap().path();
+        let mut rec: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        if p.file_name().unwrap() == "DSA-5417-1.json" {
+            rec["modified"] = "2026-12-02T00:00:00Z".into();
+        }
+        std::fs::write(amended.join(p.file_name().unwrap()), rec.to_string()).unwrap();
+    }
+    let before = mirror.requests().len();
+    mirror.publish_dir("Debian", &amended);
+    freshen_testkit::eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || format!("{:?}", mirror.requests()),
+        async || {
+            let r = mirror.requests();
+            (r.len() > before + 1 && r[before..].iter().any(|q| q.status == 200)).then_some(())
+        },
+    )
+    .await;
+    // And a manual import of the same records judges every image again.
+    let import = env
+        .run(&[
+            "vulns",
+            "import",
+            "--config",
+            cfg,
+            amended.to_str().unwrap(),
+        ])
+        .await;
+    import.expect(0);
+    assert!(
+        !import.stdout.contains("vulnerability event"),
+        "{}",
+        import.stdout
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        hook.received().len(),
+        1,
+        "one alert only\n{}",
+        env.log("watch.log")
+    );
+    let events = env.run(&["events", "--json"]).await;
+    events.expect(0);
+    let events = events.json();
+    let vulnerability: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["source"] == "vulnerability")
+        .collect();
+    assert_eq!(vulnerability.len(), 1, "{events}");
+    assert_eq!(vulnerability[0]["id"], body["id"]);
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits within 10 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+}
+
+both_stores!(new_data_alerts_once);

@@ -467,6 +467,23 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
             ));
         }
     }
+    let groups = config
+        .policies
+        .iter()
+        .map(|(n, g)| (format!("policies.{n}"), &g.policy));
+    for (at, spec) in std::iter::once(("policy".to_string(), &config.policy)).chain(groups) {
+        let Some(on) = &spec.on_vulnerable else {
+            continue;
+        };
+        if let Some(j) = on.iter().position(|t| t == freshen_settings::CASCADE) {
+            return Err(invalid(
+                format!("{at}.on_vulnerable[{j}]"),
+                "a cascade on vulnerability events is not built yet: name alert or CI triggers here, and rebuild with `freshen rebuild`".into(),
+            ));
+        }
+        known_triggers(&config, on, &at)
+            .map_err(|(k, m)| invalid(k.replace(".on_change", ".on_vulnerable"), m))?;
+    }
     let policies = freshen_vuln::PolicySet::new(config.policy.clone(), &config.policies)
         .map_err(|(k, m)| invalid(k, m))?;
     let feeds = config

@@ -15,6 +15,7 @@
 mod feeds;
 mod harbor;
 mod judge;
+mod rejudge;
 mod replay;
 mod reports;
 mod scanner_report;
@@ -25,6 +26,7 @@ use freshen_inventory::InventoryError;
 pub use feeds::{ArchiveOutcome, ArchiveSync, FeedSync, inventory_ecosystems, sync_feed};
 pub use harbor::{HarborImport, HarborScope, import_harbor, import_harbor_artifacts};
 pub use judge::Judge;
+pub use rejudge::VULNERABILITY_SOURCE;
 pub use replay::Replay;
 pub use reports::import;
 pub use scanner_report::{Imported, ImportedReport, import_report_bytes};

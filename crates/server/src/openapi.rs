@@ -653,13 +653,25 @@ fn events_schemas() -> Value {
                                 "new_digest": { "type": "string" }
                             }
                         } },
-                        "source": { "type": "string" },
+                        "source": { "type": "string", "description": "What saw it: `poll`, `webhook:<kind>`, or `vulnerability` (new vulnerability data made the image's policy act; nothing moved, `changes` is empty)." },
                         "observed_at": { "type": "string", "format": "date-time" },
                         "decision": {
                             "type": "object",
                             "description": "What the policy said, when one judged the change; absent: it fired.",
                             "required": ["act", "reason"],
                             "properties": { "act": { "type": "boolean" }, "reason": { "type": "string" } }
+                        },
+                        "vulnerability": {
+                            "type": "object",
+                            "description": "With source `vulnerability`: the policy, the data it judged and the findings that made it act.",
+                            "required": ["policy", "policy_version", "snapshot", "platform", "findings"],
+                            "properties": {
+                                "policy": { "type": "string" },
+                                "policy_version": { "type": "string" },
+                                "snapshot": { "type": "object", "description": "The data judged: `vuln_import` (the latest import's id) and `records`." },
+                                "platform": { "type": "string" },
+                                "findings": { "type": "array", "items": { "type": "object" }, "description": "The counted findings, as `GET /api/v1/images/{ref}/vulnerabilities` gives them." }
+                            }
                         }
                     }
                 },

@@ -46,14 +46,14 @@ const UPSERT_CURRENT: &str = "INSERT INTO current_digests (reference, platform, 
      DO UPDATE SET digest = excluded.digest, history_id = excluded.history_id";
 
 const INSERT_EVENT: &str = "INSERT INTO change_events \
-     (id, reference, old_digest, new_digest, changes, source, observed_at, acted, reason) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+     (id, reference, old_digest, new_digest, changes, source, observed_at, acted, reason, vulnerability) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 macro_rules! event_sql {
     ($tail:literal) => {
         concat!(
-            "SELECT id, reference, old_digest, new_digest, changes, source, observed_at, acted, reason \
-             FROM change_events ",
+            "SELECT id, reference, old_digest, new_digest, changes, source, observed_at, acted, reason, \
+             vulnerability FROM change_events ",
             $tail
         )
     };
@@ -92,6 +92,7 @@ struct EventRow {
     observed_at: i64,
     acted: Option<bool>,
     reason: Option<String>,
+    vulnerability: Option<String>,
 }
 
 impl EventRow {
@@ -112,6 +113,15 @@ impl EventRow {
                 act,
                 reason: self.reason.unwrap_or_default(),
             }),
+            vulnerability: self
+                .vulnerability
+                .map(|v| {
+                    serde_json::from_str(&v).map_err(|e| StoreError::Corrupt {
+                        context: "change_events.vulnerability",
+                        detail: e.to_string(),
+                    })
+                })
+                .transpose()?,
         })
     }
 }
@@ -251,6 +261,7 @@ impl Store {
                     act: j.act,
                     reason: j.reason.clone(),
                 }),
+                vulnerability: None,
             };
             insert_event(&mut tx, &event).await?;
             if let Some(j) = &obs.judgement {
@@ -445,9 +456,15 @@ async fn record_digest(
     })
 }
 
-async fn insert_event(tx: &mut Tx, event: &ChangeEvent) -> Result<(), StoreError> {
+pub(crate) async fn insert_event(tx: &mut Tx, event: &ChangeEvent) -> Result<(), StoreError> {
     let changes = serde_json::to_string(&event.changes)
         .map_err(|e| StoreError::Invalid(format!("platform changes are not serialisable: {e}")))?;
+    let vulnerability = event
+        .vulnerability
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Invalid(format!("the event's cause is not serialisable: {e}")))?;
     with_tx!(tx, conn => {
         sqlx::query(INSERT_EVENT)
             .bind(&event.id)
@@ -459,6 +476,7 @@ async fn insert_event(tx: &mut Tx, event: &ChangeEvent) -> Result<(), StoreError
             .bind(to_ms(event.observed_at))
             .bind(event.decision.as_ref().map(|d| d.act))
             .bind(event.decision.as_ref().map(|d| d.reason.as_str()))
+            .bind(&vulnerability)
             .execute(conn)
             .await
             .map(|r| r.rows_affected())

@@ -25,6 +25,7 @@ mod rebuilds;
 mod reports;
 mod schedule;
 mod sql;
+mod vulnerable;
 mod vulns;
 
 use std::sync::Arc;
@@ -34,8 +35,9 @@ pub use feeds::{FeedArchive, InventoryEcosystems};
 pub use inventory::{ChildEdge, ImageRecord, ImageRef, LineageEdge, PackageHolder, PackageRecord};
 pub use model::{
     Backend, ChangeEvent, Delivery, DeliveryState, EventDecision, HistoryEntry, Judgement,
-    Observation, PlatformChange, PlatformDigest, Recorded, Status,
+    Observation, PlatformChange, PlatformDigest, Recorded, Status, VulnerabilityCause,
 };
+pub use vulnerable::Vulnerable;
 
 pub use outbox::TriggerFilter;
 pub use rebuilds::{ItemState, RebuildItem, RebuildRun, RunState};

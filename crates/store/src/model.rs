@@ -181,6 +181,25 @@ pub struct ChangeEvent {
     /// What the policy said, when one judged the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<EventDecision>,
+    /// For source `vulnerability`: the data that made the image's policy
+    /// act (nothing moved: `old_digest` and `new_digest` are the image's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vulnerability: Option<VulnerabilityCause>,
+}
+
+/// Why a `vulnerability` event was made: new data, judged by a policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VulnerabilityCause {
+    /// The policy's name.
+    pub policy: String,
+    /// Its version (a digest of its rules).
+    pub policy_version: String,
+    /// The data judged, e.g. `{"vuln_import": 7, "records": 5}`.
+    pub snapshot: serde_json::Value,
+    /// The platform (`linux/amd64`) of the image judged.
+    pub platform: String,
+    /// The findings that made the policy act, as the judge reports them.
+    pub findings: serde_json::Value,
 }
 
 /// One platform's digest move inside a [`ChangeEvent`].

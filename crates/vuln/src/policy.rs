@@ -81,6 +81,12 @@ pub struct PolicySpec {
     /// Findings not to count.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore: Vec<Ignore>,
+    /// What an image governed by this policy sets off when new
+    /// vulnerability data (a feed sync, an import) makes the policy act on
+    /// it: a `vulnerability` change event, and these triggers. Unset: new
+    /// data makes no events. Not a rule: it is no part of the version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_vulnerable: Option<Vec<String>>,
 }
 
 /// A policy checked and ready to evaluate.
@@ -157,7 +163,7 @@ impl Policy {
                 ));
             }
         }
-        let canonical = serde_json::to_vec(&spec).expect("a policy serialises");
+        let canonical = serde_json::to_vec(&rules_of(&spec)).expect("a policy serialises");
         let version = format!("{:016x}", fnv1a(&canonical));
         Ok(Policy {
             spec,
@@ -173,7 +179,13 @@ impl Policy {
 
     /// The spec as JSON: what a stored decision keeps, to replay it.
     pub fn spec_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.spec).expect("a policy serialises")
+        serde_json::to_value(rules_of(&self.spec)).expect("a policy serialises")
+    }
+
+    /// The triggers a `vulnerability` event of an image it governs fires;
+    /// `None` when new data makes no events for them.
+    pub fn on_vulnerable(&self) -> Option<&[String]> {
+        self.spec.on_vulnerable.as_deref()
     }
 
     /// The mode.
@@ -292,6 +304,15 @@ impl Policy {
             }
         }
         v
+    }
+}
+
+/// The spec without what is not a rule (`on_vulnerable`): what versions
+/// a policy and what a decision keeps.
+fn rules_of(spec: &PolicySpec) -> PolicySpec {
+    PolicySpec {
+        on_vulnerable: None,
+        ..spec.clone()
     }
 }
 
@@ -730,6 +751,24 @@ mod tests {
         let unrated = counts(&[(Severity::Unknown, 2)]);
         assert!(!Expr::parse("negligible > 0").unwrap().eval(&unrated));
         assert!(Expr::parse("unknown >= 2").unwrap().eval(&unrated));
+    }
+
+    #[test]
+    fn on_vulnerable_is_not_a_rule() {
+        let rules = PolicySpec {
+            mode: Mode::Thresholds,
+            thresholds: Some("high > 0".into()),
+            ..PolicySpec::default()
+        };
+        let alerting = PolicySpec {
+            on_vulnerable: Some(vec!["alert".into()]),
+            ..rules.clone()
+        };
+        let (a, b) = (Policy::new(rules).unwrap(), Policy::new(alerting).unwrap());
+        assert_eq!(a.version(), b.version());
+        assert_eq!(a.spec_json(), b.spec_json());
+        assert_eq!(b.on_vulnerable(), Some(&["alert".to_string()][..]));
+        assert_eq!(a.on_vulnerable(), None);
     }
 
     #[test]
