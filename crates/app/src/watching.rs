@@ -87,6 +87,7 @@ impl App {
                     &loaded.default_platforms,
                 )?
                 .with_harbor_credentials(harbor_credentials()?)
+                .with_policies(self.loaded.policies.clone())
                 .with_wake(self.wake.clone());
                 Ok::<_, AppError>(intake)
             })

@@ -671,7 +671,8 @@ async fn harbor_push_and_scan(db: Db) {
         .push_image("golden/app", "1", "linux/amd64", "h")
         .await;
     let harbor = freshen_testkit::Harbor::start(freshen_testkit::HarborOptions::default()).await;
-    let scanned = format!("sha256:{}", "5a".repeat(32));
+    // Harbor scanned the image pushed: its report is that image's findings.
+    let scanned = pushed.clone();
     let report = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../vuln/tests/fixtures/reports/harbor-debian12.json"),
@@ -689,7 +690,7 @@ async fn harbor_push_and_scan(db: Db) {
     let mut env = Env::new(db).await;
     env.env("FRESHEN_HARBOR_USER", &harbor.user());
     env.env("FRESHEN_HARBOR_PASSWORD", &harbor.password());
-    let (_config, url, _watch) = serving(
+    let (config, url, _watch) = serving(
         &env,
         port,
         &format!(
@@ -697,6 +698,8 @@ async fn harbor_push_and_scan(db: Db) {
 triggers:
   notify:
     webhook: {{url: "{}/notify"}}
+policy:
+  on_vulnerable: [notify]
 receivers:
   harbor:
     kind: harbor
@@ -758,7 +761,12 @@ receivers:
     let got = hooks.wait_for(1, Duration::from_secs(30)).await;
     assert_eq!(got[0].body["reference"], format!("{host}/golden/app:1"));
 
-    // SCANNING_COMPLETED: the full report is read and stored.
+    // SCANNING_COMPLETED: the full report is read and stored, and the
+    // image (in the inventory) is judged again: its policy acts on the
+    // report's findings, so one `vulnerability` event fires `notify`.
+    env.run(&["scan", &format!("{host}/golden/app:1")])
+        .await
+        .expect(0);
     let resp = post("harbor-key", &harbor_scan_completed(&scanned))
         .await
         .unwrap();
@@ -768,6 +776,15 @@ receivers:
     assert_eq!(scan["outcome"], "imported", "{answer:#}");
     assert_eq!(scan["reports"], 1);
     assert!(scan["findings"].as_u64().unwrap() > 0, "{answer:#}");
+    assert_eq!(
+        scan["events"].as_array().map(Vec::len),
+        Some(1),
+        "{answer:#}"
+    );
+    let got = hooks.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(got[1].body["source"], "vulnerability", "{:#}", got[1].body);
+    assert_eq!(got[1].body["reference"], format!("{host}/golden/app:1"));
+    assert_eq!(got[1].body["id"], scan["events"][0]);
     assert!(
         harbor
             .requests()
@@ -779,6 +796,8 @@ receivers:
         .run(&[
             "vulns",
             "import",
+            "--config",
+            &config,
             "--harbor",
             &harbor.url(),
             "--project",
@@ -788,6 +807,7 @@ receivers:
         .await;
     again.expect(0);
     assert_eq!(again.json()[0]["report"]["outcome"], "unchanged", "{again}");
+    assert!(!again.stderr.contains("vulnerability event"), "{again}");
 
     // Without harbor_url, a scan is skipped with why.
     let answer: Value = post("harbor-key-without-api", &harbor_scan_completed(&scanned))

@@ -34,6 +34,8 @@ pub struct Intake {
     harbor_credentials: Option<freshen_harbor::Credentials>,
     /// Notified when deliveries were queued (the daemon's wake-up).
     queued: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// The policies new reports are judged with (`on_vulnerable`).
+    policies: Option<freshen_vuln::PolicySet>,
 }
 
 /// What became of one request.
@@ -82,6 +84,10 @@ pub struct ScanOutcome {
     /// Why, for `skipped` and `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The `vulnerability` events the report made (images whose policy,
+    /// with `on_vulnerable`, now acts on its findings).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 /// One pushed tag's outcome.
@@ -176,6 +182,7 @@ impl Intake {
             defaults,
             harbor_credentials: None,
             queued: None,
+            policies: None,
         })
     }
 
@@ -183,6 +190,14 @@ impl Intake {
     /// [`freshen_watch::Daemon`] in this process delivers them at once.
     pub fn with_wake(mut self, queued: std::sync::Arc<tokio::sync::Notify>) -> Intake {
         self.queued = Some(queued);
+        self
+    }
+
+    /// Judges the inventory again with `policies` after a completed scan's
+    /// report is imported, so an image whose policy has `on_vulnerable`
+    /// gets its `vulnerability` event.
+    pub fn with_policies(mut self, policies: freshen_vuln::PolicySet) -> Intake {
+        self.policies = Some(policies);
         self
     }
 
@@ -383,6 +398,7 @@ impl Intake {
             reports: 0,
             findings: 0,
             reason: None,
+            events: Vec::new(),
         };
         if !r.spec.images.is_empty() && !r.spec.images.iter().any(|p| glob(p, &scan.reference)) {
             out.reason = Some("matches none of the receiver's images patterns".into());
@@ -425,6 +441,25 @@ impl Intake {
                     .map(|r| r.findings)
                     .sum();
                 tracing::info!(reference = %scan.reference, reports = out.reports, findings = out.findings, "Harbor scan imported");
+                if let Some(policies) = &self.policies {
+                    let vulns = freshen_judge::Vulns::new(
+                        self.checker.store().clone(),
+                        self.defaults.clone(),
+                    );
+                    match vulns.rejudge(policies).await {
+                        Ok(events) => {
+                            if !events.is_empty()
+                                && let Some(q) = &self.queued
+                            {
+                                q.notify_one();
+                            }
+                            out.events = events.into_iter().map(|e| e.id).collect();
+                        }
+                        Err(e) => {
+                            tracing::warn!(reference = %scan.reference, error = %e, "judging the imported scan failed")
+                        }
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(reference = %scan.reference, error = %e, "importing a Harbor scan failed");
