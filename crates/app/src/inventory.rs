@@ -31,6 +31,9 @@ pub struct ScanRequest {
     pub registry: Option<String>,
     /// With `registry`: only repositories whose names start with this.
     pub repo_prefix: Option<String>,
+    /// Scan every tag the inventory holds again instead (a nightly
+    /// rescan: tags that moved are read anew).
+    pub inventory: bool,
     /// Images scanned at once.
     pub concurrency: usize,
 }
@@ -53,6 +56,8 @@ pub struct Scanned {
     pub reports: Vec<ScanReport>,
     /// The images that failed: the reference and why.
     pub errors: Vec<(String, String)>,
+    /// The `vulnerability` events judging the inventory again made.
+    pub events: Vec<freshen_store::ChangeEvent>,
 }
 
 /// The SBOM formats.
@@ -82,8 +87,19 @@ impl App {
                 .transpose()?,
         };
         let scanner = self.scanner(store);
-        let refs = match request.registry {
-            Some(host) => {
+        let refs = match (request.registry, request.inventory) {
+            (Some(_), true) => {
+                return Err(AppError::Refused(
+                    "give --registry HOST --all or --inventory, not both".into(),
+                ));
+            }
+            (None, true) if !request.references.is_empty() => {
+                return Err(AppError::Refused(
+                    "give references or --inventory, not both".into(),
+                ));
+            }
+            (None, true) => inventory_refs(store).await?,
+            (Some(host), false) => {
                 if !request.references.is_empty() {
                     return Err(AppError::Refused(
                         "give references or --registry HOST --all, not both".into(),
@@ -91,41 +107,22 @@ impl App {
                 }
                 list_registry(&self.client, &host, request.repo_prefix.as_deref()).await?
             }
-            None if request.references.is_empty() => {
+            (None, false) if request.references.is_empty() => {
                 return Err(AppError::Refused(
-                    "nothing to scan: name references, or --registry HOST --all".into(),
+                    "nothing to scan: name references, --inventory, or --registry HOST --all"
+                        .into(),
                 ));
             }
-            None => request
+            (None, false) => request
                 .references
                 .iter()
                 .map(|s| self.reference(s))
                 .collect::<Result<_, _>>()?,
         };
-        observer.started(refs.len());
-        let results: Vec<(Reference, Result<Vec<ScanReport>, _>)> = futures::stream::iter(refs)
-            .map(|r| {
-                let scanner = &scanner;
-                let opts = &opts;
-                async move {
-                    let res = scanner.scan(&r, opts).await;
-                    observer.scanned(&r);
-                    (r, res)
-                }
-            })
-            .buffer_unordered(request.concurrency.max(1))
-            .collect()
-            .await;
-        let mut reports = Vec::new();
-        let mut errors = Vec::new();
-        for (r, res) in results {
-            match res {
-                Ok(mut v) => reports.append(&mut v),
-                Err(e) => errors.push((r.to_string(), e.to_string())),
-            }
-        }
-        reports.sort_by(|a, b| (&a.reference, &a.platform).cmp(&(&b.reference, &b.platform)));
-        Ok(Scanned { reports, errors })
+        let mut scanned = scan_all(&scanner, refs, &opts, request.concurrency, observer).await;
+        // What the images hold may have changed what their policies say.
+        scanned.events = self.rejudge().await?;
+        Ok(scanned)
     }
 
     /// An image's packages as an SBOM document, scanning it first (the
@@ -265,4 +262,99 @@ async fn list_registry(
         }
     }
     Ok(refs)
+}
+
+impl App {
+    /// The daemon's job that scans every inventory tag again on
+    /// `rescan.schedule`, then judges the inventory again.
+    pub(crate) fn rescan_job(&self, store: &freshen_store::Store) -> Option<freshen_watch::Job> {
+        let (schedule, concurrency) = self.loaded.rescan.clone()?;
+        let scanner = self.scanner(store);
+        let vulns = freshen_judge::Vulns::new(store.clone(), self.loaded.defaults.clone());
+        let policies = std::sync::Arc::new(self.loaded.policies.clone());
+        let (store, wake) = (store.clone(), self.wake.clone());
+        let run: freshen_watch::JobFn = std::sync::Arc::new(move || {
+            let (scanner, vulns, store) = (scanner.clone(), vulns.clone(), store.clone());
+            let (policies, wake) = (policies.clone(), wake.clone());
+            Box::pin(async move {
+                let refs = match inventory_refs(&store).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rescan: cannot list the inventory");
+                        return;
+                    }
+                };
+                let opts = ScanOptions::default();
+                let scanned = scan_all(&scanner, refs, &opts, concurrency, &()).await;
+                for (r, e) in &scanned.errors {
+                    tracing::warn!(reference = %r, error = %e, "rescan: image not scanned");
+                }
+                tracing::info!(
+                    images = scanned.reports.len(),
+                    failed = scanned.errors.len(),
+                    "inventory rescanned"
+                );
+                match vulns.rejudge(&policies).await {
+                    Ok(events) if !events.is_empty() => {
+                        tracing::info!(events = events.len(), "the rescan made images act");
+                        wake.notify_one();
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "rescan: judging the inventory failed"),
+                }
+            })
+        });
+        Some(freshen_watch::Job::new("rescan", schedule, run))
+    }
+}
+
+/// Every tag the inventory holds, once each.
+pub(crate) async fn inventory_refs(
+    store: &freshen_store::Store,
+) -> Result<Vec<Reference>, AppError> {
+    let mut names: Vec<String> = store
+        .all_refs()
+        .await?
+        .into_iter()
+        .map(|r| r.reference)
+        .collect();
+    names.dedup();
+    Ok(names
+        .iter()
+        .map(|n| Reference::parse(n))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Scans `refs`, `concurrency` at a time; failures are collected per image.
+pub(crate) async fn scan_all(
+    scanner: &freshen_inventory::Scanner,
+    refs: Vec<Reference>,
+    opts: &ScanOptions,
+    concurrency: usize,
+    observer: &dyn ScanObserver,
+) -> Scanned {
+    observer.started(refs.len());
+    let results: Vec<(Reference, Result<Vec<ScanReport>, _>)> = futures::stream::iter(refs)
+        .map(|r| async move {
+            let res = scanner.scan(&r, opts).await;
+            observer.scanned(&r);
+            (r, res)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut reports = Vec::new();
+    let mut errors = Vec::new();
+    for (r, res) in results {
+        match res {
+            Ok(mut v) => reports.append(&mut v),
+            Err(e) => errors.push((r.to_string(), e.to_string())),
+        }
+    }
+    reports.sort_by(|a, b| (&a.reference, &a.platform).cmp(&(&b.reference, &b.platform)));
+    Scanned {
+        reports,
+        errors,
+        events: Vec::new(),
+    }
 }

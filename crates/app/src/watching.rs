@@ -34,10 +34,11 @@ impl App {
         let loaded = &self.loaded;
         if loaded.watches.is_empty()
             && loaded.feeds.is_empty()
+            && loaded.rescan.is_none()
             && (!receiving || loaded.config.receivers.is_empty())
         {
             return Err(AppError::Refused(
-                "nothing to watch: the config has no watches, no feeds (and no receivers to serve)"
+                "nothing to watch: the config has no watches, feeds or rescan (and no receivers to serve)"
                     .into(),
             ));
         }
@@ -63,6 +64,9 @@ impl App {
             daemon = daemon.with_cascades(c);
         }
         for job in self.feed_jobs(store) {
+            daemon = daemon.with_job(job);
+        }
+        if let Some(job) = self.rescan_job(store) {
             daemon = daemon.with_job(job);
         }
         Ok(Watcher {

@@ -132,6 +132,10 @@ enum Command {
         /// With --registry: scan everything it lists.
         #[arg(long)]
         all: bool,
+        /// Scan every tag the inventory holds again (tags that moved are
+        /// read anew), then judge the images again.
+        #[arg(long, conflicts_with_all = ["references", "registry"])]
+        inventory: bool,
         /// Images scanned at once with --all.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
@@ -539,6 +543,7 @@ async fn run(cli: Cli) -> Result<u8> {
             registry,
             repo_prefix,
             all: _,
+            inventory,
             concurrency,
             json,
         } => {
@@ -553,6 +558,7 @@ async fn run(cli: Cli) -> Result<u8> {
                         target,
                         registry,
                         repo_prefix,
+                        inventory,
                         concurrency,
                     },
                     &progress,
@@ -560,6 +566,13 @@ async fn run(cli: Cli) -> Result<u8> {
                 .await?;
             progress.finish();
             output::scans(&scanned.reports, &scanned.errors, json);
+            if json {
+                for e in &scanned.events {
+                    eprintln!("freshen: vulnerability event {} for {}", e.id, e.reference);
+                }
+            } else {
+                output::vulnerability_events(&scanned.events);
+            }
             Ok(if scanned.errors.is_empty() { 0 } else { 2 })
         }
         Command::Sbom {

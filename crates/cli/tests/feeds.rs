@@ -14,9 +14,21 @@ use serde_json::Value;
 
 /// Builds and scans a bookworm image whose openssl predates DSA-5532-1.
 async fn vulnerable_image(env: &Env, host: &str) -> String {
-    let status = std::fs::read_to_string(fixtures().join("dpkg/status")).unwrap();
-    let status = status.replace("Version: 3.0.19-1~deb12u2", "Version: 3.0.11-1~deb12u1");
-    let ctx = env.path().join("ctx");
+    let image = format!("{host}/golden/base:old");
+    build_bookworm(env, &image, true).await;
+    env.run(&["scan", &image]).await.expect(0);
+    image
+}
+
+/// Builds and pushes a bookworm image as `image`: with openssl 3.0.11
+/// (before DSA-5532-1) when `vulnerable`, else the fixed 3.0.19. Returns
+/// the pushed digest.
+async fn build_bookworm(env: &Env, image: &str, vulnerable: bool) -> String {
+    let mut status = std::fs::read_to_string(fixtures().join("dpkg/status")).unwrap();
+    if vulnerable {
+        status = status.replace("Version: 3.0.19-1~deb12u2", "Version: 3.0.11-1~deb12u1");
+    }
+    let ctx = env.path().join(format!("ctx-{vulnerable}"));
     std::fs::create_dir_all(ctx.join("var/lib/dpkg")).unwrap();
     std::fs::create_dir_all(ctx.join("etc")).unwrap();
     std::fs::write(ctx.join("var/lib/dpkg/status"), status).unwrap();
@@ -25,17 +37,14 @@ async fn vulnerable_image(env: &Env, host: &str) -> String {
         "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
     )
     .unwrap();
-    let image = format!("{host}/golden/base:old");
     Buildah::new()
         .build_push(
             &ctx,
             "FROM scratch\nCOPY var /var\nCOPY etc /etc\n",
-            &image,
+            image,
             &[],
         )
-        .await;
-    env.run(&["scan", &image]).await.expect(0);
-    image
+        .await
 }
 
 fn finding_ids(v: &Value) -> Vec<String> {
@@ -504,3 +513,59 @@ async fn new_data_alerts_once(db: Db) {
 }
 
 both_stores!(new_data_alerts_once);
+
+/// The nightly loop (`rescan:`): the daemon scans every inventory tag
+/// again on its schedule, so a tag that moved to a vulnerable digest is
+/// read without a push or a manual scan, judged, and alerted on once.
+async fn rescan_reads_moved_tags_and_alerts(db: Db) {
+    use std::time::Duration;
+    let reg = Registry::start().await;
+    let env = Env::new(db).await;
+    let hook = WebhookReceiver::start("k").await;
+    let image = format!("{}/golden/base:1", reg.host());
+    let fixed = build_bookworm(&env, &image, false).await;
+    env.run(&["scan", &image]).await.expect(0);
+    let cfg = env.config(&format!(
+        "jitter: 0s\n\
+         triggers:\n  alert:\n    webhook: {{url: \"{}\", secret: \"k\", timeout: 5s}}\n\
+         policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n  on_vulnerable: [alert]\n\
+         rescan:\n  schedule: 2s\n",
+        hook.url()
+    ));
+    let cfg = cfg.to_str().unwrap();
+    let debian = osv_fixtures().join("debian");
+    let imported = env
+        .run(&["vulns", "import", "--config", cfg, debian.to_str().unwrap()])
+        .await;
+    imported.expect(0);
+    assert!(
+        !imported.stdout.contains("vulnerability event"),
+        "the fixed build is not vulnerable: {}",
+        imported.stdout
+    );
+
+    // The tag moves to a vulnerable build; nobody scans it.
+    let moved = build_bookworm(&env, &image, true).await;
+    assert_ne!(fixed, moved);
+    let mut child = env.spawn(&["watch", "--config", cfg], "watch.log");
+    let got = hook.wait_for(1, Duration::from_secs(60)).await;
+    assert_eq!(got[0].body["source"], "vulnerability", "{}", got[0].body);
+    assert_eq!(got[0].body["reference"], image.as_str());
+    let shown = env.run(&["images", "show", &image, "--json"]).await;
+    shown.expect(0);
+    assert!(shown.stdout.contains(&moved), "{}", shown.stdout);
+    // Later rescans find the same findings: still one alert.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(hook.received().len(), 1, "{}", env.log("watch.log"));
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits within 20 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+}
+
+both_stores!(rescan_reads_moved_tags_and_alerts);

@@ -109,6 +109,10 @@ pub struct Config {
     /// schedules, by the daemon.
     #[serde(default)]
     pub feeds: BTreeMap<String, freshen_settings::FeedSpec>,
+    /// The daemon's scan of every inventory tag again: `schedule`,
+    /// `concurrency`.
+    #[serde(default)]
+    pub rescan: Option<freshen_settings::RescanSpec>,
 }
 
 /// A loaded, validated configuration.
@@ -131,6 +135,8 @@ pub struct Loaded {
     pub policies: freshen_vuln::PolicySet,
     /// `feeds`, checked, by name.
     pub feeds: Vec<freshen_settings::Feed>,
+    /// `rescan.schedule`, parsed, and how many images at once.
+    pub rescan: Option<(Schedule, usize)>,
 }
 
 impl Loaded {
@@ -494,6 +500,20 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
                 .map_err(|(field, e)| invalid(format!("feeds.{name}.{field}"), e))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let rescan = match &config.rescan {
+        Some(r) => {
+            let schedule =
+                Schedule::parse(&r.schedule).map_err(|e| invalid("rescan.schedule".into(), e))?;
+            if r.concurrency == 0 {
+                return Err(invalid(
+                    "rescan.concurrency".into(),
+                    "must be at least 1".into(),
+                ));
+            }
+            Some((schedule, r.concurrency))
+        }
+        None => None,
+    };
     Ok(Loaded {
         config,
         base_dir,
@@ -503,6 +523,7 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         watches,
         policies,
         feeds,
+        rescan,
     })
 }
 

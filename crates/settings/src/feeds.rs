@@ -211,3 +211,20 @@ mod tests {
         assert_eq!(err(bad).0, "ecosystems[0]");
     }
 }
+
+/// `rescan:`: the daemon scans every tag of the inventory again on a
+/// schedule (a nightly scan-all), so tags that moved are read anew and
+/// the images are judged again without a push.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RescanSpec {
+    /// When (`24h`, or a crontab line such as `0 3 * * *`).
+    pub schedule: String,
+    /// Images scanned at once; default 4.
+    #[serde(default = "default_rescan_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_rescan_concurrency() -> usize {
+    4
+}

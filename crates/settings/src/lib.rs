@@ -23,7 +23,8 @@ pub use builders::{
 pub use cascade::CascadeSettings;
 pub use definition::{BuildSpec, DiscoverSpec, Executor};
 pub use feeds::{
-    DEFAULT_FEED_MAX_SIZE, DEFAULT_FEED_SCHEDULE, Feed, FeedSource, FeedSpec, parse_size,
+    DEFAULT_FEED_MAX_SIZE, DEFAULT_FEED_SCHEDULE, Feed, FeedSource, FeedSpec, RescanSpec,
+    parse_size,
 };
 pub use outbox::OutboxSettings;
 pub use registry::RegistrySettings;
