@@ -19,6 +19,10 @@ pub enum PlanRequest {
     Image(String),
     /// What a change event calls for (nothing if its policy said quiet).
     Event(String),
+    /// The images vulnerable now, with what is built on them: those
+    /// affected by this vulnerability (an id or alias), or with `None`
+    /// every image whose policy acts on its findings.
+    Vulnerable(Option<String>),
     /// Every build, parents first.
     All,
 }
@@ -149,6 +153,9 @@ impl App {
                     quiet: p.quiet,
                 });
             }
+            PlanRequest::Vulnerable(id) => Trigger::Vulnerable {
+                images: self.vulnerable_now(id.as_deref()).await?,
+            },
             PlanRequest::All => Trigger::All,
         };
         let mut plan = freshen_rebuild::plan(&builds, trigger)?;
@@ -159,6 +166,33 @@ impl App {
             cause: serde_json::json!({}),
             quiet: None,
         })
+    }
+
+    /// The images vulnerable now, each with why: those `id` affects, or
+    /// every image whose policy acts on its findings.
+    async fn vulnerable_now(
+        &self,
+        id: Option<&str>,
+    ) -> Result<std::collections::BTreeMap<String, String>, AppError> {
+        let mut out = std::collections::BTreeMap::new();
+        match id {
+            Some(id) => {
+                for a in self.vulnerable_images(id).await? {
+                    let mut ids: Vec<&str> = a.findings.iter().map(|f| f.id.as_str()).collect();
+                    ids.dedup();
+                    for r in a.references {
+                        out.insert(r, format!("{} ({})", ids.join(", "), a.platform));
+                    }
+                }
+            }
+            None => {
+                let vulns = self.vulns().await?;
+                for j in vulns.acting(&self.loaded.policies).await? {
+                    out.insert(j.reference.clone(), format!("{} ({})", j.ids(), j.platform));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Plans `request` and runs it, `parallel` builds of a wave at once:

@@ -205,6 +205,11 @@ enum Command {
         /// A change event (see `freshen events`): its tag is the base.
         #[arg(long)]
         event: Option<String>,
+        /// The images vulnerable now, with what is built on them: those a
+        /// vulnerability ID affects, or (no ID) every image whose policy
+        /// acts on its findings.
+        #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["base", "image", "event"])]
+        vulnerable: Option<String>,
         #[arg(long)]
         json: bool,
         /// Graphviz output.
@@ -228,6 +233,11 @@ enum Command {
         /// Every build, parents first.
         #[arg(long, conflicts_with = "resume")]
         all: bool,
+        /// The images vulnerable now, with what is built on them: those a
+        /// vulnerability ID affects, or (no ID) every image whose policy
+        /// acts on its findings.
+        #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["base", "image", "event", "all", "resume"])]
+        vulnerable: Option<String>,
         /// Finish a run that died: this one, or the latest unfinished.
         #[arg(long, num_args = 0..=1, default_missing_value = "")]
         resume: Option<String>,
@@ -698,11 +708,12 @@ async fn run(cli: Cli) -> Result<u8> {
             base,
             image,
             event,
+            vulnerable,
             json,
             dot,
         } => {
             let planned = app
-                .plan(plan_request(base, image, event).unwrap_or(PlanRequest::All))
+                .plan(plan_request(base, image, event, vulnerable).unwrap_or(PlanRequest::All))
                 .await?;
             if let Some(reason) = &planned.quiet {
                 eprintln!("the policy kept this change quiet: {reason}");
@@ -715,12 +726,13 @@ async fn run(cli: Cli) -> Result<u8> {
             image,
             event,
             all,
+            vulnerable,
             resume,
             parallel,
             json,
         } => {
             let progress = Arc::new(output::rebuild_progress);
-            let report = match (resume, plan_request(base, image, event)) {
+            let report = match (resume, plan_request(base, image, event, vulnerable)) {
                 (Some(id), _) => {
                     let id = Some(id.as_str()).filter(|id| !id.is_empty());
                     app.resume_rebuild(id, parallel, progress).await?
@@ -728,7 +740,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 (None, Some(request)) => app.rebuild(request, parallel, progress).await?,
                 (None, None) if all => app.rebuild(PlanRequest::All, parallel, progress).await?,
                 (None, None) => bail!(
-                    "say what to rebuild: --base REF, --image REF, --event ID, --all, or --resume (`freshen plan` shows it first)"
+                    "say what to rebuild: --base REF, --image REF, --event ID, --vulnerable [ID], --all, or --resume (`freshen plan` shows it first)"
                 ),
             };
             output::rebuild(&report, json);
@@ -868,11 +880,13 @@ fn plan_request(
     base: Option<String>,
     image: Option<String>,
     event: Option<String>,
+    vulnerable: Option<String>,
 ) -> Option<PlanRequest> {
-    match (base, image, event) {
-        (Some(b), _, _) => Some(PlanRequest::Base(b)),
-        (_, Some(i), _) => Some(PlanRequest::Image(i)),
-        (_, _, Some(e)) => Some(PlanRequest::Event(e)),
+    match (base, image, event, vulnerable) {
+        (Some(b), _, _, _) => Some(PlanRequest::Base(b)),
+        (_, Some(i), _, _) => Some(PlanRequest::Image(i)),
+        (_, _, Some(e), _) => Some(PlanRequest::Event(e)),
+        (_, _, _, Some(v)) => Some(PlanRequest::Vulnerable(Some(v).filter(|v| !v.is_empty()))),
         _ => None,
     }
 }

@@ -809,6 +809,7 @@ pub fn plan(p: &Plan, json: bool, dot: bool) {
     let what = match &p.trigger {
         Trigger::Base { reference } => format!("{reference} changed"),
         Trigger::Image { reference } => format!("rebuild {reference}"),
+        Trigger::Vulnerable { images } => format!("{} vulnerable image(s)", images.len()),
         Trigger::All => "every build".to_string(),
     };
     println!(

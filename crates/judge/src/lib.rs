@@ -26,7 +26,7 @@ use freshen_inventory::InventoryError;
 pub use feeds::{ArchiveOutcome, ArchiveSync, FeedSync, inventory_ecosystems, sync_feed};
 pub use harbor::{HarborImport, HarborScope, import_harbor, import_harbor_artifacts};
 pub use judge::Judge;
-pub use rejudge::VULNERABILITY_SOURCE;
+pub use rejudge::{Judged, VULNERABILITY_SOURCE};
 pub use replay::Replay;
 pub use reports::import;
 pub use scanner_report::{Imported, ImportedReport, import_report_bytes};

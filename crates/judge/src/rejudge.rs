@@ -37,86 +37,162 @@ impl Vulns {
             "vuln_import": store.vuln_snapshot().await?,
             "records": index.len(),
         });
-        let mut names: Vec<String> = store
+        let now = Utc::now();
+        let mut events = Vec::new();
+        let judged = self
+            .judge_all(&index, policies, |p| p.on_vulnerable().is_some())
+            .await?;
+        for j in judged {
+            let (policy_name, policy) = policies.for_image(&[j.reference.as_str()]);
+            let triggers = policy.on_vulnerable().unwrap_or_default();
+            if !j.acts() {
+                store.clear_vulnerable(&j.reference, &j.digest).await?;
+                continue;
+            }
+            store
+                .remember_policy(policy.version(), &policy.spec_json(), now)
+                .await?;
+            let verdict = &j.verdict;
+            let event = ChangeEvent {
+                id: uuid::Uuid::now_v7().to_string(),
+                reference: j.reference.clone(),
+                old_digest: Some(j.digest.clone()),
+                new_digest: j.digest.clone(),
+                changes: Vec::new(),
+                source: VULNERABILITY_SOURCE.into(),
+                observed_at: now,
+                decision: Some(EventDecision {
+                    act: true,
+                    reason: verdict.reason.clone(),
+                }),
+                vulnerability: Some(VulnerabilityCause {
+                    policy: policy_name.to_string(),
+                    policy_version: verdict.policy_version.clone(),
+                    snapshot: snapshot.clone(),
+                    platform: j.platform.clone(),
+                    findings: serde_json::to_value(&j.counted).expect("findings serialise"),
+                }),
+            };
+            let decision = Decision {
+                id: uuid::Uuid::now_v7().to_string(),
+                subject: j.reference.clone(),
+                image_digest: Some(j.digest.clone()),
+                event_id: None,
+                policy: policy_name.to_string(),
+                policy_version: verdict.policy_version.clone(),
+                snapshot: snapshot.clone(),
+                act: true,
+                reason: verdict.reason.clone(),
+                counts: serde_json::to_value(&verdict.counts).expect("counts serialise"),
+                decided_at: now,
+            };
+            let recorded = store
+                .record_vulnerable(
+                    &Vulnerable {
+                        event,
+                        decision,
+                        findings_key: j.findings_key(),
+                        triggers: triggers.to_vec(),
+                    },
+                    now,
+                )
+                .await?;
+            if let Some(e) = recorded {
+                tracing::info!(event = %e.id, reference = %e.reference, "vulnerability event");
+                events.push(e);
+            }
+        }
+        Ok(events)
+    }
+}
+
+/// One platform of an inventory image, judged with the stored data.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// The tag.
+    pub reference: String,
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// The platform manifest's digest.
+    pub digest: String,
+    /// What its policy said.
+    pub verdict: freshen_vuln::Verdict,
+    /// The findings the policy counted.
+    pub counted: Vec<freshen_vuln::Finding>,
+}
+
+impl Judged {
+    /// The policy acts on findings (an `always` policy on none doesn't).
+    pub fn acts(&self) -> bool {
+        self.verdict.act && !self.counted.is_empty()
+    }
+
+    /// The counted findings as a stable key: sorted `id package` pairs.
+    pub fn findings_key(&self) -> String {
+        let key: BTreeSet<String> = self
+            .counted
+            .iter()
+            .map(|f| format!("{} {}", f.id, f.package))
+            .collect();
+        key.into_iter().collect::<Vec<_>>().join(",")
+    }
+
+    /// The counted findings' ids, each once, for a line.
+    pub fn ids(&self) -> String {
+        let ids: BTreeSet<&str> = self.counted.iter().map(|f| f.id.as_str()).collect();
+        ids.into_iter().collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl Vulns {
+    /// Every inventory image whose policy acts on its findings now, by
+    /// the stored data; nothing is stored.
+    pub async fn acting(&self, policies: &PolicySet) -> Result<Vec<Judged>, JudgeError> {
+        let index = index(self.store()).await?;
+        let all = self.judge_all(&index, policies, |_| true).await?;
+        Ok(all.into_iter().filter(Judged::acts).collect())
+    }
+
+    /// Judges each platform of every inventory tag whose policy `wanted`.
+    async fn judge_all(
+        &self,
+        index: &freshen_vuln::Index,
+        policies: &PolicySet,
+        wanted: impl Fn(&freshen_vuln::Policy) -> bool,
+    ) -> Result<Vec<Judged>, JudgeError> {
+        let mut names: Vec<String> = self
+            .store()
             .all_refs()
             .await?
             .into_iter()
             .map(|r| r.reference)
             .collect();
         names.dedup();
-        let now = Utc::now();
-        let today = now.format("%Y-%m-%d").to_string();
-        let mut events = Vec::new();
-        for name in &names {
-            let (policy_name, policy) = policies.for_image(&[name.as_str()]);
-            let Some(triggers) = policy.on_vulnerable() else {
+        let today = Utc::now().format("%Y-%m-%d").to_string();
+        let mut out = Vec::new();
+        for name in names {
+            let (_, policy) = policies.for_image(&[name.as_str()]);
+            if !wanted(policy) {
                 continue;
-            };
-            let r = self.parse(name)?;
-            store
-                .remember_policy(policy.version(), &policy.spec_json(), now)
-                .await?;
-            for v in self.vulnerabilities_with(&index, &r).await? {
+            }
+            let r = self.parse(&name)?;
+            for v in self.vulnerabilities_with(index, &r).await? {
                 let verdict = policy.evaluate(&v.findings, &today);
-                let (counted, _) = policy.counted(&v.findings, &today);
-                if !verdict.act || counted.is_empty() {
-                    store.clear_vulnerable(name, &v.digest).await?;
-                    continue;
-                }
-                let key: BTreeSet<String> = counted
-                    .iter()
-                    .map(|f| format!("{} {}", f.id, f.package))
+                let counted = policy
+                    .counted(&v.findings, &today)
+                    .0
+                    .into_iter()
+                    .cloned()
                     .collect();
-                let event = ChangeEvent {
-                    id: uuid::Uuid::now_v7().to_string(),
+                out.push(Judged {
                     reference: name.clone(),
-                    old_digest: Some(v.digest.clone()),
-                    new_digest: v.digest.clone(),
-                    changes: Vec::new(),
-                    source: VULNERABILITY_SOURCE.into(),
-                    observed_at: now,
-                    decision: Some(EventDecision {
-                        act: true,
-                        reason: verdict.reason.clone(),
-                    }),
-                    vulnerability: Some(VulnerabilityCause {
-                        policy: policy_name.to_string(),
-                        policy_version: verdict.policy_version.clone(),
-                        snapshot: snapshot.clone(),
-                        platform: v.platform.clone(),
-                        findings: serde_json::to_value(&counted).expect("findings serialise"),
-                    }),
-                };
-                let decision = Decision {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    subject: name.clone(),
-                    image_digest: Some(v.digest.clone()),
-                    event_id: None,
-                    policy: policy_name.to_string(),
-                    policy_version: verdict.policy_version.clone(),
-                    snapshot: snapshot.clone(),
-                    act: true,
-                    reason: verdict.reason.clone(),
-                    counts: serde_json::to_value(&verdict.counts).expect("counts serialise"),
-                    decided_at: now,
-                };
-                let recorded = store
-                    .record_vulnerable(
-                        &Vulnerable {
-                            event,
-                            decision,
-                            findings_key: key.into_iter().collect::<Vec<_>>().join(","),
-                            triggers: triggers.to_vec(),
-                        },
-                        now,
-                    )
-                    .await?;
-                if let Some(e) = recorded {
-                    tracing::info!(event = %e.id, reference = %e.reference, "vulnerability event");
-                    events.push(e);
-                }
+                    platform: v.platform,
+                    digest: v.digest,
+                    verdict,
+                    counted,
+                });
             }
         }
-        Ok(events)
+        Ok(out)
     }
 }

@@ -78,8 +78,20 @@ pub async fn mark_not_buildable(
     builds: &[Build],
     queries: &Queries,
 ) -> Result<(), BuildError> {
-    let Trigger::Base { reference } = &plan.trigger else {
-        return Ok(());
+    let reference = match &plan.trigger {
+        Trigger::Base { reference } => reference,
+        // A vulnerable image no definition builds can't be rebuilt here.
+        Trigger::Vulnerable { images } => {
+            let buildable: std::collections::BTreeSet<&str> =
+                builds.iter().map(|b| b.image.as_str()).collect();
+            plan.not_buildable = images
+                .keys()
+                .filter(|r| !buildable.contains(r.as_str()))
+                .cloned()
+                .collect();
+            return Ok(());
+        }
+        _ => return Ok(()),
     };
     let known = queries.built_on(&queries.parse(reference)?, &[]).await?;
     let buildable: std::collections::BTreeSet<&str> =

@@ -23,6 +23,12 @@ pub enum Trigger {
         /// The normalised reference.
         reference: String,
     },
+    /// Images vulnerable now (`--vulnerable`): rebuild each one freshen
+    /// can build, and what is built on them.
+    Vulnerable {
+        /// The normalised references, each with why (the findings).
+        images: BTreeMap<String, String>,
+    },
     /// Every build, parents first.
     All,
 }
@@ -121,6 +127,15 @@ pub fn plan(builds: &[Build], trigger: Trigger) -> Result<Plan, BuildError> {
             }
             (vec![reference.clone()], true)
         }
+        // The images no definition builds are the caller's to report.
+        Trigger::Vulnerable { images } => (
+            images
+                .keys()
+                .filter(|r| graph.contains(r))
+                .cloned()
+                .collect(),
+            true,
+        ),
         // Every build whose bases are all outside the graph is a root.
         Trigger::All => (
             builds
@@ -145,8 +160,12 @@ pub fn plan(builds: &[Build], trigger: Trigger) -> Result<Plan, BuildError> {
                 .map(|p| {
                     let b = by_image[p.image.as_str()];
                     let reason = if p.because == [p.image.clone()] {
-                        match trigger {
+                        match &trigger {
                             Trigger::All => "a root of the build graph".to_string(),
+                            Trigger::Vulnerable { images } => format!(
+                                "vulnerable: {}",
+                                images.get(&p.image).map(String::as_str).unwrap_or("")
+                            ),
                             _ => "asked for".to_string(),
                         }
                     } else {

@@ -1,0 +1,136 @@
+//! `plan --vulnerable` and `rebuild --vulnerable` with real parts: a
+//! bookworm base whose openssl predates DSA-5532-1 (built by buildah into
+//! a real registry, scanned), an app built on it and a child on the app
+//! (defined under `builds:`), OSV records imported. The plan rebuilds the
+//! vulnerable images freshen can build, then what is built on them, in
+//! waves, and names the vulnerable image it can't build; on SQLite and
+//! PostgreSQL.
+
+mod common;
+
+use common::{Env, fixtures, write};
+use freshen_testkit::{Buildah, Db, Registry, both_stores, osv_fixtures};
+use serde_json::Value;
+
+fn wave_images(plan: &Value) -> Vec<Vec<String>> {
+    plan["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            w.as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["image"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+async fn vulnerable_plan_and_rebuild(db: Db) {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let env = Env::new(db).await;
+    let d = env.path().to_path_buf();
+    let buildah = Buildah::new();
+
+    // The base nobody here builds: bookworm with the old openssl.
+    let status = std::fs::read_to_string(fixtures().join("dpkg/status"))
+        .unwrap()
+        .replace("Version: 3.0.19-1~deb12u2", "Version: 3.0.11-1~deb12u1");
+    write(&d.join("base/var/lib/dpkg/status"), &status);
+    write(
+        &d.join("base/etc/os-release"),
+        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
+    );
+    let base = format!("{host}/golden/base:old");
+    buildah
+        .build_push(
+            &d.join("base"),
+            "FROM scratch\nCOPY var /var\nCOPY etc /etc\n",
+            &base,
+            &[],
+        )
+        .await;
+    // The app on it, and a child on the app: both freshen's to build.
+    let app = format!("{host}/apps/app:1");
+    let child = format!("{host}/apps/child:1");
+    write(
+        &d.join("images/app/Dockerfile"),
+        &format!("FROM {base}\nCOPY app.txt /app.txt\n"),
+    );
+    write(&d.join("images/app/app.txt"), "app\n");
+    write(
+        &d.join("images/child/Dockerfile"),
+        &format!("FROM {app}\nCOPY child.txt /child.txt\n"),
+    );
+    write(&d.join("images/child/child.txt"), "child\n");
+    let root = tempfile::tempdir().unwrap();
+    let cfg = env.config(&format!(
+        "builds:\n  - {{image: {app}, context: images/app}}\n  - {{image: {child}, context: images/child}}\n\
+         builders:\n  buildah:\n    root: {r}/root\n    runroot: {r}/run\n    storage_driver: vfs\n\
+         policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n",
+        r = root.path().display()
+    ));
+    let cfg = cfg.to_str().unwrap();
+    let first = env.rebuild(cfg, &["--all"]).await;
+    first.expect(0);
+    env.run(&["scan", &base, &app, &child]).await.expect(0);
+
+    // Nothing is known to be vulnerable yet: an empty plan.
+    let none = env
+        .run(&["plan", "--config", cfg, "--vulnerable", "--json"])
+        .await;
+    none.expect(0);
+    assert!(wave_images(&none.json()).is_empty(), "{none}");
+
+    let debian = osv_fixtures().join("debian");
+    env.run(&["vulns", "import", "--config", cfg, debian.to_str().unwrap()])
+        .await
+        .expect(0);
+    for args in [
+        vec!["plan", "--config", cfg, "--vulnerable", "--json"],
+        vec!["plan", "--config", cfg, "--vulnerable", "CVE-2023-5363", "--json"],
+        vec!["plan", "--config", cfg, "--vulnerable", "DSA-5532-1", "--json"],
+    ] {
+        let p = env.run(&args).await;
+        p.expect(0);
+        let plan = p.json();
+        // The app and the child both hold the base's openssl; the child
+        // waits for the app.
+        assert_eq!(
+            wave_images(&plan),
+            vec![vec![app.clone()], vec![child.clone()]],
+            "{args:?}: {plan:#}"
+        );
+        assert!(
+            plan["waves"][0][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("CVE-2023-5363"),
+            "{plan:#}"
+        );
+        assert_eq!(plan["not_buildable"], serde_json::json!([base]), "{plan:#}");
+    }
+    // A vulnerability nothing holds: nothing to do.
+    let other = env
+        .run(&["plan", "--config", cfg, "--vulnerable", "CVE-1999-0001", "--json"])
+        .await;
+    other.expect(0);
+    assert!(wave_images(&other.json()).is_empty(), "{other}");
+
+    // The rebuild runs the plan, parents first.
+    let run = env.rebuild(cfg, &["--vulnerable"]).await;
+    run.expect(0);
+    let run = run.json();
+    assert_eq!(run["run"]["state"], "done", "{run:#}");
+    let built: Vec<&str> = run["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(built, [app.as_str(), child.as_str()], "{run:#}");
+}
+
+both_stores!(vulnerable_plan_and_rebuild);
