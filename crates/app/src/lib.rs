@@ -37,7 +37,7 @@ pub use feeds::FeedsSynced;
 pub use harbor::harbor_credentials;
 pub use inventory::{SbomFormat, ScanObserver, ScanRequest, Scanned};
 pub use promote::{Promoted, Promotion};
-pub use rebuild::{PlanRequest, Planned, RebuildProgress};
+pub use rebuild::{PlanRequest, Planned, RebuildProgress, Verified};
 pub use records::History;
 pub use vulns::HarborSource;
 pub use watching::Watcher;
@@ -48,8 +48,8 @@ pub mod view {
     pub use freshen_actions::callback::shown_payload;
     pub use freshen_inventory::{ChildView, ImageView, PackageVersion, Registration, ScanReport};
     pub use freshen_judge::{
-        AffectedImage, ArchiveOutcome, ArchiveSync, BaseDiff, FeedSync, ImageVulns, Imported,
-        PolicyCheck, Replay,
+        AffectedImage, ArchiveOutcome, ArchiveSync, BaseDiff, FeedSync, FindingOutcome, ImageVulns,
+        Imported, PolicyCheck, Replay,
     };
     pub use freshen_rebuild::{Plan, Progress, RunReport, Trigger};
     pub use freshen_reference::Reference;

@@ -2,7 +2,11 @@
 //! rebuild run (started or resumed), the stored runs, and the deliverer of
 //! the cascades watches ask for.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use freshen_judge::FindingOutcome;
+use freshen_vuln::Finding;
 
 use freshen_actions::{Deliverer, DeliveryError, LocalTarget};
 use freshen_rebuild::{Build, Cascader, Plan, Progress, RunReport, Runner, Trigger};
@@ -39,6 +43,17 @@ pub struct Planned {
     /// Why the event's policy kept the change quiet, when it did (the
     /// plan is then empty).
     pub quiet: Option<String>,
+}
+
+/// A vulnerable image rebuilt, and what became of its findings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verified {
+    /// The image.
+    pub image: String,
+    /// Its new digest.
+    pub digest: Option<String>,
+    /// Each finding its policy acted on: `fixed`, or `not fixed` and why.
+    pub findings: Vec<FindingOutcome>,
 }
 
 /// What a rebuild reports as it goes, in order.
@@ -170,29 +185,106 @@ impl App {
 
     /// The images vulnerable now, each with why: those `id` affects, or
     /// every image whose policy acts on its findings.
-    async fn vulnerable_now(
+    async fn vulnerable_now(&self, id: Option<&str>) -> Result<BTreeMap<String, String>, AppError> {
+        Ok(self
+            .vulnerable_findings(id)
+            .await?
+            .into_iter()
+            .map(|(r, (why, _))| (r, why))
+            .collect())
+    }
+
+    /// [`App::vulnerable_now`], with the findings that make each image
+    /// vulnerable (every platform's).
+    async fn vulnerable_findings(
         &self,
         id: Option<&str>,
-    ) -> Result<std::collections::BTreeMap<String, String>, AppError> {
-        let mut out = std::collections::BTreeMap::new();
+    ) -> Result<BTreeMap<String, (String, Vec<Finding>)>, AppError> {
+        let mut out: BTreeMap<String, (String, Vec<Finding>)> = BTreeMap::new();
         match id {
             Some(id) => {
                 for a in self.vulnerable_images(id).await? {
                     let mut ids: Vec<&str> = a.findings.iter().map(|f| f.id.as_str()).collect();
                     ids.dedup();
+                    let why = format!("{} ({})", ids.join(", "), a.platform);
                     for r in a.references {
-                        out.insert(r, format!("{} ({})", ids.join(", "), a.platform));
+                        let e = out.entry(r).or_insert_with(|| (why.clone(), Vec::new()));
+                        e.1.extend(a.findings.iter().cloned());
                     }
                 }
             }
             None => {
                 let vulns = self.vulns().await?;
                 for j in vulns.acting(&self.loaded.policies).await? {
-                    out.insert(j.reference.clone(), format!("{} ({})", j.ids(), j.platform));
+                    let why = format!("{} ({})", j.ids(), j.platform);
+                    let e = out
+                        .entry(j.reference.clone())
+                        .or_insert_with(|| (why, Vec::new()));
+                    e.1.extend(j.counted);
                 }
             }
         }
         Ok(out)
+    }
+
+    /// `rebuild --vulnerable`: rebuilds the images vulnerable now (those
+    /// `id` affects, or whose policy acts) and what is built on them, then
+    /// reads each rebuilt vulnerable image's findings again: each finding
+    /// ends `fixed`, or `not fixed` with why.
+    pub async fn rebuild_vulnerable(
+        &self,
+        id: Option<&str>,
+        parallel: usize,
+        progress: OnRebuildProgress,
+    ) -> Result<(RunReport, Vec<Verified>), AppError> {
+        let before = self.vulnerable_findings(id).await?;
+        let report = self
+            .rebuild(
+                PlanRequest::Vulnerable(id.map(str::to_string)),
+                parallel,
+                progress,
+            )
+            .await?;
+        let builds = self.load_builds()?;
+        let mut verified = Vec::new();
+        for item in &report.items {
+            let Some((_, acted_on)) = before.get(&item.image) else {
+                continue;
+            };
+            if item.state != freshen_store::ItemState::Done {
+                continue;
+            }
+            let build = builds.iter().find(|b| b.image == item.image);
+            let findings = |r: String| async move {
+                match self.image_vulns(&r).await {
+                    Ok((_, list)) => Ok(list.into_iter().flat_map(|v| v.findings).collect()),
+                    // A base the inventory doesn't hold has no known findings.
+                    Err(AppError::Judge(freshen_judge::JudgeError::Inventory(
+                        freshen_inventory::InventoryError::UnknownImage(_),
+                    ))) => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                }
+            };
+            let after: Vec<Finding> = findings(item.image.clone()).await?;
+            let base = build.and_then(|b| b.final_base.clone());
+            let in_base: Vec<Finding> = match &base {
+                Some(b) => findings(b.clone()).await?,
+                None => Vec::new(),
+            };
+            let dockerfile = build.and_then(|b| std::fs::read_to_string(&b.dockerfile).ok());
+            verified.push(Verified {
+                image: item.image.clone(),
+                digest: item.digest.clone(),
+                findings: freshen_judge::verify(
+                    acted_on,
+                    &after,
+                    base.as_deref(),
+                    &in_base,
+                    dockerfile.as_deref(),
+                ),
+            });
+        }
+        Ok((report, verified))
     }
 
     /// Plans `request` and runs it, `parallel` builds of a wave at once:

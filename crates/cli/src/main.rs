@@ -732,6 +732,16 @@ async fn run(cli: Cli) -> Result<u8> {
             json,
         } => {
             let progress = Arc::new(output::rebuild_progress);
+            if let (None, Some(id)) = (&resume, &vulnerable) {
+                let id = Some(id.as_str()).filter(|id| !id.is_empty());
+                let (report, verified) = app.rebuild_vulnerable(id, parallel, progress).await?;
+                output::rebuild_verified(&report, &verified, json);
+                return Ok(if report.run.state == RunState::Done {
+                    0
+                } else {
+                    EXIT_ERROR
+                });
+            }
             let report = match (resume, plan_request(base, image, event, vulnerable)) {
                 (Some(id), _) => {
                     let id = Some(id.as_str()).filter(|id| !id.is_empty());

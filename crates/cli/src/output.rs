@@ -6,7 +6,7 @@ use freshen_app::view::{
     PackageVersion, Plan, PlatformManifest, PolicyCheck, Progress, RebuildRun, Reference, Replay,
     Resolved, RunReport, ScanReport, Status, Trigger,
 };
-use freshen_app::{CheckReport, FeedsSynced};
+use freshen_app::{CheckReport, FeedsSynced, Verified};
 use serde::Serialize;
 use serde_json::json;
 
@@ -874,6 +874,36 @@ fn run_progress(p: Progress) {
 }
 
 /// `freshen rebuild`, `freshen rebuilds RUN`.
+/// `rebuild --vulnerable`: the run, then what became of each rebuilt
+/// vulnerable image's findings.
+pub fn rebuild_verified(r: &RunReport, verified: &[Verified], json: bool) {
+    if json {
+        let mut v = serde_json::to_value(r).expect("serialisable");
+        v["verified"] = serde_json::to_value(verified).expect("serialisable");
+        print_json(&v);
+        return;
+    }
+    rebuild(r, false);
+    for v in verified {
+        println!("{}:", v.image);
+        table(
+            &["  FINDING", "PACKAGE", "VERSION", "OUTCOME", "WHY"],
+            v.findings
+                .iter()
+                .map(|f| {
+                    vec![
+                        format!("  {}", f.id),
+                        f.package.clone(),
+                        f.version.clone(),
+                        f.outcome.to_string(),
+                        f.reason.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+        );
+    }
+}
+
 pub fn rebuild(r: &RunReport, json: bool) {
     if json {
         print_json(r);

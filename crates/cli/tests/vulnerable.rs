@@ -90,8 +90,22 @@ async fn vulnerable_plan_and_rebuild(db: Db) {
         .expect(0);
     for args in [
         vec!["plan", "--config", cfg, "--vulnerable", "--json"],
-        vec!["plan", "--config", cfg, "--vulnerable", "CVE-2023-5363", "--json"],
-        vec!["plan", "--config", cfg, "--vulnerable", "DSA-5532-1", "--json"],
+        vec![
+            "plan",
+            "--config",
+            cfg,
+            "--vulnerable",
+            "CVE-2023-5363",
+            "--json",
+        ],
+        vec![
+            "plan",
+            "--config",
+            cfg,
+            "--vulnerable",
+            "DSA-5532-1",
+            "--json",
+        ],
     ] {
         let p = env.run(&args).await;
         p.expect(0);
@@ -114,7 +128,14 @@ async fn vulnerable_plan_and_rebuild(db: Db) {
     }
     // A vulnerability nothing holds: nothing to do.
     let other = env
-        .run(&["plan", "--config", cfg, "--vulnerable", "CVE-1999-0001", "--json"])
+        .run(&[
+            "plan",
+            "--config",
+            cfg,
+            "--vulnerable",
+            "CVE-1999-0001",
+            "--json",
+        ])
         .await;
     other.expect(0);
     assert!(wave_images(&other.json()).is_empty(), "{other}");
@@ -131,6 +152,67 @@ async fn vulnerable_plan_and_rebuild(db: Db) {
         .map(|i| i["image"].as_str().unwrap())
         .collect();
     assert_eq!(built, [app.as_str(), child.as_str()], "{run:#}");
+    // Rebuilt on the same base, the app still holds the base's openssl:
+    // not fixed, and why. The child (built on the app, not vulnerable by
+    // itself in the plan's first wave) is verified too, as it was judged
+    // vulnerable before.
+    let verified = run["verified"].as_array().unwrap();
+    let app_v = verified
+        .iter()
+        .find(|v| v["image"] == app.as_str())
+        .unwrap();
+    let f = &app_v["findings"][0];
+    assert_eq!(f["id"], "CVE-2023-5363", "{run:#}");
+    assert_eq!(f["outcome"], "not fixed", "{run:#}");
+    assert!(
+        f["reason"].as_str().unwrap().contains(&format!(
+            "comes from the base {base}, which must move first"
+        )),
+        "{run:#}"
+    );
+
+    // The base moves to the fixed openssl (its upstream published a fix):
+    // now the rebuild fixes the finding, and the rescan says so.
+    let fixed = std::fs::read_to_string(fixtures().join("dpkg/status")).unwrap();
+    write(&d.join("base/var/lib/dpkg/status"), &fixed);
+    buildah
+        .build_push(
+            &d.join("base"),
+            "FROM scratch\nCOPY var /var\nCOPY etc /etc\n",
+            &base,
+            &[],
+        )
+        .await;
+    env.run(&["scan", &base]).await.expect(0);
+    let p = env
+        .run(&["plan", "--config", cfg, "--vulnerable", "--json"])
+        .await;
+    p.expect(0);
+    assert_eq!(p.json()["not_buildable"], serde_json::json!([]), "{p}");
+    let run = env.rebuild(cfg, &["--vulnerable"]).await;
+    run.expect(0);
+    let run = run.json();
+    let verified = run["verified"].as_array().unwrap();
+    let app_v = verified
+        .iter()
+        .find(|v| v["image"] == app.as_str())
+        .unwrap();
+    let outcomes: Vec<&str> = app_v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["outcome"].as_str().unwrap())
+        .collect();
+    assert!(
+        !outcomes.is_empty() && outcomes.iter().all(|o| *o == "fixed"),
+        "{run:#}"
+    );
+    // Nothing is vulnerable any more.
+    let after = env
+        .run(&["plan", "--config", cfg, "--vulnerable", "--json"])
+        .await;
+    after.expect(0);
+    assert!(wave_images(&after.json()).is_empty(), "{after}");
 }
 
 both_stores!(vulnerable_plan_and_rebuild);

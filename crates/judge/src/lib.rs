@@ -19,6 +19,7 @@ mod rejudge;
 mod replay;
 mod reports;
 mod scanner_report;
+mod verify;
 mod vulns;
 
 use freshen_inventory::InventoryError;
@@ -30,6 +31,7 @@ pub use rejudge::{Judged, VULNERABILITY_SOURCE};
 pub use replay::Replay;
 pub use reports::import;
 pub use scanner_report::{Imported, ImportedReport, import_report_bytes};
+pub use verify::{FindingOutcome, verify};
 pub use vulns::{
     AffectedImage, BaseDiff, ChildFixes, ImageVulns, PolicyCheck, Upgrade, Vulns, counts, index,
     match_packages,
