@@ -155,14 +155,18 @@ impl App {
     }
 
     /// A checker whose changes are judged by the config's policies (which
-    /// costs nothing while every policy is `always`), over `client`.
+    /// costs nothing while every policy is `always`) and reach the
+    /// inventory, over `client`.
     fn checker(&self, client: Client, store: &Store, concurrency: usize) -> Checker {
+        // One scanner for the judge and the inventory's upkeep, so a layer
+        // both want is read once.
+        let scanner = Scanner::new(client.clone(), store.clone(), self.loaded.defaults.clone());
         let judge = freshen_judge::Judge::new(
-            Scanner::new(client.clone(), store.clone(), self.loaded.defaults.clone()),
+            scanner.clone(),
             Queries::new(store.clone(), self.loaded.defaults.clone()),
             Arc::new(self.loaded.policies.clone()),
         );
-        Checker::new(client, store.clone(), concurrency).with_judge(judge)
+        Checker::new(client, store.clone(), scanner, concurrency).with_judge(judge)
     }
 
     /// The deliverer of the configured triggers (cascades excepted).

@@ -254,6 +254,14 @@ pub fn check(report: &CheckReport, json: bool) {
             d.trigger, d.event_id, d.state, detail
         );
     }
+    for r in &report.results {
+        if let Some(e) = &r.inventory_error {
+            eprintln!(
+                "freshen: warning: {}: the change is recorded, but the inventory still has the old digest: {e}",
+                r.reference
+            );
+        }
+    }
     for (r, v) in &report.rate_limits {
         eprintln!("{r}: rate limit remaining {v}");
     }

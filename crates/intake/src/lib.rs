@@ -112,6 +112,10 @@ pub struct PushOutcome {
     /// Why, for `quiet`, `ignored` and `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why the inventory could not follow the tag to its new digest (the
+    /// change was recorded all the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory_error: Option<String>,
     /// A `failed` check a retry may fix.
     #[serde(skip)]
     pub retry: bool,
@@ -293,6 +297,7 @@ impl Intake {
             outcome: "ignored",
             event_id: None,
             reason: None,
+            inventory_error: None,
             retry: false,
         };
         let reference = match Reference::parse_with(raw, &self.defaults) {
@@ -475,6 +480,7 @@ impl Intake {
 fn describe(out: &mut PushOutcome, result: &CheckResult) {
     out.digest = Some(result.digest.clone());
     out.event_id = result.event_id.clone();
+    out.inventory_error = result.inventory_error.clone();
     out.outcome = match (&result.event_id, &result.decision) {
         (None, _) => "unchanged",
         (Some(_), Some(d)) if !d.act => {

@@ -13,7 +13,7 @@ pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,
     Registration,
 };
-pub use scan::{DockerfileInput, ScanOptions, ScanReport, Scanner};
+pub use scan::{DockerfileInput, Followed, ScanOptions, ScanReport, Scanner};
 
 /// Why an inventory operation failed.
 #[derive(Debug, thiserror::Error)]

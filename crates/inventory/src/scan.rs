@@ -10,7 +10,7 @@ use freshen_lineage::{Dockerfile, Evidence, annotated_base, longest_prefix};
 use freshen_reference::{Defaults, Platform, Reference};
 use freshen_registry::{Client, DigestCheck, Image};
 use freshen_sbom::{LayerFindings, Limits};
-use freshen_store::{ImageRecord, ImageRef, LineageEdge, PackageRecord, Store};
+use freshen_store::{ImageRecord, ImageRef, LineageEdge, PackageRecord, PlatformDigest, Store};
 use serde::Serialize;
 
 use crate::InventoryError;
@@ -61,6 +61,16 @@ pub struct ScanReport {
     /// What the layer scan skipped or found odd (a path escaping the root,
     /// a truncated archive, ...), one line each.
     pub warnings: Vec<String>,
+}
+
+/// What [`Scanner::follow`] did to keep a tag's inventory entry current.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Followed {
+    /// Platforms whose new digest the inventory held already: only the
+    /// tag was pointed at it (no registry request).
+    pub pointed: Vec<String>,
+    /// Platforms scanned now (the tag pointed at them by the scan).
+    pub scanned: Vec<ScanReport>,
 }
 
 /// Reads images into the inventory.
@@ -136,6 +146,64 @@ impl Scanner {
             );
         }
         Ok(reports)
+    }
+
+    /// Points `tag` at `manifests` (each watched platform's manifest
+    /// digest), with `top` the tag's own digest (an index, or the single
+    /// manifest): what a watcher calls when it sees the tag move, so that
+    /// lineage follows the tag without a manual scan. A digest the
+    /// inventory holds already is pointed at without a request; the others
+    /// are scanned (`tag@top`, those platforms; layers already read are
+    /// not read again). A reference without a tag has nothing to point.
+    pub async fn follow(
+        &self,
+        tag: &Reference,
+        top: &str,
+        manifests: &[PlatformDigest],
+    ) -> Result<Followed, InventoryError> {
+        let Some(name) = tag.tag() else {
+            return Ok(Followed::default());
+        };
+        let tag = tag.with_tag(name)?;
+        let index_digest = manifests
+            .iter()
+            .all(|m| m.digest != top)
+            .then(|| top.to_string());
+        let now = Utc::now();
+        let mut pointed = Vec::new();
+        let mut refs = Vec::new();
+        let mut unknown = Vec::new();
+        for m in manifests {
+            match self.store.image(&m.digest).await? {
+                Some(img) => {
+                    pointed.push(m.platform.clone());
+                    refs.push(ImageRef {
+                        reference: tag.to_string(),
+                        // As the scan recorded it, so the tag's platforms
+                        // stay one row each.
+                        platform: img.platform,
+                        digest: m.digest.clone(),
+                        index_digest: index_digest.clone(),
+                        updated_at: now,
+                    });
+                }
+                None => unknown.push(Platform::parse(&m.platform)?),
+            }
+        }
+        self.store.point_refs(&refs).await?;
+        let scanned = if unknown.is_empty() {
+            Vec::new()
+        } else {
+            self.scan(
+                &tag.with_digest(top)?,
+                &ScanOptions {
+                    platforms: unknown,
+                    dockerfile: None,
+                },
+            )
+            .await?
+        };
+        Ok(Followed { pointed, scanned })
     }
 
     async fn scan_image(

@@ -355,6 +355,34 @@ impl Store {
         tx.commit(CTX).await
     }
 
+    /// Points tags (per platform) at images the inventory holds already,
+    /// in one transaction: a watched tag moving to a digest it knows needs
+    /// no rescan. Refused by the database (a foreign key) for an image it
+    /// doesn't hold.
+    pub async fn point_refs(&self, refs: &[ImageRef]) -> Result<(), StoreError> {
+        const CTX: &str = "point a tag at an image";
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write(CTX).await?;
+        for r in refs {
+            with_tx!(&mut tx, conn => sqlx::query(
+                "INSERT INTO image_refs (reference, platform, digest, index_digest, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (reference, platform) DO UPDATE SET \
+                 digest = excluded.digest, index_digest = excluded.index_digest, updated_at = excluded.updated_at")
+                .bind(&r.reference)
+                .bind(&r.platform)
+                .bind(&r.digest)
+                .bind(&r.index_digest)
+                .bind(to_ms(r.updated_at))
+                .execute(conn)
+                .await
+                .map(|r| r.rows_affected()))
+            .map_err(query_err(CTX))?;
+        }
+        tx.commit(CTX).await
+    }
+
     /// Removes lineage edges of an image for one kind of evidence.
     pub async fn delete_edge(&self, digest: &str, evidence: &str) -> Result<(), StoreError> {
         with_pool!(&self.db, pool => sqlx::query("DELETE FROM lineage WHERE image_digest = $1 AND evidence = $2")

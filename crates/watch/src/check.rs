@@ -1,11 +1,13 @@
 //! One check of a watched tag: `HEAD` for its digest, `GET` only when the
 //! digest moved or a watched platform is not known yet, then record what was
-//! seen (history, change event and outbox rows in one transaction).
+//! seen (history, change event and outbox rows in one transaction). A
+//! change also reaches the inventory (the tag pointed at its new digest,
+//! scanned if need be), so lineage follows the tag without a manual scan.
 
 use std::collections::HashMap;
 
 use chrono::Utc;
-use freshen_inventory::InventoryError;
+use freshen_inventory::{Followed, InventoryError, Scanner};
 use freshen_judge::{Judge, JudgeError};
 use freshen_reference::{Platform, Reference};
 use freshen_registry::{Client, RegistryError};
@@ -83,6 +85,11 @@ pub struct CheckResult {
     /// What the policy said of the change, when one judged it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<EventDecision>,
+    /// Why the inventory could not be brought to the tag's new digest.
+    /// The change was recorded and fired all the same; lineage stays
+    /// behind the tag until its next move or a `freshen scan`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory_error: Option<String>,
 }
 
 /// One watched platform in a [`CheckResult`].
@@ -117,6 +124,8 @@ impl CheckResult {
 pub struct Checker {
     client: Client,
     store: Store,
+    /// Brings a moved tag's new digest into the inventory.
+    scanner: Scanner,
     /// Judges changes with the policies before they are recorded.
     judge: Option<Judge>,
     /// Checks in flight at once, across registries (each registry has its own limit too).
@@ -124,11 +133,14 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// A checker; `concurrency` bounds checks in flight at once.
-    pub fn new(client: Client, store: Store, concurrency: usize) -> Checker {
+    /// A checker; `scanner` (over the same store) keeps the inventory
+    /// current with what the checks see; `concurrency` bounds checks in
+    /// flight at once.
+    pub fn new(client: Client, store: Store, scanner: Scanner, concurrency: usize) -> Checker {
         Checker {
             client,
             store,
+            scanner,
             judge: None,
             concurrency: concurrency.max(1),
         }
@@ -249,6 +261,30 @@ impl Checker {
             }
             _ => None,
         };
+        // Before the record: once its outbox rows are committed, a cascade
+        // (here or in another replica) may build on the tag, and its scan
+        // of the result reads the base's digest from the inventory. A
+        // failure costs the inventory only, never the change.
+        let inventory_error = match self
+            .follow(watch, current, &digest, &manifests, first_sight_fires)
+            .await
+        {
+            Ok(Some(f)) => {
+                tracing::info!(
+                    reference = %watch.reference,
+                    pointed = f.pointed.len(),
+                    scanned = f.scanned.len(),
+                    layers_read = f.scanned.iter().map(|r| r.layers_read).sum::<usize>(),
+                    "inventory follows the tag"
+                );
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(reference = %watch.reference, error = %e, "the inventory could not follow the tag; the change is recorded all the same");
+                Some(e.to_string())
+            }
+        };
         let recorded = self
             .store
             .record(&Observation {
@@ -286,7 +322,54 @@ impl Checker {
             platforms,
             decision: recorded.event.as_ref().and_then(|e| e.decision.clone()),
             event_id: recorded.event.map(|e| e.id),
+            inventory_error,
         })
+    }
+
+    /// Brings the inventory to what the check saw, where it matters: a
+    /// watched platform that moved, or one seen first that fires (a push
+    /// is the news) or that the inventory holds at another digest. A
+    /// first sight of a tag the inventory doesn't hold is a baseline:
+    /// nothing is read. `None` when there was nothing to do; steady state
+    /// costs no query.
+    async fn follow(
+        &self,
+        watch: &Watch,
+        current: &[PlatformDigest],
+        top: &str,
+        seen: &[PlatformDigest],
+        first_sight_fires: bool,
+    ) -> Result<Option<Followed>, InventoryError> {
+        let fresh: Vec<&PlatformDigest> = seen
+            .iter()
+            .filter(|m| {
+                !current
+                    .iter()
+                    .any(|c| c.platform == m.platform && c.digest == m.digest)
+            })
+            .collect();
+        if fresh.is_empty() {
+            return Ok(None);
+        }
+        let held = self.store.resolve_ref(&watch.reference.to_string()).await?;
+        let index = seen.iter().all(|m| m.digest != top).then_some(top);
+        let wanted: Vec<PlatformDigest> = fresh
+            .into_iter()
+            .filter(|m| match held.iter().find(|h| h.platform == m.platform) {
+                // A judge's scan may have pointed it already (without the
+                // index): pointing again costs one row.
+                Some(h) => h.digest != m.digest || h.index_digest.as_deref() != index,
+                None => first_sight_fires || current.iter().any(|c| c.platform == m.platform),
+            })
+            .cloned()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        self.scanner
+            .follow(&watch.reference, top, &wanted)
+            .await
+            .map(Some)
     }
 
     /// The tag's digest and its watched platforms' manifests: one `HEAD` when

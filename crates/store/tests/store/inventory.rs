@@ -10,7 +10,8 @@ both!(
     save_and_read_back,
     children_by_reference_and_digest,
     delete_removes_orphans,
-    layer_cache
+    layer_cache,
+    point_refs_moves_a_tag
 );
 
 fn image(digest: &str, repo: &str, layers: &[&str]) -> ImageRecord {
@@ -249,4 +250,42 @@ async fn layer_cache(ctx: Ctx) {
         .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got["sha256:l1"], "{\"files\":{\"x\":1}}");
+}
+
+/// A tag moved to an image already held: pointed without touching the
+/// images; an image not held is refused, and the tag stays.
+async fn point_refs_moves_a_tag(ctx: Ctx) {
+    let s = &ctx.store;
+    for d in ["sha256:v1", "sha256:v2"] {
+        s.save_image(
+            &image(d, "r/os", &[d]),
+            &[pkg("bash", "5.2-2", None)],
+            &[],
+            &[tag(&format!("r/os@{d}"), d)],
+        )
+        .await
+        .unwrap();
+    }
+    s.point_refs(&[tag("r/os:stable", "sha256:v1")])
+        .await
+        .unwrap();
+    let moved = ImageRef {
+        index_digest: Some("sha256:index".into()),
+        updated_at: t(2),
+        ..tag("r/os:stable", "sha256:v2")
+    };
+    s.point_refs(std::slice::from_ref(&moved)).await.unwrap();
+    assert_eq!(
+        s.resolve_ref("r/os:stable").await.unwrap(),
+        std::slice::from_ref(&moved)
+    );
+    assert_eq!(s.packages_of("sha256:v2").await.unwrap().len(), 1);
+    assert!(
+        s.point_refs(&[tag("r/os:stable", "sha256:unknown")])
+            .await
+            .is_err(),
+        "an image not in the inventory"
+    );
+    assert_eq!(s.resolve_ref("r/os:stable").await.unwrap(), [moved]);
+    s.point_refs(&[]).await.unwrap();
 }
