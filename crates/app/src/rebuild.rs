@@ -110,7 +110,14 @@ impl App {
                 .config
                 .receivers
                 .values()
-                .any(|r| r.on_change.iter().any(cascade));
+                .any(|r| r.on_change.iter().any(cascade))
+            || loaded.policies.names().iter().any(|n| {
+                loaded
+                    .policies
+                    .get(n)
+                    .and_then(|p| p.on_vulnerable())
+                    .is_some_and(|on| on.iter().any(cascade))
+            });
         if !wanted {
             return Ok(None);
         }

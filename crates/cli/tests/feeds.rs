@@ -282,8 +282,8 @@ async fn feed_config_errors_name_the_field() {
             "policy.on_vulnerable[0]: no trigger named \"page\"",
         ),
         (
-            "policies:\n  team:\n    images: [\"*\"]\n    on_vulnerable: [cascade]\n",
-            "policies.team.on_vulnerable[0]: a cascade on vulnerability events is not built yet",
+            "policies:\n  team:\n    images: [\"*\"]\n    on_vulnerable: [cascade, pager]\n",
+            "policies.team.on_vulnerable[1]: no trigger named \"pager\"",
         ),
     ] {
         let cfg = env.config_file("bad.yaml", yaml);

@@ -216,3 +216,137 @@ async fn vulnerable_plan_and_rebuild(db: Db) {
 }
 
 both_stores!(vulnerable_plan_and_rebuild);
+
+/// `on_vulnerable: [cascade, alert]`: the daemon syncs a feed, each
+/// vulnerable image gets its event and alert, and one cascade rebuilds the
+/// app, then its child (the child's own event waits for the app's). The
+/// base no one here builds is named, and nothing is built twice.
+async fn vulnerability_events_cascade(db: Db) {
+    use std::time::Duration;
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let env = Env::new(db).await;
+    let d = env.path().to_path_buf();
+    let buildah = Buildah::new();
+    let mirror = freshen_testkit::OsvMirror::start().await;
+    let hook = freshen_testkit::WebhookReceiver::start("k").await;
+    let status = std::fs::read_to_string(fixtures().join("dpkg/status"))
+        .unwrap()
+        .replace("Version: 3.0.19-1~deb12u2", "Version: 3.0.11-1~deb12u1");
+    write(&d.join("base/var/lib/dpkg/status"), &status);
+    write(
+        &d.join("base/etc/os-release"),
+        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
+    );
+    let base = format!("{host}/golden/base:old");
+    buildah
+        .build_push(
+            &d.join("base"),
+            "FROM scratch\nCOPY var /var\nCOPY etc /etc\n",
+            &base,
+            &[],
+        )
+        .await;
+    let app = format!("{host}/apps/app:1");
+    let child = format!("{host}/apps/child:1");
+    write(
+        &d.join("images/app/Dockerfile"),
+        &format!("FROM {base}\nCOPY app.txt /app.txt\n"),
+    );
+    write(&d.join("images/app/app.txt"), "app\n");
+    write(
+        &d.join("images/child/Dockerfile"),
+        &format!("FROM {app}\nCOPY child.txt /child.txt\n"),
+    );
+    write(&d.join("images/child/child.txt"), "child\n");
+    let root = tempfile::tempdir().unwrap();
+    mirror.publish_dir("Debian", &osv_fixtures().join("debian"));
+    let cfg = env.config(&format!(
+        "jitter: 0s\n\
+         builds:\n  - {{image: {app}, context: images/app}}\n  - {{image: {child}, context: images/child}}\n\
+         builders:\n  buildah:\n    root: {r}/root\n    runroot: {r}/run\n    storage_driver: vfs\n\
+         triggers:\n  alert:\n    webhook: {{url: \"{hook}\", secret: \"k\", timeout: 5s}}\n\
+         policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n  on_vulnerable: [cascade, alert]\n\
+         feeds:\n  osv:\n    url: {feed}\n    schedule: 1h\n",
+        r = root.path().display(),
+        hook = hook.url(),
+        feed = mirror.url(),
+    ));
+    let cfg = cfg.to_str().unwrap();
+    let first = env.rebuild(cfg, &["--all"]).await;
+    first.expect(0);
+    env.run(&["scan", &base, &app, &child]).await.expect(0);
+
+    let mut daemon = env.spawn(&["watch", "--config", cfg], "watch.log");
+    // Three vulnerable images: three events, three alerts.
+    let got = hook.wait_for(3, Duration::from_secs(60)).await;
+    let mut alerted: Vec<&str> = got
+        .iter()
+        .map(|r| r.body["reference"].as_str().unwrap())
+        .collect();
+    alerted.sort();
+    let mut want = vec![base.as_str(), app.as_str(), child.as_str()];
+    want.sort();
+    assert_eq!(alerted, want);
+    // One run, from the app's event: the app, then the child.
+    freshen_testkit::eventually(
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || env.log("watch.log"),
+        async || {
+            let r = env.run(&["rebuilds", "--json"]).await;
+            let runs = r.json();
+            let done = runs.as_array()?.iter().any(|x| x["state"] == "done");
+            done.then_some(())
+        },
+    )
+    .await;
+    // The child's and the base's cascades finish too, without a run.
+    freshen_testkit::eventually(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || env.log("watch.log"),
+        async || {
+            let r = env.run(&["outbox", "list", "--json"]).await;
+            let done = r
+                .json()
+                .as_array()?
+                .iter()
+                .filter(|d| d["trigger"] == "cascade" && d["state"] == "delivered")
+                .count();
+            (done == 3).then_some(())
+        },
+    )
+    .await;
+    let runs = env.run(&["rebuilds", "--json"]).await.json();
+    let by_event: Vec<&Value> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["event_id"].is_null())
+        .collect();
+    assert_eq!(by_event.len(), 1, "{runs:#}\n{}", env.log("watch.log"));
+    let report = env
+        .run(&["rebuilds", by_event[0]["id"].as_str().unwrap(), "--json"])
+        .await;
+    report.expect(0);
+    let report = report.json();
+    let built: Vec<&str> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(built, [app.as_str(), child.as_str()], "{report:#}");
+    std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+        .await
+        .expect("exits within 30 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+}
+
+both_stores!(vulnerability_events_cascade);

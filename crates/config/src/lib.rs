@@ -481,12 +481,6 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         let Some(on) = &spec.on_vulnerable else {
             continue;
         };
-        if let Some(j) = on.iter().position(|t| t == freshen_settings::CASCADE) {
-            return Err(invalid(
-                format!("{at}.on_vulnerable[{j}]"),
-                "a cascade on vulnerability events is not built yet: name alert or CI triggers here, and rebuild with `freshen rebuild`".into(),
-            ));
-        }
         known_triggers(&config, on, &at)
             .map_err(|(k, m)| invalid(k.replace(".on_change", ".on_vulnerable"), m))?;
     }

@@ -52,13 +52,35 @@ pub async fn plan_event(
             .map(|d| serde_json::json!({"id": d.id, "subject": d.subject, "act": d.act, "snapshot": d.snapshot, "policy_version": d.policy_version}))
             .collect::<Vec<_>>(),
     });
-    let quiet = e.decision.filter(|d| !d.act).map(|d| d.reason);
-    let mut plan = crate::plan(
-        builds,
-        Trigger::Base {
+    let mut quiet = e.decision.clone().filter(|d| !d.act).map(|d| d.reason);
+    let trigger = match &e.vulnerability {
+        // New data made this image vulnerable: rebuild it (and what is
+        // built on it), not what is built on it alone.
+        Some(v) => {
+            let mut ids: Vec<&str> = v
+                .findings
+                .as_array()
+                .map(|fs| fs.iter().filter_map(|f| f["id"].as_str()).collect())
+                .unwrap_or_default();
+            ids.dedup();
+            if let Some(base) = vulnerable_ancestor(store, builds, &e.reference).await? {
+                quiet = Some(format!(
+                    "its base {base} is vulnerable too and its own cascade rebuilds it, then this image"
+                ));
+            }
+            Trigger::Vulnerable {
+                images: [(
+                    e.reference.clone(),
+                    format!("{} ({})", ids.join(", "), v.platform),
+                )]
+                .into(),
+            }
+        }
+        None => Trigger::Base {
             reference: e.reference.clone(),
         },
-    )?;
+    };
+    let mut plan = crate::plan(builds, trigger)?;
     if quiet.is_some() {
         // The policy judged this change and said not to act.
         plan.waves.clear();
@@ -69,6 +91,36 @@ pub async fn plan_event(
         cause,
         quiet,
     })
+}
+
+/// A base of `image`, among the builds (transitively), that is itself
+/// vulnerable now: its cascade rebuilds `image` too, after it.
+async fn vulnerable_ancestor(
+    store: &Store,
+    builds: &[Build],
+    image: &str,
+) -> Result<Option<String>, BuildError> {
+    let vulnerable: std::collections::BTreeSet<String> =
+        store.vulnerable_subjects().await?.into_iter().collect();
+    let by_image: std::collections::BTreeMap<&str, &Build> =
+        builds.iter().map(|b| (b.image.as_str(), b)).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo: Vec<&str> = by_image
+        .get(image)
+        .map(|b| b.bases.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    while let Some(base) = todo.pop() {
+        if !seen.insert(base) {
+            continue;
+        }
+        if let Some(b) = by_image.get(base) {
+            if vulnerable.contains(base) {
+                return Ok(Some(base.to_string()));
+            }
+            todo.extend(b.bases.iter().map(String::as_str));
+        }
+    }
+    Ok(None)
 }
 
 /// Fills `plan.not_buildable` for a plan that starts from a base: images

@@ -84,6 +84,16 @@ impl Store {
         Ok(Some(e.clone()))
     }
 
+    /// The tags whose policy acts on their findings now (per the last
+    /// judging), sorted.
+    pub async fn vulnerable_subjects(&self) -> Result<Vec<String>, StoreError> {
+        crate::sql::with_pool!(&self.db, pool => sqlx::query_scalar(
+            "SELECT DISTINCT subject FROM vulnerable_images ORDER BY subject")
+            .fetch_all(pool)
+            .await)
+        .map_err(query_err("read the vulnerable images"))
+    }
+
     /// Forgets that an image acted (its policy no longer does), so acting
     /// again is news. True when there was something to forget.
     pub async fn clear_vulnerable(&self, subject: &str, digest: &str) -> Result<bool, StoreError> {
