@@ -312,14 +312,9 @@ impl App {
 pub(crate) async fn inventory_refs(
     store: &freshen_store::Store,
 ) -> Result<Vec<Reference>, AppError> {
-    let mut names: Vec<String> = store
-        .all_refs()
+    Ok(store
+        .tags()
         .await?
-        .into_iter()
-        .map(|r| r.reference)
-        .collect();
-    names.dedup();
-    Ok(names
         .iter()
         .map(|n| Reference::parse(n))
         .collect::<Result<_, _>>()?)

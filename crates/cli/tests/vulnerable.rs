@@ -27,14 +27,17 @@ fn wave_images(plan: &Value) -> Vec<Vec<String>> {
         .collect()
 }
 
-async fn vulnerable_plan_and_rebuild(db: Db) {
-    let reg = Registry::start().await;
-    let host = reg.host();
-    let env = Env::new(db).await;
-    let d = env.path().to_path_buf();
-    let buildah = Buildah::new();
-
-    // The base nobody here builds: bookworm with the old openssl.
+/// The tree both tests start from: a base nobody here builds (bookworm
+/// with the old openssl, pushed to `host`), an app on it and a child on
+/// the app (their contexts under `d/images`). Returns `(base, app, child,
+/// the builds: and builders: config lines)`; the builder's storage lives
+/// in `root`.
+async fn tree(
+    d: &std::path::Path,
+    host: &str,
+    buildah: &Buildah,
+    root: &std::path::Path,
+) -> (String, String, String, String) {
     let status = std::fs::read_to_string(fixtures().join("dpkg/status"))
         .unwrap()
         .replace("Version: 3.0.19-1~deb12u2", "Version: 3.0.11-1~deb12u1");
@@ -52,7 +55,6 @@ async fn vulnerable_plan_and_rebuild(db: Db) {
             &[],
         )
         .await;
-    // The app on it, and a child on the app: both freshen's to build.
     let app = format!("{host}/apps/app:1");
     let child = format!("{host}/apps/child:1");
     write(
@@ -65,12 +67,25 @@ async fn vulnerable_plan_and_rebuild(db: Db) {
         &format!("FROM {app}\nCOPY child.txt /child.txt\n"),
     );
     write(&d.join("images/child/child.txt"), "child\n");
-    let root = tempfile::tempdir().unwrap();
-    let cfg = env.config(&format!(
+    let config = format!(
         "builds:\n  - {{image: {app}, context: images/app}}\n  - {{image: {child}, context: images/child}}\n\
-         builders:\n  buildah:\n    root: {r}/root\n    runroot: {r}/run\n    storage_driver: vfs\n\
-         policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n",
-        r = root.path().display()
+         builders:\n  buildah:\n    root: {r}/root\n    runroot: {r}/run\n    storage_driver: vfs\n",
+        r = root.display()
+    );
+    (base, app, child, config)
+}
+
+async fn vulnerable_plan_and_rebuild(db: Db) {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let env = Env::new(db).await;
+    let d = env.path().to_path_buf();
+    let buildah = Buildah::new();
+
+    let root = tempfile::tempdir().unwrap();
+    let (base, app, child, builds) = tree(&d, &host, &buildah, root.path()).await;
+    let cfg = env.config(&format!(
+        "{builds}policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n"
     ));
     let cfg = cfg.to_str().unwrap();
     let first = env.rebuild(cfg, &["--all"]).await;
@@ -230,45 +245,14 @@ async fn vulnerability_events_cascade(db: Db) {
     let buildah = Buildah::new();
     let mirror = freshen_testkit::OsvMirror::start().await;
     let hook = freshen_testkit::WebhookReceiver::start("k").await;
-    let status = std::fs::read_to_string(fixtures().join("dpkg/status"))
-        .unwrap()
-        .replace("Version: 3.0.19-1~deb12u2", "Version: 3.0.11-1~deb12u1");
-    write(&d.join("base/var/lib/dpkg/status"), &status);
-    write(
-        &d.join("base/etc/os-release"),
-        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
-    );
-    let base = format!("{host}/golden/base:old");
-    buildah
-        .build_push(
-            &d.join("base"),
-            "FROM scratch\nCOPY var /var\nCOPY etc /etc\n",
-            &base,
-            &[],
-        )
-        .await;
-    let app = format!("{host}/apps/app:1");
-    let child = format!("{host}/apps/child:1");
-    write(
-        &d.join("images/app/Dockerfile"),
-        &format!("FROM {base}\nCOPY app.txt /app.txt\n"),
-    );
-    write(&d.join("images/app/app.txt"), "app\n");
-    write(
-        &d.join("images/child/Dockerfile"),
-        &format!("FROM {app}\nCOPY child.txt /child.txt\n"),
-    );
-    write(&d.join("images/child/child.txt"), "child\n");
     let root = tempfile::tempdir().unwrap();
+    let (base, app, child, builds) = tree(&d, &host, &buildah, root.path()).await;
     mirror.publish_dir("Debian", &osv_fixtures().join("debian"));
     let cfg = env.config(&format!(
-        "jitter: 0s\n\
-         builds:\n  - {{image: {app}, context: images/app}}\n  - {{image: {child}, context: images/child}}\n\
-         builders:\n  buildah:\n    root: {r}/root\n    runroot: {r}/run\n    storage_driver: vfs\n\
+        "jitter: 0s\n{builds}\
          triggers:\n  alert:\n    webhook: {{url: \"{hook}\", secret: \"k\", timeout: 5s}}\n\
          policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n  on_vulnerable: [cascade, alert]\n\
          feeds:\n  osv:\n    url: {feed}\n    schedule: 1h\n",
-        r = root.path().display(),
         hook = hook.url(),
         feed = mirror.url(),
     ));

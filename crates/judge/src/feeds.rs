@@ -10,7 +10,9 @@ use std::path::Path;
 use chrono::Utc;
 use freshen_feeds::{Fetched, Fetcher, Validators, shown_url};
 use freshen_settings::{Feed, FeedSource};
-use freshen_store::{AdvisoryInput, ImportSummary, Store};
+use freshen_store::{ImportSummary, Store};
+
+use crate::reports::advisory_inputs;
 use serde::Serialize;
 
 use crate::JudgeError;
@@ -198,7 +200,7 @@ async fn fetch_and_import(
     };
     drop(file);
     let summary = store
-        .import_advisories(&source, "osv-feed", &inputs(&loaded), Utc::now())
+        .import_advisories(&source, "osv-feed", &advisory_inputs(&loaded), Utc::now())
         .await?;
     store
         .feed_imported(
@@ -225,7 +227,7 @@ async fn import_local(
         Err(e) => return failed(store, feed, source, e).await,
     };
     let summary = store
-        .import_advisories(source, "osv-feed", &inputs(&loaded), Utc::now())
+        .import_advisories(source, "osv-feed", &advisory_inputs(&loaded), Utc::now())
         .await?;
     store
         .feed_imported(feed, source, None, None, summary.import_id, Utc::now())
@@ -249,18 +251,6 @@ async fn load(
     })
     .await
     .map_err(|e| JudgeError::Invalid(format!("feed import task failed: {e}")))
-}
-
-fn inputs(loaded: &freshen_vuln::Loaded) -> Vec<AdvisoryInput> {
-    loaded
-        .records
-        .iter()
-        .map(|r| AdvisoryInput {
-            id: r.id.clone(),
-            modified: r.modified.clone(),
-            record: serde_json::to_string(r).expect("a record serialises"),
-        })
-        .collect()
 }
 
 async fn failed(

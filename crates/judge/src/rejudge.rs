@@ -160,14 +160,7 @@ impl Vulns {
         policies: &PolicySet,
         wanted: impl Fn(&freshen_vuln::Policy) -> bool,
     ) -> Result<Vec<Judged>, JudgeError> {
-        let mut names: Vec<String> = self
-            .store()
-            .all_refs()
-            .await?
-            .into_iter()
-            .map(|r| r.reference)
-            .collect();
-        names.dedup();
+        let names = self.store().tags().await?;
         let today = Utc::now().format("%Y-%m-%d").to_string();
         let mut out = Vec::new();
         for name in names {

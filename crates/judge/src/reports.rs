@@ -58,15 +58,7 @@ async fn import_one(
     let shown = path.display().to_string();
     match doc {
         Document::Osv(loaded) => {
-            let inputs: Vec<AdvisoryInput> = loaded
-                .records
-                .iter()
-                .map(|r| AdvisoryInput {
-                    id: r.id.clone(),
-                    modified: r.modified.clone(),
-                    record: serde_json::to_string(r).expect("a record serialises"),
-                })
-                .collect();
+            let inputs = advisory_inputs(&loaded);
             let summary = store
                 .import_advisories(&shown, "osv", &inputs, chrono::Utc::now())
                 .await?;
@@ -184,6 +176,19 @@ async fn report_digest_of(
         }
     }
     Ok((report.image_digests[0].clone(), false))
+}
+
+/// Loaded OSV records as the store imports them.
+pub(crate) fn advisory_inputs(loaded: &freshen_vuln::Loaded) -> Vec<AdvisoryInput> {
+    loaded
+        .records
+        .iter()
+        .map(|r| AdvisoryInput {
+            id: r.id.clone(),
+            modified: r.modified.clone(),
+            record: serde_json::to_string(r).expect("a record serialises"),
+        })
+        .collect()
 }
 
 /// The findings of every scanner report stored for an image.

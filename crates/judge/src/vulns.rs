@@ -442,15 +442,9 @@ impl Vulns {
         let index = index(self.store()).await?;
         let snapshot = serde_json::json!({ "vuln_import": self.store().vuln_snapshot().await?, "records": index.len() });
         let refs: Vec<Reference> = if refs.is_empty() {
-            let mut names: Vec<String> = self
-                .store()
-                .all_refs()
+            self.store()
+                .tags()
                 .await?
-                .into_iter()
-                .map(|r| r.reference)
-                .collect();
-            names.dedup();
-            names
                 .iter()
                 .map(|n| self.parse(n))
                 .collect::<Result<_, _>>()?

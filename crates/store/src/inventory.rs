@@ -338,19 +338,7 @@ impl Store {
             .map_err(query_err(CTX))?;
         }
         for r in refs {
-            with_tx!(&mut tx, conn => sqlx::query(
-                "INSERT INTO image_refs (reference, platform, digest, index_digest, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (reference, platform) DO UPDATE SET \
-                 digest = excluded.digest, index_digest = excluded.index_digest, updated_at = excluded.updated_at")
-                .bind(&r.reference)
-                .bind(&r.platform)
-                .bind(&r.digest)
-                .bind(&r.index_digest)
-                .bind(to_ms(r.updated_at))
-                .execute(conn)
-                .await
-                .map(|r| r.rows_affected()))
-            .map_err(query_err(CTX))?;
+            upsert_ref(&mut tx, r, CTX).await?;
         }
         tx.commit(CTX).await
     }
@@ -366,19 +354,7 @@ impl Store {
         }
         let mut tx = self.db.begin_write(CTX).await?;
         for r in refs {
-            with_tx!(&mut tx, conn => sqlx::query(
-                "INSERT INTO image_refs (reference, platform, digest, index_digest, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (reference, platform) DO UPDATE SET \
-                 digest = excluded.digest, index_digest = excluded.index_digest, updated_at = excluded.updated_at")
-                .bind(&r.reference)
-                .bind(&r.platform)
-                .bind(&r.digest)
-                .bind(&r.index_digest)
-                .bind(to_ms(r.updated_at))
-                .execute(conn)
-                .await
-                .map(|r| r.rows_affected()))
-            .map_err(query_err(CTX))?;
+            upsert_ref(&mut tx, r, CTX).await?;
         }
         tx.commit(CTX).await
     }
@@ -651,6 +627,15 @@ impl Store {
 }
 
 impl Store {
+    /// Every tag the inventory holds, once each, sorted.
+    pub async fn tags(&self) -> Result<Vec<String>, StoreError> {
+        with_pool!(&self.db, pool => sqlx::query_scalar(
+            "SELECT DISTINCT reference FROM image_refs ORDER BY reference")
+            .fetch_all(pool)
+            .await)
+        .map_err(query_err("read the inventory's tags"))
+    }
+
     /// Every tag in the inventory, per platform, by reference.
     pub async fn all_refs(&self) -> Result<Vec<ImageRef>, StoreError> {
         let rows: Vec<RefRow> = with_pool!(&self.db, pool => sqlx::query_as(
@@ -660,4 +645,27 @@ impl Store {
         .map_err(query_err("read image tags"))?;
         rows.into_iter().map(RefRow::into_ref).collect()
     }
+}
+
+/// Points `r.reference` (on `r.platform`) at `r.digest`, inside a write
+/// transaction.
+async fn upsert_ref(
+    tx: &mut crate::sql::Tx,
+    r: &ImageRef,
+    context: &'static str,
+) -> Result<(), StoreError> {
+    with_tx!(tx, conn => sqlx::query(
+        "INSERT INTO image_refs (reference, platform, digest, index_digest, updated_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (reference, platform) DO UPDATE SET \
+         digest = excluded.digest, index_digest = excluded.index_digest, updated_at = excluded.updated_at")
+        .bind(&r.reference)
+        .bind(&r.platform)
+        .bind(&r.digest)
+        .bind(&r.index_digest)
+        .bind(to_ms(r.updated_at))
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))
+    .map_err(query_err(context))?;
+    Ok(())
 }
