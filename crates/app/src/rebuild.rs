@@ -9,7 +9,9 @@ use freshen_judge::FindingOutcome;
 use freshen_vuln::Finding;
 
 use freshen_actions::{Deliverer, DeliveryError, LocalTarget};
-use freshen_rebuild::{Build, Cascader, Plan, Progress, RunReport, Runner, Trigger};
+use freshen_rebuild::{
+    Build, BuildError, Cascader, Plan, Progress, PromoteGate, RunReport, Runner, Trigger,
+};
 use freshen_store::{RebuildRun, Store};
 
 use crate::{App, AppError};
@@ -245,11 +247,25 @@ impl App {
         progress: OnRebuildProgress,
     ) -> Result<(RunReport, Vec<Verified>), AppError> {
         let before = self.vulnerable_findings(id).await?;
+        let store = self.store().await?;
+        let gate: Option<Arc<dyn PromoteGate>> = (!self.loaded.config.cascade.promote_unfixed)
+            .then(|| {
+                Arc::new(UnfixedGate {
+                    store: store.clone(),
+                    scanner: self.scanner(store),
+                    vulns: freshen_judge::Vulns::new(store.clone(), self.loaded.defaults.clone()),
+                    acted_on: before
+                        .iter()
+                        .map(|(r, (_, f))| (r.clone(), f.clone()))
+                        .collect(),
+                }) as Arc<dyn PromoteGate>
+            });
         let report = self
-            .rebuild(
+            .rebuild_gated(
                 PlanRequest::Vulnerable(id.map(str::to_string)),
                 parallel,
                 progress,
+                gate,
             )
             .await?;
         let builds = self.load_builds()?;
@@ -304,10 +320,24 @@ impl App {
         parallel: usize,
         progress: OnRebuildProgress,
     ) -> Result<RunReport, AppError> {
+        self.rebuild_gated(request, parallel, progress, None).await
+    }
+
+    /// [`App::rebuild`], asking `gate` before each promotion.
+    async fn rebuild_gated(
+        &self,
+        request: PlanRequest,
+        parallel: usize,
+        progress: OnRebuildProgress,
+        gate: Option<Arc<dyn PromoteGate>>,
+    ) -> Result<RunReport, AppError> {
         let store = self.store().await?;
-        let runner = self
+        let mut runner = self
             .runner(store, parallel)
             .on_progress(run_progress(&progress));
+        if let Some(g) = gate {
+            runner = runner.with_gate(g);
+        }
         let planned = self.plan_with(store, request).await?;
         if let Some(reason) = &planned.quiet {
             progress(RebuildProgress::Quiet {
@@ -391,6 +421,66 @@ impl LocalTarget for CascadeTarget {
                     message: e.to_string(),
                     retryable: true,
                 })
+        })
+    }
+}
+
+/// Holds the promotion of a vulnerable image's rebuild that fixed none of
+/// the findings its policy acted on (`cascade.promote_unfixed: false`).
+struct UnfixedGate {
+    store: Store,
+    scanner: freshen_inventory::Scanner,
+    vulns: freshen_judge::Vulns,
+    acted_on: BTreeMap<String, Vec<Finding>>,
+}
+
+impl PromoteGate for UnfixedGate {
+    fn hold<'a>(
+        &'a self,
+        build: &'a Build,
+        pushed: &'a freshen_reference::Reference,
+    ) -> futures::future::BoxFuture<'a, Result<Option<String>, BuildError>> {
+        Box::pin(async move {
+            let Some(before) = self.acted_on.get(&build.image) else {
+                return Ok(None);
+            };
+            let invalid = |e: freshen_judge::JudgeError| BuildError::Invalid(e.to_string());
+            // By digest alone: the inventory learns the new image without
+            // its tag moving there before the promotion does.
+            let digest = pushed.digest().unwrap_or_default();
+            let by_digest = freshen_reference::Reference::from_parts(
+                pushed.registry(),
+                pushed.repository(),
+                None,
+                Some(digest),
+            )?;
+            let reports = self
+                .scanner
+                .scan(&by_digest, &freshen_inventory::ScanOptions::default())
+                .await
+                .map_err(|e| {
+                    BuildError::Executor(format!("{}: scanning {by_digest}: {e}", build.image))
+                })?;
+            let index = freshen_judge::index(&self.store).await.map_err(invalid)?;
+            let mut after = Vec::new();
+            for r in &reports {
+                after.extend(
+                    self.vulns
+                        .findings_of(&index, &r.digest, r.os.as_deref())
+                        .await
+                        .map_err(invalid)?,
+                );
+            }
+            let outcomes = freshen_judge::verify(before, &after, None, &[], None);
+            if outcomes.iter().any(|o| o.outcome == "fixed") {
+                return Ok(None);
+            }
+            let mut ids: Vec<&str> = outcomes.iter().map(|o| o.id.as_str()).collect();
+            ids.dedup();
+            Ok(Some(format!(
+                "the rebuild fixed none of {} (cascade.promote_unfixed is false)",
+                ids.join(", ")
+            )))
         })
     }
 }

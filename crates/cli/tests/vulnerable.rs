@@ -85,7 +85,8 @@ async fn vulnerable_plan_and_rebuild(db: Db) {
     let root = tempfile::tempdir().unwrap();
     let (base, app, child, builds) = tree(&d, &host, &buildah, root.path()).await;
     let cfg = env.config(&format!(
-        "{builds}policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n"
+        "{builds}policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n\
+         cascade:\n  promote_unfixed: false\n"
     ));
     let cfg = cfg.to_str().unwrap();
     let first = env.rebuild(cfg, &["--all"]).await;
@@ -156,6 +157,8 @@ async fn vulnerable_plan_and_rebuild(db: Db) {
     assert!(wave_images(&other.json()).is_empty(), "{other}");
 
     // The rebuild runs the plan, parents first.
+    let push = reg.pusher();
+    let app_before = push.head_digest("apps/app", "1").await.unwrap();
     let run = env.rebuild(cfg, &["--vulnerable"]).await;
     run.expect(0);
     let run = run.json();
@@ -185,6 +188,17 @@ async fn vulnerable_plan_and_rebuild(db: Db) {
         )),
         "{run:#}"
     );
+    // It fixed nothing, and `promote_unfixed: false`: the version is
+    // pushed, the tag stays where it was.
+    let item = &run["items"][0];
+    assert!(
+        item["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not promoted: the rebuild fixed none of CVE-2023-5363"),
+        "{run:#}"
+    );
+    assert_eq!(push.head_digest("apps/app", "1").await.unwrap(), app_before);
 
     // The base moves to the fixed openssl (its upstream published a fix):
     // now the rebuild fixes the finding, and the rescan says so.
@@ -222,6 +236,8 @@ async fn vulnerable_plan_and_rebuild(db: Db) {
         !outcomes.is_empty() && outcomes.iter().all(|o| *o == "fixed"),
         "{run:#}"
     );
+    // Fixed: promoted.
+    assert_ne!(push.head_digest("apps/app", "1").await.unwrap(), app_before);
     // Nothing is vulnerable any more.
     let after = env
         .run(&["plan", "--config", cfg, "--vulnerable", "--json"])

@@ -44,6 +44,18 @@ pub enum Progress {
     },
 }
 
+/// Asked before a rebuilt image is promoted to its tags: `Some(why)`
+/// holds the promotion (the version stays pushed, the tags don't move).
+/// The application's: e.g. a vulnerable image whose rebuild fixed nothing.
+pub trait PromoteGate: Send + Sync {
+    /// Whether `build`, pushed as `pushed` (pinned by digest), may be promoted.
+    fn hold<'a>(
+        &'a self,
+        build: &'a Build,
+        pushed: &'a Reference,
+    ) -> futures::future::BoxFuture<'a, Result<Option<String>, BuildError>>;
+}
+
 /// Carries out plans.
 pub struct Runner {
     client: Client,
@@ -52,6 +64,7 @@ pub struct Runner {
     builders: BuilderSettings,
     parallel: usize,
     on_progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
+    gate: Option<Arc<dyn PromoteGate>>,
 }
 
 /// The outcome of a run.
@@ -79,7 +92,14 @@ impl Runner {
             builders,
             parallel: parallel.max(1),
             on_progress: None,
+            gate: None,
         }
+    }
+
+    /// Asks `gate` before promoting each image.
+    pub fn with_gate(mut self, gate: Arc<dyn PromoteGate>) -> Runner {
+        self.gate = Some(gate);
+        self
     }
 
     /// Calls `f` as the run goes.
@@ -369,6 +389,15 @@ impl Runner {
                 })?
         };
         let pinned = versioned.with_digest(&digest)?;
+        if let Some(gate) = &self.gate
+            && let Some(why) = gate.hold(b, &pinned).await?
+        {
+            let note = match note {
+                Some(n) => format!("{n}; not promoted: {why}"),
+                None => format!("not promoted: {why}"),
+            };
+            return Ok((version, digest, Some(note)));
+        }
         let targets = b
             .promote
             .iter()

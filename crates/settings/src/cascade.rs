@@ -9,10 +9,17 @@ use serde::Deserialize;
 pub struct CascadeSettings {
     /// Builds of one wave in flight at once.
     pub parallel: usize,
+    /// Promote a vulnerable image's rebuild that fixed none of the
+    /// findings its policy acted on (`rebuild --vulnerable`): `true` keeps
+    /// the image fresh anyway, `false` leaves its tags where they were.
+    pub promote_unfixed: bool,
 }
 
 impl Default for CascadeSettings {
     fn default() -> Self {
-        CascadeSettings { parallel: 2 }
+        CascadeSettings {
+            parallel: 2,
+            promote_unfixed: true,
+        }
     }
 }
