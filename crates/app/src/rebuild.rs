@@ -129,13 +129,21 @@ impl App {
         let client = crate::new_client(loaded);
         let scanner =
             freshen_inventory::Scanner::new(client.clone(), store.clone(), loaded.defaults.clone());
-        let runner = Runner::new(
+        let mut runner = Runner::new(
             client,
             store.clone(),
-            scanner,
+            scanner.clone(),
             loaded.config.builders.clone(),
             loaded.config.cascade.parallel,
         );
+        if !loaded.config.cascade.promote_unfixed {
+            runner = runner.with_gate(Arc::new(UnfixedGate {
+                store: store.clone(),
+                scanner,
+                vulns: freshen_judge::Vulns::new(store.clone(), loaded.defaults.clone()),
+                acted_on: BTreeMap::new(),
+            }));
+        }
         let cascader = Cascader::new(
             store.clone(),
             runner,
@@ -434,6 +442,25 @@ struct UnfixedGate {
     acted_on: BTreeMap<String, Vec<Finding>>,
 }
 
+impl UnfixedGate {
+    /// The findings the `vulnerability` events in force for `image` acted on.
+    async fn in_force(&self, image: &str) -> Result<Vec<Finding>, BuildError> {
+        let mut out = Vec::new();
+        for id in self.store.vulnerable_events(image).await? {
+            let Some(e) = self.store.event(&id).await? else {
+                continue;
+            };
+            if let Some(v) = e.vulnerability {
+                let found: Vec<Finding> = serde_json::from_value(v.findings).map_err(|err| {
+                    BuildError::Invalid(format!("event {id}: stored findings are corrupt: {err}"))
+                })?;
+                out.extend(found);
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl PromoteGate for UnfixedGate {
     fn hold<'a>(
         &'a self,
@@ -441,9 +468,15 @@ impl PromoteGate for UnfixedGate {
         pushed: &'a freshen_reference::Reference,
     ) -> futures::future::BoxFuture<'a, Result<Option<String>, BuildError>> {
         Box::pin(async move {
-            let Some(before) = self.acted_on.get(&build.image) else {
-                return Ok(None);
+            let before = match self.acted_on.get(&build.image) {
+                Some(f) => f.clone(),
+                // A cascade's image: the findings of its events in force.
+                None => self.in_force(&build.image).await?,
             };
+            if before.is_empty() {
+                return Ok(None);
+            }
+            let before = &before;
             let invalid = |e: freshen_judge::JudgeError| BuildError::Invalid(e.to_string());
             // By digest alone: the inventory learns the new image without
             // its tag moving there before the promotion does.

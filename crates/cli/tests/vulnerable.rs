@@ -268,7 +268,8 @@ async fn vulnerability_events_cascade(db: Db) {
         "jitter: 0s\n{builds}\
          triggers:\n  alert:\n    webhook: {{url: \"{hook}\", secret: \"k\", timeout: 5s}}\n\
          policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n  on_vulnerable: [cascade, alert]\n\
-         feeds:\n  osv:\n    url: {feed}\n    schedule: 1h\n",
+         feeds:\n  osv:\n    url: {feed}\n    schedule: 1h\n\
+         cascade:\n  promote_unfixed: false\n",
         hook = hook.url(),
         feed = mirror.url(),
     ));
@@ -338,6 +339,17 @@ async fn vulnerability_events_cascade(db: Db) {
         .map(|i| i["image"].as_str().unwrap())
         .collect();
     assert_eq!(built, [app.as_str(), child.as_str()], "{report:#}");
+    // Rebuilt on the same vulnerable base, nothing was fixed: with
+    // `promote_unfixed: false` the tags stay.
+    for item in report["items"].as_array().unwrap() {
+        assert!(
+            item["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not promoted: the rebuild fixed none of CVE-2023-5363"),
+            "{report:#}"
+        );
+    }
     std::process::Command::new("kill")
         .args(["-TERM", &daemon.id().unwrap().to_string()])
         .status()

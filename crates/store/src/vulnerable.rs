@@ -94,6 +94,17 @@ impl Store {
         .map_err(query_err("read the vulnerable images"))
     }
 
+    /// The `vulnerability` events in force for `subject` (one per
+    /// platform digest its policy acts on now).
+    pub async fn vulnerable_events(&self, subject: &str) -> Result<Vec<String>, StoreError> {
+        crate::sql::with_pool!(&self.db, pool => sqlx::query_scalar(
+            "SELECT event_id FROM vulnerable_images WHERE subject = $1 ORDER BY image_digest")
+            .bind(subject)
+            .fetch_all(pool)
+            .await)
+        .map_err(query_err("read an image's vulnerability events"))
+    }
+
     /// Forgets that an image acted (its policy no longer does), so acting
     /// again is news. True when there was something to forget.
     pub async fn clear_vulnerable(&self, subject: &str, digest: &str) -> Result<bool, StoreError> {
