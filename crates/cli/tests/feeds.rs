@@ -569,3 +569,100 @@ async fn rescan_reads_moved_tags_and_alerts(db: Db) {
 }
 
 both_stores!(rescan_reads_moved_tags_and_alerts);
+
+/// Copies the Debian OSV fixtures to `dir`, each record with `modified`
+/// set to `modified` and, with `withdrawn`, withdrawn then.
+fn debian_records(dir: &std::path::Path, modified: &str, withdrawn: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    for e in std::fs::read_dir(osv_fixtures().join("debian")).unwrap() {
+        let p = e.unwrap().path();
+        let mut rec: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        rec["modified"] = modified.into();
+        if withdrawn {
+            rec["withdrawn"] = modified.into();
+        }
+        std::fs::write(dir.join(p.file_name().unwrap()), rec.to_string()).unwrap();
+    }
+}
+
+/// An advisory withdrawn: the image stops acting and is forgotten, so the
+/// advisory coming back is news (a second event); the first event's
+/// decision still replays as it was made, on the data of its snapshot.
+async fn withdrawn_advisories_and_replay(db: Db) {
+    let reg = Registry::start().await;
+    let env = Env::new(db).await;
+    let image = vulnerable_image(&env, &reg.host()).await;
+    let cfg = env.config(
+        "triggers:\n  alert:\n    webhook: {url: \"http://127.0.0.1:9/\", timeout: 1s}\n\
+         policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n  on_vulnerable: [alert]\n",
+    );
+    let cfg = cfg.to_str().unwrap();
+    let import = |dir: std::path::PathBuf| {
+        let env = &env;
+        async move {
+            let r = env
+                .run(&["vulns", "import", "--config", cfg, dir.to_str().unwrap()])
+                .await;
+            r.expect(0);
+            r.stdout
+        }
+    };
+    let vulnerability_events = async || {
+        let r = env.run(&["events", "--json"]).await;
+        r.expect(0);
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["source"] == "vulnerability")
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+
+    let first = env.path().join("v1");
+    debian_records(&first, "2026-01-01T00:00:00Z", false);
+    assert!(import(first).await.contains("vulnerability event"));
+    let events = vulnerability_events().await;
+    assert_eq!(events.len(), 1);
+
+    let gone = env.path().join("v2");
+    debian_records(&gone, "2026-02-01T00:00:00Z", true);
+    let out = import(gone).await;
+    assert!(!out.contains("vulnerability event"), "{out}");
+    let v = env.run(&["vulns", &image, "--json"]).await;
+    v.expect(0);
+    assert!(
+        finding_ids(&v.json()).is_empty(),
+        "withdrawn records match nothing"
+    );
+
+    let back = env.path().join("v3");
+    debian_records(&back, "2026-03-01T00:00:00Z", false);
+    assert!(import(back).await.contains("vulnerability event"));
+    assert_eq!(
+        vulnerability_events().await.len(),
+        2,
+        "acting again is news"
+    );
+
+    // The first event's decision, replayed as made: it acted, on the data
+    // of its snapshot (before the withdrawal).
+    let decisions = env
+        .run(&["policy", "decisions", "--event", &events[0], "--json"])
+        .await;
+    decisions.expect(0);
+    let id = decisions.json()[0]["id"].as_str().unwrap().to_string();
+    let replay = env.run(&["policy", "replay", &id, "--json"]).await;
+    replay.expect(0);
+    let replay = replay.json();
+    assert_eq!(replay["verdict"]["act"], true, "{replay:#}");
+    assert_eq!(replay["same"], true, "{replay:#}");
+    // With today's data (withdrawn, then back) it still acts.
+    let now = env
+        .run(&["policy", "replay", &id, "--now", "--config", cfg, "--json"])
+        .await;
+    now.expect(0);
+    assert_eq!(now.json()["verdict"]["act"], true, "{now}");
+}
+
+both_stores!(withdrawn_advisories_and_replay);

@@ -97,12 +97,19 @@ impl Vulns {
             .image(&digest)
             .await?
             .ok_or_else(|| JudgeError::unknown_image(format!("{} ({digest})", d.subject)))?;
-        let (verdict, reason) = match &d.event_id {
+        let event = match &d.event_id {
+            Some(event_id) => Some(store.event(event_id).await?.ok_or_else(|| {
+                JudgeError::Invalid(format!("decision {id}: change event {event_id} is gone"))
+            })?),
+            None => None,
+        };
+        // A `vulnerability` event's decision was made on the image's own
+        // findings, as a `policy check` decision is.
+        let event = event.filter(|e| e.vulnerability.is_none());
+        let (verdict, reason) = match &event {
             // A change decision: what the new base fixes in the image.
-            Some(event_id) => {
-                let event = store.event(event_id).await?.ok_or_else(|| {
-                    JudgeError::Invalid(format!("decision {id}: change event {event_id} is gone"))
-                })?;
+            Some(event) => {
+                let event_id = &event.id;
                 let ch = event
                     .changes
                     .iter()
@@ -117,7 +124,7 @@ impl Vulns {
                 let reason = change_reason(ch, &v.reason);
                 (v, reason)
             }
-            // A `policy check` decision: the image's findings.
+            // A `policy check` (or `vulnerability`) decision: the image's findings.
             None => {
                 let findings = self
                     .findings_of(&index, &digest, img.os_ecosystem.as_deref())
