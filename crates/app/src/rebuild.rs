@@ -10,7 +10,8 @@ use freshen_vuln::Finding;
 
 use freshen_actions::{Deliverer, DeliveryError, LocalTarget};
 use freshen_rebuild::{
-    Build, BuildError, Cascader, Plan, Progress, PromoteGate, RunReport, Runner, Trigger,
+    Build, BuildError, Cascader, GateVerdict, Plan, Progress, PromoteGate, RunReport, Runner,
+    Trigger,
 };
 use freshen_store::{RebuildRun, Store};
 
@@ -136,14 +137,15 @@ impl App {
             loaded.config.builders.clone(),
             loaded.config.cascade.parallel,
         );
-        if !loaded.config.cascade.promote_unfixed {
-            runner = runner.with_gate(Arc::new(UnfixedGate {
-                store: store.clone(),
-                scanner,
-                vulns: freshen_judge::Vulns::new(store.clone(), loaded.defaults.clone()),
-                acted_on: BTreeMap::new(),
-            }));
-        }
+        // Images with vulnerability events in force are verified before
+        // promotion (and held, with `promote_unfixed: false`).
+        runner = runner.with_gate(Arc::new(UnfixedGate {
+            hold_unfixed: !loaded.config.cascade.promote_unfixed,
+            store: store.clone(),
+            scanner,
+            vulns: freshen_judge::Vulns::new(store.clone(), loaded.defaults.clone()),
+            acted_on: BTreeMap::new(),
+        }));
         let cascader = Cascader::new(
             store.clone(),
             runner,
@@ -256,18 +258,18 @@ impl App {
     ) -> Result<(RunReport, Vec<Verified>), AppError> {
         let before = self.vulnerable_findings(id).await?;
         let store = self.store().await?;
-        let gate: Option<Arc<dyn PromoteGate>> = (!self.loaded.config.cascade.promote_unfixed)
-            .then(|| {
-                Arc::new(UnfixedGate {
-                    store: store.clone(),
-                    scanner: self.scanner(store),
-                    vulns: freshen_judge::Vulns::new(store.clone(), self.loaded.defaults.clone()),
-                    acted_on: before
-                        .iter()
-                        .map(|(r, (_, f))| (r.clone(), f.clone()))
-                        .collect(),
-                }) as Arc<dyn PromoteGate>
-            });
+        let gate: Option<Arc<dyn PromoteGate>> = Some({
+            Arc::new(UnfixedGate {
+                hold_unfixed: !self.loaded.config.cascade.promote_unfixed,
+                store: store.clone(),
+                scanner: self.scanner(store),
+                vulns: freshen_judge::Vulns::new(store.clone(), self.loaded.defaults.clone()),
+                acted_on: before
+                    .iter()
+                    .map(|(r, (_, f))| (r.clone(), f.clone()))
+                    .collect(),
+            }) as Arc<dyn PromoteGate>
+        });
         let report = self
             .rebuild_gated(
                 PlanRequest::Vulnerable(id.map(str::to_string)),
@@ -433,9 +435,12 @@ impl LocalTarget for CascadeTarget {
     }
 }
 
-/// Holds the promotion of a vulnerable image's rebuild that fixed none of
-/// the findings its policy acted on (`cascade.promote_unfixed: false`).
+/// Reads a vulnerable image's rebuild (by digest) before it is promoted:
+/// notes which findings its policy acted on are fixed, and holds the
+/// promotion when none is and `cascade.promote_unfixed` is false.
 struct UnfixedGate {
+    /// Hold a rebuild that fixed nothing (`!cascade.promote_unfixed`).
+    hold_unfixed: bool,
     store: Store,
     scanner: freshen_inventory::Scanner,
     vulns: freshen_judge::Vulns,
@@ -462,11 +467,11 @@ impl UnfixedGate {
 }
 
 impl PromoteGate for UnfixedGate {
-    fn hold<'a>(
+    fn check<'a>(
         &'a self,
         build: &'a Build,
         pushed: &'a freshen_reference::Reference,
-    ) -> futures::future::BoxFuture<'a, Result<Option<String>, BuildError>> {
+    ) -> futures::future::BoxFuture<'a, Result<GateVerdict, BuildError>> {
         Box::pin(async move {
             let before = match self.acted_on.get(&build.image) {
                 Some(f) => f.clone(),
@@ -474,7 +479,7 @@ impl PromoteGate for UnfixedGate {
                 None => self.in_force(&build.image).await?,
             };
             if before.is_empty() {
-                return Ok(None);
+                return Ok(GateVerdict::default());
             }
             let before = &before;
             let invalid = |e: freshen_judge::JudgeError| BuildError::Invalid(e.to_string());
@@ -505,15 +510,35 @@ impl PromoteGate for UnfixedGate {
                 );
             }
             let outcomes = freshen_judge::verify(before, &after, None, &[], None);
-            if outcomes.iter().any(|o| o.outcome == "fixed") {
-                return Ok(None);
-            }
-            let mut ids: Vec<&str> = outcomes.iter().map(|o| o.id.as_str()).collect();
-            ids.dedup();
-            Ok(Some(format!(
-                "the rebuild fixed none of {} (cascade.promote_unfixed is false)",
+            let ids = |outcome: &str| {
+                let mut ids: Vec<&str> = outcomes
+                    .iter()
+                    .filter(|o| o.outcome == outcome)
+                    .map(|o| o.id.as_str())
+                    .collect();
+                ids.dedup();
                 ids.join(", ")
-            )))
+            };
+            let (fixed, not_fixed) = (ids("fixed"), ids("not fixed"));
+            if fixed.is_empty() && self.hold_unfixed {
+                return Ok(GateVerdict {
+                    hold: true,
+                    note: Some(format!(
+                        "not promoted: the rebuild fixed none of {not_fixed} (cascade.promote_unfixed is false)"
+                    )),
+                });
+            }
+            let mut found = Vec::new();
+            if !fixed.is_empty() {
+                found.push(format!("{fixed} fixed"));
+            }
+            if !not_fixed.is_empty() {
+                found.push(format!("{not_fixed} not fixed"));
+            }
+            Ok(GateVerdict {
+                hold: false,
+                note: Some(format!("verified: {}", found.join("; "))),
+            })
         })
     }
 }

@@ -362,3 +362,124 @@ async fn vulnerability_events_cascade(db: Db) {
 }
 
 both_stores!(vulnerability_events_cascade);
+
+/// The issue's path: a feed sync makes the app (built on a base that has
+/// since moved to the fixed openssl) and its child vulnerable; one event
+/// each, one alert each; the app's cascade rebuilds the app on the fixed
+/// base, then the child; each rebuild is read by digest before promotion
+/// and the findings are `fixed`; a second sync makes no new event.
+async fn vulnerability_cascade_fixes(db: Db) {
+    use std::time::Duration;
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let env = Env::new(db).await;
+    let d = env.path().to_path_buf();
+    let buildah = Buildah::new();
+    let mirror = freshen_testkit::OsvMirror::start().await;
+    let hook = freshen_testkit::WebhookReceiver::start("k").await;
+    let root = tempfile::tempdir().unwrap();
+    let (base, app, child, builds) = tree(&d, &host, &buildah, root.path()).await;
+    let cfg = env.config(&format!(
+        "jitter: 0s\n{builds}\
+         triggers:\n  alert:\n    webhook: {{url: \"{hook}\", secret: \"k\", timeout: 5s}}\n\
+         policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n  on_vulnerable: [cascade, alert]\n\
+         feeds:\n  osv:\n    url: {feed}\n    schedule: 1h\n",
+        hook = hook.url(),
+        feed = mirror.url(),
+    ));
+    let cfg = cfg.to_str().unwrap();
+    env.rebuild(cfg, &["--all"]).await.expect(0);
+    env.run(&["scan", &base, &app, &child]).await.expect(0);
+    // Upstream fixed the base under the same tag; the inventory knows it.
+    write(
+        &d.join("base/var/lib/dpkg/status"),
+        &std::fs::read_to_string(fixtures().join("dpkg/status")).unwrap(),
+    );
+    buildah
+        .build_push(
+            &d.join("base"),
+            "FROM scratch\nCOPY var /var\nCOPY etc /etc\n",
+            &base,
+            &[],
+        )
+        .await;
+    env.run(&["scan", &base]).await.expect(0);
+
+    mirror.publish_dir("Debian", &osv_fixtures().join("debian"));
+    let mut daemon = env.spawn(&["watch", "--config", cfg], "watch.log");
+    let got = hook.wait_for(2, Duration::from_secs(60)).await;
+    let mut alerted: Vec<&str> = got
+        .iter()
+        .map(|r| r.body["reference"].as_str().unwrap())
+        .collect();
+    alerted.sort();
+    assert_eq!(alerted, [app.as_str(), child.as_str()]);
+    assert!(
+        got.iter()
+            .all(|r| r.body["vulnerability"]["findings"][0]["id"] == "CVE-2023-5363")
+    );
+    freshen_testkit::eventually(
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || env.log("watch.log"),
+        async || {
+            let r = env.run(&["outbox", "list", "--json"]).await;
+            let done = r
+                .json()
+                .as_array()?
+                .iter()
+                .filter(|d| d["trigger"] == "cascade" && d["state"] == "delivered")
+                .count();
+            (done == 2).then_some(())
+        },
+    )
+    .await;
+    let runs = env.run(&["rebuilds", "--json"]).await.json();
+    let run = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| !r["event_id"].is_null())
+        .expect("a cascade run");
+    let report = env
+        .run(&["rebuilds", run["id"].as_str().unwrap(), "--json"])
+        .await;
+    report.expect(0);
+    let report = report.json();
+    for item in report["items"].as_array().unwrap() {
+        assert_eq!(item["state"], "done", "{report:#}");
+        assert!(
+            item["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("verified: CVE-2023-5363 fixed"),
+            "{report:#}"
+        );
+    }
+    // The rescan of the promoted app: the finding is gone.
+    let v = env.run(&["vulns", &app, "--json"]).await;
+    v.expect(0);
+    assert_eq!(
+        v.json()["platforms"][0]["findings"],
+        serde_json::json!([]),
+        "{}",
+        v.stdout
+    );
+    // A second sync: no new event, no new alert.
+    let again = env.run(&["vulns", "sync", "--config", cfg, "--json"]).await;
+    again.expect(0);
+    assert_eq!(again.json()["events"], serde_json::json!([]));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hook.received().len(), 2, "{}", env.log("watch.log"));
+    std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+        .await
+        .expect("exits within 30 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+}
+
+both_stores!(vulnerability_cascade_fixes);

@@ -44,16 +44,25 @@ pub enum Progress {
     },
 }
 
-/// Asked before a rebuilt image is promoted to its tags: `Some(why)`
-/// holds the promotion (the version stays pushed, the tags don't move).
-/// The application's: e.g. a vulnerable image whose rebuild fixed nothing.
+/// Asked before a rebuilt image is promoted to its tags. The
+/// application's: e.g. what a vulnerable image's rebuild fixed.
 pub trait PromoteGate: Send + Sync {
-    /// Whether `build`, pushed as `pushed` (pinned by digest), may be promoted.
-    fn hold<'a>(
+    /// Whether `build`, pushed as `pushed` (pinned by digest), may be
+    /// promoted, and a note for the image's detail.
+    fn check<'a>(
         &'a self,
         build: &'a Build,
         pushed: &'a Reference,
-    ) -> futures::future::BoxFuture<'a, Result<Option<String>, BuildError>>;
+    ) -> futures::future::BoxFuture<'a, Result<GateVerdict, BuildError>>;
+}
+
+/// A [`PromoteGate`]'s answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GateVerdict {
+    /// False: the version stays pushed, the tags don't move.
+    pub hold: bool,
+    /// What the gate found (`verified: CVE-… fixed`), for the detail.
+    pub note: Option<String>,
 }
 
 /// Carries out plans.
@@ -389,14 +398,18 @@ impl Runner {
                 })?
         };
         let pinned = versioned.with_digest(&digest)?;
-        if let Some(gate) = &self.gate
-            && let Some(why) = gate.hold(b, &pinned).await?
-        {
-            let note = match note {
-                Some(n) => format!("{n}; not promoted: {why}"),
-                None => format!("not promoted: {why}"),
-            };
-            return Ok((version, digest, Some(note)));
+        let mut note = note;
+        if let Some(gate) = &self.gate {
+            let v = gate.check(b, &pinned).await?;
+            if let Some(found) = v.note {
+                note = Some(match note {
+                    Some(n) => format!("{n}; {found}"),
+                    None => found,
+                });
+            }
+            if v.hold {
+                return Ok((version, digest, note));
+            }
         }
         let targets = b
             .promote
