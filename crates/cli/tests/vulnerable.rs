@@ -483,3 +483,90 @@ async fn vulnerability_cascade_fixes(db: Db) {
 }
 
 both_stores!(vulnerability_cascade_fixes);
+
+/// No fix exists yet (the advisories name no fixed version): the event's
+/// findings say so (`fixed: null`), the rebuild can't fix it, and with
+/// `promote_unfixed: false` nothing is promoted.
+async fn no_fix_yet_is_not_promoted(db: Db) {
+    let reg = Registry::start().await;
+    let host = reg.host();
+    let env = Env::new(db).await;
+    let d = env.path().to_path_buf();
+    let buildah = Buildah::new();
+    let root = tempfile::tempdir().unwrap();
+    let (base, app, child, builds) = tree(&d, &host, &buildah, root.path()).await;
+    let cfg = env.config(&format!(
+        "{builds}\
+         triggers:\n  alert:\n    webhook: {{url: \"http://127.0.0.1:9/\", timeout: 1s}}\n\
+         policy:\n  mode: thresholds\n  thresholds: \"high > 0\"\n  on_vulnerable: [alert]\n\
+         cascade:\n  promote_unfixed: false\n"
+    ));
+    let cfg = cfg.to_str().unwrap();
+    env.rebuild(cfg, &["--all"]).await.expect(0);
+    env.run(&["scan", &base, &app, &child]).await.expect(0);
+    // The Debian records as published before any fix: no `fixed` event.
+    let unfixed = d.join("unfixed");
+    std::fs::create_dir_all(&unfixed).unwrap();
+    for e in std::fs::read_dir(osv_fixtures().join("debian")).unwrap() {
+        let p = e.unwrap().path();
+        let mut rec: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        for a in rec["affected"].as_array_mut().unwrap() {
+            for r in a["ranges"].as_array_mut().unwrap() {
+                r["events"] = serde_json::json!([{"introduced": "0"}]);
+            }
+        }
+        std::fs::write(unfixed.join(p.file_name().unwrap()), rec.to_string()).unwrap();
+    }
+    env.run(&[
+        "vulns",
+        "import",
+        "--config",
+        cfg,
+        unfixed.to_str().unwrap(),
+    ])
+    .await
+    .expect(0);
+    let events = env.run(&["events", &app, "--json"]).await;
+    events.expect(0);
+    let events = events.json();
+    let e = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["source"] == "vulnerability")
+        .expect("a vulnerability event for the app");
+    let findings = e["vulnerability"]["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().all(|f| f["fixed"].is_null()),
+        "the event says no fix exists: {e:#}"
+    );
+
+    let push = reg.pusher();
+    let before = push.head_digest("apps/app", "1").await.unwrap();
+    let run = env.rebuild(cfg, &["--vulnerable"]).await;
+    run.expect(0);
+    let run = run.json();
+    let app_v = run["verified"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["image"] == app.as_str())
+        .unwrap();
+    assert_eq!(app_v["findings"][0]["outcome"], "not fixed", "{run:#}");
+    assert_eq!(
+        app_v["findings"][0]["reason"], "no fixed version in the distribution yet",
+        "{run:#}"
+    );
+    for item in run["items"].as_array().unwrap() {
+        assert!(
+            item["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not promoted"),
+            "{run:#}"
+        );
+    }
+    assert_eq!(push.head_digest("apps/app", "1").await.unwrap(), before);
+}
+
+both_stores!(no_fix_yet_is_not_promoted);
