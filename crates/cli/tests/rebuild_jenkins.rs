@@ -156,6 +156,8 @@ async fn jobs_build_and_push(db: Db) {
         base_build.params["TARGET"],
         format!("{host}/golden/base:{base_version}")
     );
+    // Told to build without caches, as every local executor does.
+    assert_eq!(base_build.params["NO_CACHE"], "true");
     let api_build = builds.iter().find(|b| b.job == "apps/api").unwrap();
     assert_eq!(api_build.params["APP"], "api");
     assert_eq!(api_build.params["IMAGE"], format!("{host}/apps/api:1.0"));

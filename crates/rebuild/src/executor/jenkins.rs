@@ -1,5 +1,5 @@
 //! A Jenkins job as the builder: freshen starts the image's job with
-//! `IMAGE`, `VERSION` and `TARGET`, follows the queue item to its build,
+//! `IMAGE`, `VERSION`, `TARGET` and `NO_CACHE=true`, follows the queue item to its build,
 //! and waits for the build's result. The job builds and pushes `TARGET`;
 //! the digest is then asked of the registry.
 
@@ -66,6 +66,11 @@ impl JenkinsBuildPush for JenkinsSettings {
             ("IMAGE".to_string(), b.image.clone()),
             ("VERSION".to_string(), version.to_string()),
             ("TARGET".to_string(), target.to_string()),
+            // As every local executor: no layer cache, bases pulled, so a
+            // rebuild installs the distribution's current packages. A job
+            // that doesn't define it ignores it; a build's own
+            // `parameters` may set it otherwise.
+            ("NO_CACHE".to_string(), "true".to_string()),
         ];
         parameters.extend(b.parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
         let location = session
