@@ -9,7 +9,14 @@
 mod common;
 
 use common::{Buildah, Env, fixtures};
-use freshen_testkit::{Db, OsvMirror, Registry, WebhookReceiver, both_stores, osv_fixtures};
+use freshen_testkit::{
+    DEBIAN_ROOT_DOCKERFILE, Db, OsvMirror, Registry, WebhookReceiver, both_stores, debian_root,
+    osv_fixtures,
+};
+
+/// Bookworm's `/etc/os-release`, as the inventory reads it.
+const BOOKWORM: &str =
+    "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n";
 use serde_json::Value;
 
 /// Builds and scans a bookworm image whose openssl predates DSA-5532-1.
@@ -29,21 +36,9 @@ async fn build_bookworm(env: &Env, image: &str, vulnerable: bool) -> String {
         status = status.replace("Version: 3.0.19-1~deb12u2", "Version: 3.0.11-1~deb12u1");
     }
     let ctx = env.path().join(format!("ctx-{vulnerable}"));
-    std::fs::create_dir_all(ctx.join("var/lib/dpkg")).unwrap();
-    std::fs::create_dir_all(ctx.join("etc")).unwrap();
-    std::fs::write(ctx.join("var/lib/dpkg/status"), status).unwrap();
-    std::fs::write(
-        ctx.join("etc/os-release"),
-        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
-    )
-    .unwrap();
+    debian_root(&ctx, &status, BOOKWORM);
     Buildah::new()
-        .build_push(
-            &ctx,
-            "FROM scratch\nCOPY var /var\nCOPY etc /etc\n",
-            image,
-            &[],
-        )
+        .build_push(&ctx, DEBIAN_ROOT_DOCKERFILE, image, &[])
         .await
 }
 

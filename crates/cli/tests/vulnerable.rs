@@ -9,7 +9,13 @@
 mod common;
 
 use common::{Env, fixtures, write};
-use freshen_testkit::{Buildah, Db, Registry, both_stores, osv_fixtures};
+use freshen_testkit::{
+    Buildah, DEBIAN_ROOT_DOCKERFILE, Db, Registry, both_stores, debian_root, osv_fixtures,
+};
+
+/// Bookworm's `/etc/os-release`, as the inventory reads it.
+const BOOKWORM: &str =
+    "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n";
 use serde_json::Value;
 
 fn wave_images(plan: &Value) -> Vec<Vec<String>> {
@@ -41,19 +47,10 @@ async fn tree(
     let status = std::fs::read_to_string(fixtures().join("dpkg/status"))
         .unwrap()
         .replace("Version: 3.0.19-1~deb12u2", "Version: 3.0.11-1~deb12u1");
-    write(&d.join("base/var/lib/dpkg/status"), &status);
-    write(
-        &d.join("base/etc/os-release"),
-        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
-    );
+    debian_root(&d.join("base"), &status, BOOKWORM);
     let base = format!("{host}/golden/base:old");
     buildah
-        .build_push(
-            &d.join("base"),
-            "FROM scratch\nCOPY var /var\nCOPY etc /etc\n",
-            &base,
-            &[],
-        )
+        .build_push(&d.join("base"), DEBIAN_ROOT_DOCKERFILE, &base, &[])
         .await;
     let app = format!("{host}/apps/app:1");
     let child = format!("{host}/apps/child:1");
@@ -205,12 +202,7 @@ async fn vulnerable_plan_and_rebuild(db: Db) {
     let fixed = std::fs::read_to_string(fixtures().join("dpkg/status")).unwrap();
     write(&d.join("base/var/lib/dpkg/status"), &fixed);
     buildah
-        .build_push(
-            &d.join("base"),
-            "FROM scratch\nCOPY var /var\nCOPY etc /etc\n",
-            &base,
-            &[],
-        )
+        .build_push(&d.join("base"), DEBIAN_ROOT_DOCKERFILE, &base, &[])
         .await;
     env.run(&["scan", &base]).await.expect(0);
     let p = env
@@ -396,12 +388,7 @@ async fn vulnerability_cascade_fixes(db: Db) {
         &std::fs::read_to_string(fixtures().join("dpkg/status")).unwrap(),
     );
     buildah
-        .build_push(
-            &d.join("base"),
-            "FROM scratch\nCOPY var /var\nCOPY etc /etc\n",
-            &base,
-            &[],
-        )
+        .build_push(&d.join("base"), DEBIAN_ROOT_DOCKERFILE, &base, &[])
         .await;
     env.run(&["scan", &base]).await.expect(0);
 
