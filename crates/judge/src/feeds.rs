@@ -259,20 +259,16 @@ async fn failed(
     source: &str,
     error: String,
 ) -> Result<ArchiveOutcome, JudgeError> {
-    tracing_warn(feed, source, &error);
-    store
-        .feed_checked(feed, source, Some(&error), Utc::now())
-        .await?;
-    Ok(ArchiveOutcome::Failed { error })
-}
-
-fn tracing_warn(feed: &str, source: &str, error: &str) {
     tracing::warn!(
         feed,
         source,
         error,
         "feed archive not imported; the data before stays in force"
     );
+    store
+        .feed_checked(feed, source, Some(&error), Utc::now())
+        .await?;
+    Ok(ArchiveOutcome::Failed { error })
 }
 
 #[cfg(test)]
