@@ -35,8 +35,8 @@ impl Env {
         self.dir.path()
     }
 
-    /// Writes `freshen.yaml` (which freshen also reads by default, from
-    /// its working directory) and returns its path.
+    /// Writes `freshen.yaml` in the scratch dir and returns its path, for
+    /// `--config` (freshen reads no config file unless told).
     pub fn config(&self, yaml: &str) -> PathBuf {
         self.config_file("freshen.yaml", yaml)
     }
