@@ -84,6 +84,9 @@ pub enum AppError {
     /// The feed downloader could not be set up.
     #[error(transparent)]
     Feed(#[from] freshen_feeds::FeedError),
+    /// A cluster could not be reached or refused a call.
+    #[error(transparent)]
+    Deploy(#[from] freshen_deploy::DeployError),
     /// A webhook receiver in the config is unusable.
     #[error(transparent)]
     Receiver(#[from] freshen_intake::ReceiverError),

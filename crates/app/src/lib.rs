@@ -16,6 +16,7 @@ mod inventory;
 mod promote;
 mod rebuild;
 mod records;
+mod rollout;
 mod vulns;
 mod watching;
 
@@ -33,12 +34,16 @@ use tokio::sync::{Notify, OnceCell};
 pub use check::{CheckFlags, CheckReport, Digest};
 pub use database::{data_dir, database_url};
 pub use error::AppError;
+pub use freshen_deploy::DeployError;
 pub use feeds::FeedsSynced;
 pub use harbor::harbor_credentials;
 pub use inventory::{SbomFormat, ScanObserver, ScanRequest, Scanned};
 pub use promote::{Promoted, Promotion};
 pub use rebuild::{PlanRequest, Planned, RebuildProgress, Verified};
 pub use records::History;
+pub use rollout::{
+    OnRolloutProgress, RolloutPlan, RolloutProgress, RolloutReport, RolloutRequest, WantedImage,
+};
 pub use vulns::HarborSource;
 pub use watching::Watcher;
 
@@ -51,12 +56,13 @@ pub mod view {
         AffectedImage, ArchiveOutcome, ArchiveSync, BaseDiff, FeedSync, FindingOutcome, ImageVulns,
         Imported, PolicyCheck, Replay,
     };
+    pub use freshen_deploy::{Change, ContainerChange, Current, Matched, Outcome, WorkloadId};
     pub use freshen_rebuild::{Plan, Progress, RunReport, Trigger};
     pub use freshen_reference::Reference;
     pub use freshen_registry::{CopyReport, PlatformManifest, Resolved};
     pub use freshen_store::{
         ChangeEvent, Decision, Delivery, DeliveryState, FeedArchive, HistoryEntry, ImportSummary,
-        PackageRecord, RebuildRun, RunState, Status,
+        PackageRecord, RebuildRun, RolloutItem, RolloutRecord, RolloutState, RunState, Status,
     };
     pub use freshen_vuln::Finding;
 }

@@ -154,7 +154,12 @@ impl App {
         );
         Ok(Some(Deliverer::cascades(
             store.clone(),
-            Arc::new(CascadeTarget(cascader)),
+            Arc::new(CascadeTarget {
+                cascader,
+                rollouts: self
+                    .rolls_out_cascades()
+                    .then(|| self.rollouts_over(store)),
+            }),
             loaded.config.outbox.clone(),
         )))
     }
@@ -415,7 +420,14 @@ fn run_progress(progress: &OnRebuildProgress) -> Arc<dyn Fn(Progress) + Send + S
 
 /// The outbox's reserved `cascade` target: a change event's rebuild, run by
 /// the rebuild crate's [`Cascader`] (which knows nothing of the outbox).
-struct CascadeTarget(Cascader);
+/// A cascade: the event's rebuild run, then (with `rollout.clusters` and
+/// `after_cascade`) the roll-out of what it rebuilt and promoted. Both
+/// are stored and keyed (the run by the event, the roll-out by the run),
+/// so a delivery taken again after a crash resumes whichever was cut short.
+struct CascadeTarget {
+    cascader: Cascader,
+    rollouts: Option<crate::rollout::Rollouts>,
+}
 
 impl LocalTarget for CascadeTarget {
     fn deliver<'a>(
@@ -423,14 +435,27 @@ impl LocalTarget for CascadeTarget {
         delivery: &'a freshen_store::Delivery,
     ) -> futures::future::BoxFuture<'a, Result<Option<String>, DeliveryError>> {
         Box::pin(async move {
-            self.0
+            let failed = |message: String| DeliveryError {
+                message,
+                retryable: true,
+            };
+            let done = self
+                .cascader
                 .run(&delivery.event_id)
                 .await
-                .map(|done| Some(done.to_string()))
-                .map_err(|e| DeliveryError {
-                    message: e.to_string(),
-                    retryable: true,
-                })
+                .map_err(|e| failed(e.to_string()))?;
+            let (Some(rollouts), freshen_rebuild::CascadeDone::Rebuilt { run, .. }) =
+                (&self.rollouts, &done)
+            else {
+                return Ok(Some(done.to_string()));
+            };
+            let report = rollouts
+                .run(&crate::RolloutRequest::Run(run.clone()), None)
+                .await
+                .map_err(|e| failed(format!("{done}; roll-out: {e}")))?;
+            // A workload that failed its rollout was put back and recorded;
+            // building again would not help, so the delivery is done.
+            Ok(Some(format!("{done}; {}", report.summary())))
         })
     }
 }
@@ -524,7 +549,8 @@ impl PromoteGate for UnfixedGate {
                 return Ok(GateVerdict {
                     hold: true,
                     note: Some(format!(
-                        "not promoted: the rebuild fixed none of {not_fixed} (cascade.promote_unfixed is false)"
+                        "{} the rebuild fixed none of {not_fixed} (cascade.promote_unfixed is false)",
+                        crate::rollout::HELD
                     )),
                 });
             }

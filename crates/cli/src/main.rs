@@ -10,7 +10,9 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use freshen_app::view::{DeliveryState, RunState};
-use freshen_app::{App, CheckFlags, HarborSource, PlanRequest, ScanRequest};
+use freshen_app::{
+    App, CheckFlags, HarborSource, OnRolloutProgress, PlanRequest, RolloutRequest, ScanRequest,
+};
 use freshen_config::Loaded;
 
 /// Exit status for "something changed" with `check --exit-code`.
@@ -270,6 +272,37 @@ enum Command {
         /// A tag of the same repository, or a full reference elsewhere. Repeatable.
         #[arg(long = "to", value_name = "TAG", required = true)]
         to: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move the Kubernetes workloads that run an image (or what a rebuild
+    /// run rebuilt) to its new digest, wave by wave: each watched until its
+    /// rollout completes, and put back if it fails or times out. Needs
+    /// `rollout.clusters` in the config.
+    Rollout {
+        /// The image: `repo:tag@sha256:…`, or `repo:tag` (its digest is read
+        /// from the registry now).
+        #[arg(required_unless_present = "run", conflicts_with = "run")]
+        image: Option<String>,
+        /// A rebuild run (`freshen rebuilds`): roll out what it rebuilt and
+        /// promoted, in its waves; a roll-out cut short is resumed.
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        /// Show the workloads that would move, and change nothing.
+        #[arg(long)]
+        plan: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll-outs: the latest ones, or one roll-out's workloads.
+    Rollouts {
+        /// A roll-out's id.
+        id: Option<String>,
+        /// How many roll-outs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -759,6 +792,37 @@ async fn run(cli: Cli) -> Result<u8> {
             } else {
                 EXIT_ERROR
             })
+        }
+        Command::Rollout {
+            image,
+            run,
+            plan,
+            json,
+        } => {
+            let request = match (run, image) {
+                (Some(id), _) => RolloutRequest::Run(id),
+                (None, Some(image)) => RolloutRequest::Image(image),
+                (None, None) => bail!("say what to roll out: an IMAGE or --run ID"),
+            };
+            if plan {
+                output::rollout_plan(&app.rollout_plan(&request).await?, json);
+                return Ok(0);
+            }
+            let progress: OnRolloutProgress = Arc::new(output::rollout_progress);
+            let report = app.rollout(&request, Some(progress)).await?;
+            output::rollout(&report, json);
+            Ok(if report.rollout.state == RunState::Done {
+                0
+            } else {
+                EXIT_ERROR
+            })
+        }
+        Command::Rollouts { id, limit, json } => {
+            match id {
+                Some(id) => output::rollout(&app.rollout_report(&id).await?, json),
+                None => output::rollouts(&app.rollouts(limit).await?, json),
+            }
+            Ok(0)
         }
         Command::Rebuilds { run, limit, json } => {
             match run {

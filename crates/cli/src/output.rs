@@ -1114,3 +1114,132 @@ fn how(r: &CopyReport) -> String {
         parts.join(", ")
     }
 }
+
+fn containers_line(cs: &[freshen_app::view::ContainerChange]) -> String {
+    cs.iter()
+        .map(|c| {
+            let init = if c.init { " (init)" } else { "" };
+            format!("{}{init}: {} -> {}", c.container, c.old, c.new)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `freshen rollout --plan`.
+pub fn rollout_plan(p: &freshen_app::RolloutPlan, json: bool) {
+    if json {
+        print_json(p);
+        return;
+    }
+    for i in &p.images {
+        println!("image {} -> {} (wave {})", i.image, i.digest, i.wave + 1);
+    }
+    if p.matched.changes.is_empty() {
+        println!("no workload to move");
+    } else {
+        table(
+            &["WAVE", "WORKLOAD", "CONTAINERS"],
+            p.matched
+                .changes
+                .iter()
+                .map(|c| {
+                    vec![
+                        (c.wave + 1).to_string(),
+                        c.workload.to_string(),
+                        containers_line(&c.containers),
+                    ]
+                })
+                .collect(),
+        );
+    }
+    for c in &p.matched.current {
+        println!(
+            "already on the new digest: {} ({})",
+            c.workload,
+            c.containers.join(", ")
+        );
+    }
+}
+
+/// A roll-out's progress, on stderr.
+pub fn rollout_progress(p: freshen_app::RolloutProgress) {
+    match p {
+        freshen_app::RolloutProgress::Started(c) => {
+            eprintln!("  {} (wave {}): rolling out", c.workload, c.wave + 1)
+        }
+        freshen_app::RolloutProgress::Finished(c, o) => {
+            let word = match &o {
+                freshen_app::view::Outcome::Done(_) => "done",
+                freshen_app::view::Outcome::RolledBack(_) => "rolled back",
+                freshen_app::view::Outcome::Failed(_) => "failed",
+                freshen_app::view::Outcome::Skipped(_) => "skipped",
+            };
+            eprintln!("  {}: {word}: {}", c.workload, o.detail())
+        }
+    }
+}
+
+/// `freshen rollout` and `freshen rollouts ID`.
+pub fn rollout(r: &freshen_app::RolloutReport, json: bool) {
+    if json {
+        print_json(r);
+        return;
+    }
+    println!("roll-out {}: {}", r.rollout.id, r.rollout.state);
+    if r.items.is_empty() {
+        println!("no workload runs these images");
+        return;
+    }
+    table(
+        &["WAVE", "WORKLOAD", "STATE", "TOOK", "DETAIL"],
+        r.items
+            .iter()
+            .map(|i| {
+                let took = match (i.started_at, i.finished_at) {
+                    (Some(s), Some(f)) => format!("{:.1}s", (f - s).as_seconds_f64()),
+                    _ => String::new(),
+                };
+                let detail = match &i.detail {
+                    Some(d) => d.clone(),
+                    None => serde_json::from_value::<Vec<freshen_app::view::ContainerChange>>(
+                        i.containers.clone(),
+                    )
+                    .map(|cs| containers_line(&cs))
+                    .unwrap_or_default(),
+                };
+                vec![
+                    (i.wave + 1).to_string(),
+                    i.workload.clone(),
+                    i.state.to_string(),
+                    took,
+                    detail,
+                ]
+            })
+            .collect(),
+    );
+}
+
+/// `freshen rollouts`.
+pub fn rollouts(list: &[freshen_app::view::RolloutRecord], json: bool) {
+    if json {
+        print_json(&list);
+        return;
+    }
+    table(
+        &["ROLL-OUT", "CREATED (UTC)", "STATE", "OF"],
+        list.iter()
+            .map(|r| {
+                let of = match (&r.run_id, r.trigger.get("image")) {
+                    (Some(run), _) => format!("rebuild run {run}"),
+                    (None, Some(image)) => format!(
+                        "{}@{}",
+                        image.as_str().unwrap_or_default(),
+                        r.trigger["digest"].as_str().unwrap_or_default()
+                    ),
+                    _ => r.trigger.to_string(),
+                };
+                vec![r.id.clone(), time(r.created_at), r.state.to_string(), of]
+            })
+            .collect(),
+    );
+}

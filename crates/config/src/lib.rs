@@ -113,6 +113,10 @@ pub struct Config {
     /// `concurrency`.
     #[serde(default)]
     pub rescan: Option<freshen_settings::RescanSpec>,
+    /// Kubernetes clusters whose workloads are moved to rebuilt digests:
+    /// `clusters`, `parallel`, `timeout`, `poll_interval`, `after_cascade`.
+    #[serde(default)]
+    pub rollout: freshen_settings::RolloutSettings,
 }
 
 /// A loaded, validated configuration.
@@ -351,6 +355,13 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
             r.ca_file = Some(base_dir.join(ca));
         }
     }
+    for c in config.rollout.clusters.values_mut() {
+        if let Some(k) = &c.kubeconfig
+            && k.is_relative()
+        {
+            c.kubeconfig = Some(base_dir.join(k));
+        }
+    }
 
     if let Some(j) = &config.builders.jenkins {
         j.validate()
@@ -450,6 +461,7 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         .server
         .validate()
         .map_err(|e| invalid("server".into(), e))?;
+    config.rollout.validate().map_err(|(k, m)| invalid(k, m))?;
     if config.outbox.max_attempts == 0 || config.outbox.concurrency == 0 {
         return Err(invalid(
             "outbox".into(),

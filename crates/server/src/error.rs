@@ -112,6 +112,14 @@ impl From<AppError> for ApiError {
             AppError::Judge(e) => e.into(),
             AppError::Store(e) => e.into(),
             AppError::Reference(_) | AppError::Refused(_) => ApiError::bad_request(e.to_string()),
+            AppError::Deploy(freshen_app::DeployError::NoClusters) => {
+                ApiError::bad_request(e.to_string())
+            }
+            AppError::Deploy(_) => {
+                // Cluster errors name the cluster and what it said, no credentials.
+                tracing::warn!(error = %e, "cluster request failed");
+                ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
+            }
             AppError::Registry(_) | AppError::Harbor(_) => {
                 // Registry and Harbor errors carry URLs without credentials.
                 tracing::warn!(error = %e, "registry request failed");

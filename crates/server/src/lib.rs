@@ -28,6 +28,7 @@ mod auth;
 mod error;
 mod hooks;
 mod openapi;
+mod rollouts;
 mod routes;
 mod settings;
 mod ui;

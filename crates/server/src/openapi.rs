@@ -48,6 +48,8 @@ pub fn document() -> Value {
     merge(&mut doc["components"]["schemas"], events_schemas());
     merge(&mut doc["paths"], hooks_paths());
     merge(&mut doc["components"]["schemas"], hooks_schemas());
+    merge(&mut doc["paths"], crate::rollouts::paths());
+    merge(&mut doc["components"]["schemas"], crate::rollouts::schemas());
     doc
 }
 
@@ -180,6 +182,7 @@ fn inventory_document() -> Value {
             { "name": "packages", "description": "Who holds a package." },
             { "name": "vulnerabilities", "description": "Findings and the images a vulnerability affects." },
             { "name": "events", "description": "Change events of watched tags, and the policy decisions made on them." },
+            { "name": "rollouts", "description": "Kubernetes workloads moved to rebuilt digests." },
             { "name": "service", "description": "Health, this document, the HTML page." }
         ],
         "paths": {

@@ -28,7 +28,7 @@ use crate::hooks::{Hooks, Metrics};
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub app: Arc<App>,
-    auth: Arc<WriteAuth>,
+    pub auth: Arc<WriteAuth>,
     openapi: Bytes,
     pub max_body_bytes: usize,
     /// Webhook receivers, when configured.
@@ -117,6 +117,16 @@ pub(crate) fn table() -> Vec<Route> {
             path: "/metrics",
             operations: &[("get", "/metrics")],
             service: get(crate::hooks::metrics),
+        },
+        Route {
+            path: "/rollouts",
+            operations: &[("get", "/rollouts"), ("post", "/rollouts")],
+            service: get(crate::rollouts::list).post(crate::rollouts::start),
+        },
+        Route {
+            path: "/rollouts/{id}",
+            operations: &[("get", "/rollouts/{id}")],
+            service: get(crate::rollouts::show),
         },
         Route {
             path: "/vulnerabilities/{*rest}",
@@ -323,7 +333,7 @@ async fn decisions(State(st): State<AppState>, uri: Uri) -> Result<Response, Api
 
 /// Parses the query string; unknown parameters are refused so a typo is not
 /// silently ignored.
-fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+pub(crate) fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
     Query::<T>::try_from_uri(uri)
         .map(|Query(t)| t)
         .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
@@ -379,7 +389,7 @@ pub(crate) fn image_path(r: &str) -> String {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NoParams {}
+pub(crate) struct NoParams {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,6 +10,7 @@ mod definition;
 mod feeds;
 mod outbox;
 mod registry;
+mod rollout;
 mod schedule;
 pub mod server;
 pub mod template;
@@ -28,6 +29,7 @@ pub use feeds::{
 };
 pub use outbox::OutboxSettings;
 pub use registry::RegistrySettings;
+pub use rollout::{ClusterSpec, RolloutSettings, WorkloadKind};
 pub use schedule::Schedule;
 pub use server::ServerSettings;
 pub use triggers::{

@@ -23,6 +23,7 @@ mod open;
 mod outbox;
 mod rebuilds;
 mod reports;
+mod rollouts;
 mod schedule;
 mod sql;
 mod vulnerable;
@@ -41,6 +42,7 @@ pub use vulnerable::Vulnerable;
 
 pub use outbox::TriggerFilter;
 pub use rebuilds::{ItemState, RebuildItem, RebuildRun, RunState};
+pub use rollouts::{RolloutItem, RolloutRecord, RolloutState};
 pub use reports::{ReportImport, ReportInput, ReportOutcome, StoredReport};
 pub use vulns::{AdvisoryInput, Decision, FleetPackage, ImportSummary};
 

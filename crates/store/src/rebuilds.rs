@@ -270,6 +270,19 @@ impl Store {
         rows.into_iter().map(ItemRow::into_item).collect()
     }
 
+    /// Every digest a build of `image` was pushed as, oldest first: the
+    /// digests a workload may still be pinned to.
+    pub async fn rebuilt_digests(&self, image: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = with_pool!(&self.db, pool => sqlx::query_as(
+            "SELECT digest FROM rebuild_items WHERE image = $1 AND digest IS NOT NULL \
+             GROUP BY digest ORDER BY MIN(finished_at)")
+            .bind(image)
+            .fetch_all(pool)
+            .await)
+        .map_err(query_err("read an image's rebuilt digests"))?;
+        Ok(rows.into_iter().map(|(d,)| d).collect())
+    }
+
     /// Records an image's progress. `started` stamps `started_at`, else
     /// `finished_at` is stamped.
     #[allow(clippy::too_many_arguments)]

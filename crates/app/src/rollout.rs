@@ -1,0 +1,404 @@
+//! The "roll out" actions: the workloads an image (or a rebuild run)
+//! moves, the roll-out itself, stored and resumable, and the stored
+//! roll-outs.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use freshen_deploy::{Change, Matched, Outcome, Rollout, Sink, Wanted};
+use freshen_reference::Reference;
+use freshen_store::{
+    ItemState, RolloutItem, RolloutRecord, RolloutState, RunState, Store,
+};
+use serde::Serialize;
+
+use crate::{App, AppError};
+
+/// The start of a rebuilt image's detail when its promotion was held
+/// (`cascade.promote_unfixed: false`): such an image is not rolled out.
+pub(crate) const HELD: &str = "not promoted:";
+
+/// What to roll out.
+#[derive(Debug, Clone)]
+pub enum RolloutRequest {
+    /// What a rebuild run built and promoted, in its waves.
+    Run(String),
+    /// One image: `repo:tag@sha256:…`, or `repo:tag` (its digest read
+    /// from the registry now).
+    Image(String),
+}
+
+/// An image to roll out, as planned.
+#[derive(Debug, Clone, Serialize)]
+pub struct WantedImage {
+    /// The image (`registry/repo:tag`).
+    pub image: String,
+    /// The digest it moves to.
+    pub digest: String,
+    /// Its wave.
+    pub wave: usize,
+}
+
+/// What a roll-out would do, read from the clusters now.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutPlan {
+    /// The images and their new digests.
+    pub images: Vec<WantedImage>,
+    /// The workloads to move, by wave, and those already moved.
+    #[serde(flatten)]
+    pub matched: Matched,
+}
+
+/// A roll-out as stored, with its workloads.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutReport {
+    /// The roll-out.
+    pub rollout: RolloutRecord,
+    /// Its workloads, by wave.
+    pub items: Vec<RolloutItem>,
+}
+
+impl RolloutReport {
+    /// One line: the roll-out, its state and its workloads' outcomes.
+    pub fn summary(&self) -> String {
+        let count = |s: RolloutState| self.items.iter().filter(|i| i.state == s).count();
+        format!(
+            "roll-out {} {}: {} workload(s), {} done, {} rolled back, {} failed, {} skipped",
+            self.rollout.id,
+            self.rollout.state.as_str(),
+            self.items.len(),
+            count(RolloutState::Done),
+            count(RolloutState::RolledBack),
+            count(RolloutState::Failed),
+            count(RolloutState::Skipped),
+        )
+    }
+}
+
+/// What a roll-out reports as it goes.
+#[derive(Debug, Clone)]
+pub enum RolloutProgress {
+    /// A workload is being patched.
+    Started(Change),
+    /// A workload's roll-out ended.
+    Finished(Change, Outcome),
+}
+
+/// Where a roll-out's progress goes.
+pub type OnRolloutProgress = Arc<dyn Fn(RolloutProgress) + Send + Sync>;
+
+/// The roll-out service: what the actions below need, so that a cascade
+/// (which outlives any one call) can roll out what it rebuilt too.
+#[derive(Clone)]
+pub(crate) struct Rollouts {
+    store: Store,
+    client: freshen_registry::Client,
+    defaults: freshen_reference::Defaults,
+    settings: freshen_settings::RolloutSettings,
+}
+
+impl App {
+    pub(crate) fn rollouts_over(&self, store: &Store) -> Rollouts {
+        Rollouts {
+            store: store.clone(),
+            client: self.client.clone(),
+            defaults: self.loaded.defaults.clone(),
+            settings: self.loaded.config.rollout.clone(),
+        }
+    }
+
+    async fn rollouts_service(&self) -> Result<Rollouts, AppError> {
+        Ok(self.rollouts_over(self.store().await?))
+    }
+
+    /// What `request` would change in the configured clusters, read now;
+    /// nothing is patched (`freshen rollout --plan`).
+    pub async fn rollout_plan(&self, request: &RolloutRequest) -> Result<RolloutPlan, AppError> {
+        self.rollouts_service().await?.plan(request).await
+    }
+
+    /// Rolls `request` out: every workload running its images patched to
+    /// the new digests, wave by wave, watched until healthy and put back if
+    /// not. A rebuild run is rolled out once: asked again, its roll-out is
+    /// resumed if it was cut short, else answered as it stands.
+    pub async fn rollout(
+        &self,
+        request: &RolloutRequest,
+        on_progress: Option<OnRolloutProgress>,
+    ) -> Result<RolloutReport, AppError> {
+        self.rollouts_service().await?.run(request, on_progress).await
+    }
+
+    /// A stored roll-out and its workloads.
+    pub async fn rollout_report(&self, id: &str) -> Result<RolloutReport, AppError> {
+        self.rollouts_service().await?.report(id).await
+    }
+
+    /// Stored roll-outs, newest first.
+    pub async fn rollouts(&self, limit: i64) -> Result<Vec<RolloutRecord>, AppError> {
+        Ok(self.store().await?.rollouts(limit).await?)
+    }
+
+    /// Whether cascades roll out what they rebuilt.
+    pub(crate) fn rolls_out_cascades(&self) -> bool {
+        let r = &self.loaded.config.rollout;
+        r.after_cascade && !r.clusters.is_empty()
+    }
+}
+
+impl Rollouts {
+    async fn clusters(&self) -> Result<Rollout, AppError> {
+        Ok(Rollout::connect(&self.settings).await?)
+    }
+
+    /// The images `request` rolls out, with what to store as its trigger.
+    async fn wanted(
+        &self,
+        store: &Store,
+        request: &RolloutRequest,
+    ) -> Result<(serde_json::Value, Option<String>, Vec<Wanted>), AppError> {
+        match request {
+            RolloutRequest::Run(id) => {
+                let Some(run) = store.rebuild(id).await? else {
+                    return Err(AppError::Refused(format!(
+                        "no rebuild run {id}: `freshen rebuilds` lists them"
+                    )));
+                };
+                let mut wanted = Vec::new();
+                for item in store.rebuild_items(&run.id).await? {
+                    let held = item.detail.as_deref().is_some_and(|d| d.starts_with(HELD));
+                    let (ItemState::Done, Some(digest), false) = (item.state, &item.digest, held)
+                    else {
+                        continue;
+                    };
+                    let image = Reference::parse(&item.image)?;
+                    let old_digests = self.old_digests(store, &image, digest).await?;
+                    wanted.push(Wanted {
+                        image,
+                        digest: digest.clone(),
+                        old_digests,
+                        wave: usize::try_from(item.wave).unwrap_or(0),
+                    });
+                }
+                let trigger = serde_json::json!({"run": run.id, "event": run.event_id});
+                Ok((trigger, Some(run.id), wanted))
+            }
+            RolloutRequest::Image(s) => {
+                let image = Reference::parse_with(s, &self.defaults)?;
+                let digest = match image.digest() {
+                    Some(d) => d.to_string(),
+                    None => self.client.resolve(&image).await?.digest,
+                };
+                let tagged = match image.tag() {
+                    Some(t) => Reference::from_parts(image.registry(), image.repository(), Some(t), None)?,
+                    None => image.clone(),
+                };
+                let old_digests = self.old_digests(store, &tagged, &digest).await?;
+                let trigger = serde_json::json!({"image": tagged.to_string(), "digest": digest});
+                Ok((
+                    trigger,
+                    None,
+                    vec![Wanted {
+                        image: tagged,
+                        digest,
+                        old_digests,
+                        wave: 0,
+                    }],
+                ))
+            }
+        }
+    }
+
+    /// The digests `image`'s tag pointed at before (seen by a watch, or
+    /// pushed by a rebuild), but `now`.
+    async fn old_digests(
+        &self,
+        store: &Store,
+        image: &Reference,
+        now: &str,
+    ) -> Result<Vec<String>, AppError> {
+        let mut out: Vec<String> = store
+            .history(&image.to_string())
+            .await?
+            .into_iter()
+            .map(|h| h.digest)
+            .collect();
+        out.extend(store.rebuilt_digests(&image.to_string()).await?);
+        out.retain(|d| d != now);
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn plan(&self, request: &RolloutRequest) -> Result<RolloutPlan, AppError> {
+        let store = &self.store;
+        let (_, _, wanted) = self.wanted(store, request).await?;
+        let clusters = self.clusters().await?;
+        let matched = clusters.plan(&wanted).await?;
+        Ok(RolloutPlan {
+            images: wanted
+                .iter()
+                .map(|w| WantedImage {
+                    image: w.image.to_string(),
+                    digest: w.digest.clone(),
+                    wave: w.wave,
+                })
+                .collect(),
+            matched,
+        })
+    }
+
+    pub(crate) async fn run(
+        &self,
+        request: &RolloutRequest,
+        on_progress: Option<OnRolloutProgress>,
+    ) -> Result<RolloutReport, AppError> {
+        let store = &self.store;
+        let (trigger, run_id, wanted) = self.wanted(store, request).await?;
+        let clusters = self.clusters().await?;
+        let existing = match &run_id {
+            Some(r) => store.rollout_for_run(r).await?,
+            None => None,
+        };
+        let (record, changes) = match existing {
+            Some(r) if r.state != RunState::Running => {
+                let items = store.rollout_items(&r.id).await?;
+                return Ok(RolloutReport { rollout: r, items });
+            }
+            Some(r) => {
+                tracing::info!(rollout = %r.id, "resuming a roll-out that was cut short");
+                let items = store.rollout_items(&r.id).await?;
+                let changes = items
+                    .iter()
+                    .filter(|i| !i.state.is_final())
+                    .map(change_of)
+                    .collect::<Result<Vec<_>, _>>()?;
+                (r, changes)
+            }
+            None => {
+                let matched = clusters.plan(&wanted).await?;
+                let record = RolloutRecord {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    trigger,
+                    run_id,
+                    state: RunState::Running,
+                    created_at: Utc::now(),
+                    finished_at: None,
+                };
+                let items = matched
+                    .changes
+                    .iter()
+                    .map(item_of)
+                    .collect::<Result<Vec<_>, _>>()?;
+                store.create_rollout(&record, &items).await?;
+                (record, matched.changes)
+            }
+        };
+        let sink = StoreSink {
+            store: store.clone(),
+            rollout: record.id.clone(),
+            on_progress,
+        };
+        let outcomes = clusters.run(&changes, &sink).await;
+        let state = if outcomes.iter().all(Outcome::is_done) {
+            RunState::Done
+        } else {
+            RunState::Failed
+        };
+        // A failure to store the end is the caller's to see; the workloads'
+        // outcomes are stored already.
+        store.finish_rollout(&record.id, state, Utc::now()).await?;
+        self.report(&record.id).await
+    }
+
+    async fn report(&self, id: &str) -> Result<RolloutReport, AppError> {
+        let store = &self.store;
+        let Some(rollout) = store.rollout(id).await? else {
+            return Err(AppError::Refused(format!(
+                "no roll-out {id}: `freshen rollouts` lists them"
+            )));
+        };
+        let items = store.rollout_items(id).await?;
+        Ok(RolloutReport { rollout, items })
+    }
+}
+
+fn item_of(c: &Change) -> Result<RolloutItem, AppError> {
+    Ok(RolloutItem {
+        workload: c.workload.to_string(),
+        cluster: c.workload.cluster.clone(),
+        kind: c.workload.kind.to_string(),
+        namespace: c.workload.namespace.clone(),
+        name: c.workload.name.clone(),
+        wave: i32::try_from(c.wave).unwrap_or(i32::MAX),
+        containers: serde_json::to_value(&c.containers)
+            .map_err(|e| AppError::Refused(format!("roll-out plan: {e}")))?,
+        state: RolloutState::Pending,
+        detail: None,
+        started_at: None,
+        finished_at: None,
+    })
+}
+
+fn change_of(i: &RolloutItem) -> Result<Change, AppError> {
+    let corrupt = |what: String| {
+        AppError::Store(freshen_store::StoreError::Invalid(format!(
+            "roll-out workload {}: {what}",
+            i.workload
+        )))
+    };
+    Ok(Change {
+        workload: freshen_deploy::WorkloadId {
+            cluster: i.cluster.clone(),
+            kind: freshen_settings::WorkloadKind::parse(&i.kind)
+                .ok_or_else(|| corrupt(format!("unknown kind {}", i.kind)))?,
+            namespace: i.namespace.clone(),
+            name: i.name.clone(),
+        },
+        wave: usize::try_from(i.wave).unwrap_or(0),
+        containers: serde_json::from_value(i.containers.clone())
+            .map_err(|e| corrupt(e.to_string()))?,
+    })
+}
+
+/// Stores each workload's progress as the roll-out goes.
+struct StoreSink {
+    store: Store,
+    rollout: String,
+    on_progress: Option<OnRolloutProgress>,
+}
+
+impl StoreSink {
+    async fn set(&self, change: &Change, state: RolloutState, detail: Option<&str>) {
+        if let Err(e) = self
+            .store
+            .set_rollout_item(&self.rollout, &change.workload.to_string(), state, detail, Utc::now())
+            .await
+        {
+            // The roll-out goes on; a resumed one reads the cluster again.
+            tracing::error!(rollout = %self.rollout, workload = %change.workload, error = %e, "could not record roll-out progress");
+        }
+    }
+}
+
+impl Sink for StoreSink {
+    async fn started(&self, change: &Change) {
+        self.set(change, RolloutState::Rolling, None).await;
+        if let Some(f) = &self.on_progress {
+            f(RolloutProgress::Started(change.clone()));
+        }
+    }
+
+    async fn finished(&self, change: &Change, outcome: &Outcome) {
+        let state = match outcome {
+            Outcome::Done(_) => RolloutState::Done,
+            Outcome::RolledBack(_) => RolloutState::RolledBack,
+            Outcome::Failed(_) => RolloutState::Failed,
+            Outcome::Skipped(_) => RolloutState::Skipped,
+        };
+        self.set(change, state, Some(outcome.detail())).await;
+        if let Some(f) = &self.on_progress {
+            f(RolloutProgress::Finished(change.clone(), outcome.clone()));
+        }
+    }
+}

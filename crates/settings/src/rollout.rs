@@ -1,0 +1,184 @@
+//! `rollout:`: the Kubernetes clusters whose workloads freshen moves to
+//! the digests it rebuilt, and how it goes about it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The workload kinds freshen can roll out.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// batch/v1 CronJob: patched; there is no rollout to wait for.
+    CronJob,
+}
+
+impl WorkloadKind {
+    /// Every kind, in the order they are listed.
+    pub const ALL: [WorkloadKind; 4] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::CronJob,
+    ];
+
+    /// The kind as Kubernetes names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::CronJob => "CronJob",
+        }
+    }
+
+    /// The kind from its Kubernetes name.
+    pub fn parse(s: &str) -> Option<WorkloadKind> {
+        WorkloadKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One cluster, as written under `rollout.clusters.<name>`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// A kubeconfig file; relative to the config file. Unset: the
+    /// in-cluster service account when freshen runs in a pod, else
+    /// `$KUBECONFIG` or `~/.kube/config`.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context; unset: its current context.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Namespaces to look in; empty: every namespace.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// A label selector (`app=web,tier!=batch`, `env in (prod)`): only
+    /// workloads it selects are rolled out.
+    #[serde(default)]
+    pub selector: Option<String>,
+    /// The kinds to roll out; empty: all four.
+    #[serde(default)]
+    pub kinds: Vec<WorkloadKind>,
+    /// How long one workload's rollout may take before it is put back;
+    /// default `rollout.timeout`.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+impl ClusterSpec {
+    /// The kinds this cluster rolls out.
+    pub fn kinds(&self) -> Vec<WorkloadKind> {
+        if self.kinds.is_empty() {
+            WorkloadKind::ALL.to_vec()
+        } else {
+            self.kinds.clone()
+        }
+    }
+}
+
+/// `rollout:` as written in the config.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutSettings {
+    /// Clusters by name.
+    pub clusters: BTreeMap<String, ClusterSpec>,
+    /// Workloads of one wave rolled out at once.
+    pub parallel: usize,
+    /// How long one workload's rollout may take before it is put back.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How often a rollout's progress is read.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Roll out what a cascade rebuilt and promoted, once it has
+    /// (`on_change: [cascade]`, `on_vulnerable: [cascade]`).
+    pub after_cascade: bool,
+}
+
+impl Default for RolloutSettings {
+    fn default() -> Self {
+        RolloutSettings {
+            clusters: BTreeMap::new(),
+            parallel: 4,
+            timeout: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(2),
+            after_cascade: true,
+        }
+    }
+}
+
+impl RolloutSettings {
+    /// The checks that need no I/O; the error is the key and the message.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.parallel == 0 {
+            return Err(("rollout.parallel".into(), "must be at least 1".into()));
+        }
+        if self.timeout.is_zero() {
+            return Err(("rollout.timeout".into(), "must be more than 0s".into()));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(("rollout.poll_interval".into(), "must be more than 0s".into()));
+        }
+        for (name, cluster) in &self.clusters {
+            if name.is_empty() {
+                return Err(("rollout.clusters".into(), "a cluster needs a name".into()));
+            }
+            if cluster.timeout.is_some_and(|t| t.is_zero()) {
+                return Err((
+                    format!("rollout.clusters.{name}.timeout"),
+                    "must be more than 0s".into(),
+                ));
+            }
+            if cluster.namespaces.iter().any(|n| n.is_empty()) {
+                return Err((
+                    format!("rollout.clusters.{name}.namespaces"),
+                    "a namespace can't be empty".into(),
+                ));
+            }
+            if cluster.selector.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                return Err((
+                    format!("rollout.clusters.{name}.selector"),
+                    "empty; leave it out to select every workload".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_checks() {
+        let s: RolloutSettings = serde_json::from_str(
+            r#"{"clusters": {"prod": {"context": "prod", "namespaces": ["web"], "kinds": ["Deployment"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.parallel, 4);
+        assert_eq!(s.clusters["prod"].kinds(), vec![WorkloadKind::Deployment]);
+        assert!(s.validate().is_ok());
+        let bad: RolloutSettings = serde_json::from_str(r#"{"parallel": 0}"#).unwrap();
+        assert_eq!(bad.validate().unwrap_err().0, "rollout.parallel");
+        let err = serde_json::from_str::<RolloutSettings>(
+            r#"{"clusters": {"prod": {"kinds": ["Pod"]}}}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("Pod"), "{err}");
+    }
+}
