@@ -11,6 +11,10 @@
 //!   GET and OAuth2 POST forms, scoped and expiring tokens), counting tokens.
 //! - [`Jenkins`]: a loopback server implementing the Jenkins remote access
 //!   API calls freshen makes (crumb issuer, `buildWithParameters`, queue).
+//! - [`KubeApi`]: a loopback Kubernetes API server (plain HTTP and TLS) for
+//!   Deployments, StatefulSets, DaemonSets and CronJobs, with a controller
+//!   stand-in whose roll-outs complete, stall or fail per image
+//!   ([`Rollout`]); tested with the real `kubectl` ([`kubectl`]).
 //! - [`WebhookReceiver`]: records POSTs and checks `X-Freshen-Signature`.
 //! - [`Harbor`]: a loopback server answering the Harbor v2.0 API calls
 //!   freshen makes (repositories, artifacts with scan overviews, reports),
