@@ -63,7 +63,11 @@ pub fn kubectl() -> PathBuf {
 
 /// How the roll-outs of a pod template behave (see [`KubeApi::on_image`]).
 /// Times count from the write that changed the spec; the controller
-/// observes a new generation 50 ms after it either way.
+/// observes a new generation 50 ms after it either way (until then
+/// `status.observedGeneration` lags). While a roll-out is in progress one
+/// replica is neither updated nor ready (for a DaemonSet, one of its three
+/// nodes' pods); a spec change that leaves the pod template alone completes
+/// once observed, whatever the rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rollout {
     /// The controller catches up after `after` (observedGeneration,
@@ -141,8 +145,11 @@ struct Shared {
 }
 
 /// The Kubernetes API double. Every request must carry `Authorization:
-/// Bearer <token>` (401 `Status` otherwise). Stops when dropped; like the
-/// other parts it runs on the tokio runtime that started it.
+/// Bearer <token>` (401 `Status` otherwise). One port answers plain HTTP
+/// ([`KubeApi::url`], [`KubeApi::kubeconfig`]: for clients such as kube-rs)
+/// and TLS ([`KubeApi::https_url`], [`KubeApi::kubeconfig_https`]: for
+/// kubectl, which sends no token over plain HTTP). Stops when dropped; like
+/// the other parts it runs on the tokio runtime that started it.
 pub struct KubeApi {
     shared: Arc<Shared>,
     server: JoinHandle<()>,
@@ -271,7 +278,9 @@ impl KubeApi {
     /// kinds Deployment, StatefulSet, DaemonSet; batch/v1 CronJob). Sets
     /// uid, resourceVersion, generation=1, creationTimestamp, the API
     /// server's defaults, and an initial status as if the first rollout had
-    /// completed. Watches see it ADDED (MODIFIED when it replaced one).
+    /// completed (`metadata.namespace` defaults to `default`). Watches see
+    /// it ADDED (MODIFIED when it replaced one). Panics on another kind or
+    /// an object without containers.
     pub fn create(&self, object: Value) {
         let res = resources::by_object(&object).unwrap_or_else(|| {
             panic!("KubeApi::create: unsupported apiVersion/kind in {}", object)
