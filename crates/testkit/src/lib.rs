@@ -11,6 +11,10 @@
 //!   GET and OAuth2 POST forms, scoped and expiring tokens), counting tokens.
 //! - [`Jenkins`]: a loopback server implementing the Jenkins remote access
 //!   API calls freshen makes (crumb issuer, `buildWithParameters`, queue).
+//! - [`KubeApi`]: a loopback Kubernetes API server (plain HTTP and TLS) for
+//!   Deployments, StatefulSets, DaemonSets and CronJobs, with a controller
+//!   stand-in whose roll-outs complete, stall or fail per image
+//!   ([`Rollout`]); tested with the real `kubectl` ([`kubectl`]).
 //! - [`WebhookReceiver`]: records POSTs and checks `X-Freshen-Signature`.
 //! - [`Harbor`]: a loopback server answering the Harbor v2.0 API calls
 //!   freshen makes (repositories, artifacts with scan overviews, reports),
@@ -36,6 +40,7 @@ mod harbor;
 mod http;
 mod image_tree;
 mod jenkins;
+mod kubernetes;
 mod osv_mirror;
 mod poll;
 mod proxy;
@@ -57,6 +62,7 @@ pub use harbor::{Harbor, HarborArtifact, HarborOptions, HarborRequest};
 pub use http::{free_port, http};
 pub use image_tree::{golden_base, upstream_v1_v2};
 pub use jenkins::{BuildHook, BuildRequest, JENKINS_VERSION, Jenkins, JenkinsOptions};
+pub use kubernetes::{KUBE_VERSION, KUBECTL_INSTALL, KubeApi, KubeRequest, Rollout, kubectl};
 pub use osv_mirror::{MirrorRequest, OsvMirror, zip_records};
 pub use poll::eventually;
 pub use proxy::{Fault, FaultProxy, ProxiedRequest};
@@ -153,6 +159,7 @@ mod tests {
         shareable::<crate::FaultProxy>();
         shareable::<crate::TokenAuthProxy>();
         shareable::<crate::Jenkins>();
+        shareable::<crate::KubeApi>();
         shareable::<crate::WebhookReceiver>();
         shareable::<crate::Buildah>();
         shareable::<crate::FreshDb>();

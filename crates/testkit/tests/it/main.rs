@@ -2,6 +2,7 @@
 
 mod db;
 mod jenkins;
+mod kubernetes;
 mod proxy;
 mod registry;
 mod shared;
