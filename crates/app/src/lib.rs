@@ -34,8 +34,8 @@ use tokio::sync::{Notify, OnceCell};
 pub use check::{CheckFlags, CheckReport, Digest};
 pub use database::{data_dir, database_url};
 pub use error::AppError;
-pub use freshen_deploy::DeployError;
 pub use feeds::FeedsSynced;
+pub use freshen_deploy::DeployError;
 pub use harbor::harbor_credentials;
 pub use inventory::{SbomFormat, ScanObserver, ScanRequest, Scanned};
 pub use promote::{Promoted, Promotion};
@@ -51,12 +51,12 @@ pub use watching::Watcher;
 /// so that a front end needs no crate but this one to print an answer.
 pub mod view {
     pub use freshen_actions::callback::shown_payload;
+    pub use freshen_deploy::{Change, ContainerChange, Current, Matched, Outcome, WorkloadId};
     pub use freshen_inventory::{ChildView, ImageView, PackageVersion, Registration, ScanReport};
     pub use freshen_judge::{
         AffectedImage, ArchiveOutcome, ArchiveSync, BaseDiff, FeedSync, FindingOutcome, ImageVulns,
         Imported, PolicyCheck, Replay,
     };
-    pub use freshen_deploy::{Change, ContainerChange, Current, Matched, Outcome, WorkloadId};
     pub use freshen_rebuild::{Plan, Progress, RunReport, Trigger};
     pub use freshen_reference::Reference;
     pub use freshen_registry::{CopyReport, PlatformManifest, Resolved};

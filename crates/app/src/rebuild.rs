@@ -156,9 +156,7 @@ impl App {
             store.clone(),
             Arc::new(CascadeTarget {
                 cascader,
-                rollouts: self
-                    .rolls_out_cascades()
-                    .then(|| self.rollouts_over(store)),
+                rollouts: self.rolls_out_cascades().then(|| self.rollouts_over(store)),
             }),
             loaded.config.outbox.clone(),
         )))

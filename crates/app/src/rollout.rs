@@ -7,9 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use freshen_deploy::{Change, Matched, Outcome, Rollout, Sink, Wanted};
 use freshen_reference::Reference;
-use freshen_store::{
-    ItemState, RolloutItem, RolloutRecord, RolloutState, RunState, Store,
-};
+use freshen_store::{ItemState, RolloutItem, RolloutRecord, RolloutState, RunState, Store};
 use serde::Serialize;
 
 use crate::{App, AppError};
@@ -126,7 +124,10 @@ impl App {
         request: &RolloutRequest,
         on_progress: Option<OnRolloutProgress>,
     ) -> Result<RolloutReport, AppError> {
-        self.rollouts_service().await?.run(request, on_progress).await
+        self.rollouts_service()
+            .await?
+            .run(request, on_progress)
+            .await
     }
 
     /// A stored roll-out and its workloads.
@@ -190,7 +191,9 @@ impl Rollouts {
                     None => self.client.resolve(&image).await?.digest,
                 };
                 let tagged = match image.tag() {
-                    Some(t) => Reference::from_parts(image.registry(), image.repository(), Some(t), None)?,
+                    Some(t) => {
+                        Reference::from_parts(image.registry(), image.repository(), Some(t), None)?
+                    }
                     None => image.clone(),
                 };
                 let old_digests = self.old_digests(store, &tagged, &digest).await?;
@@ -224,6 +227,7 @@ impl Rollouts {
             .map(|h| h.digest)
             .collect();
         out.extend(store.rebuilt_digests(&image.to_string()).await?);
+        out.extend(store.rolled_out_digests(&image.to_string()).await?);
         out.retain(|d| d != now);
         out.sort();
         out.dedup();
@@ -372,7 +376,13 @@ impl StoreSink {
     async fn set(&self, change: &Change, state: RolloutState, detail: Option<&str>) {
         if let Err(e) = self
             .store
-            .set_rollout_item(&self.rollout, &change.workload.to_string(), state, detail, Utc::now())
+            .set_rollout_item(
+                &self.rollout,
+                &change.workload.to_string(),
+                state,
+                detail,
+                Utc::now(),
+            )
             .await
         {
             // The roll-out goes on; a resumed one reads the cluster again.

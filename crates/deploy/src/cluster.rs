@@ -126,13 +126,18 @@ impl Cluster {
         let namespaces: Vec<Option<&str>> = if self.spec.namespaces.is_empty() {
             vec![None]
         } else {
-            self.spec.namespaces.iter().map(|n| Some(n.as_str())).collect()
+            self.spec
+                .namespaces
+                .iter()
+                .map(|n| Some(n.as_str()))
+                .collect()
         };
         let mut out = Vec::new();
         for kind in self.spec.kinds() {
             for ns in &namespaces {
                 let list = self.api(kind, *ns).list(&params).await.map_err(|e| {
-                    let place = ns.map_or("every namespace".to_string(), |n| format!("namespace {n}"));
+                    let place =
+                        ns.map_or("every namespace".to_string(), |n| format!("namespace {n}"));
                     self.api_err(format!("list {kind}s in {place}"), &e)
                 })?;
                 for item in list.items {

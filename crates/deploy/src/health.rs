@@ -105,8 +105,7 @@ pub fn health(kind: WorkloadKind, object: &Value) -> Health {
             {
                 return Health::Waiting(format!("{ready} of {want} pods are ready"));
             }
-            if let Some(partition) = spec["updateStrategy"]["rollingUpdate"]["partition"].as_i64()
-            {
+            if let Some(partition) = spec["updateStrategy"]["rollingUpdate"]["partition"].as_i64() {
                 let want = spec["replicas"].as_i64().unwrap_or(1);
                 let updated = int(&status["updatedReplicas"]);
                 if updated < want - partition {
@@ -146,24 +145,31 @@ mod tests {
 
     #[test]
     fn deployment_as_kubectl_reads_it() {
-        let d = |gen_: i64, status: Value| {
-            json!({"metadata": {"generation": gen_}, "spec": {"replicas": 3}, "status": status})
-        };
+        let d = |gen_: i64, status: Value| json!({"metadata": {"generation": gen_}, "spec": {"replicas": 3}, "status": status});
         assert!(matches!(
-            health(WorkloadKind::Deployment, &d(2, json!({"observedGeneration": 1}))),
+            health(
+                WorkloadKind::Deployment,
+                &d(2, json!({"observedGeneration": 1}))
+            ),
             Health::Waiting(_)
         ));
         assert_eq!(
             health(
                 WorkloadKind::Deployment,
-                &d(2, json!({"observedGeneration": 2, "replicas": 4, "updatedReplicas": 1}))
+                &d(
+                    2,
+                    json!({"observedGeneration": 2, "replicas": 4, "updatedReplicas": 1})
+                )
             ),
             Health::Waiting("1 of 3 new replicas have been updated".into())
         );
         assert_eq!(
             health(
                 WorkloadKind::Deployment,
-                &d(2, json!({"observedGeneration": 2, "replicas": 4, "updatedReplicas": 3}))
+                &d(
+                    2,
+                    json!({"observedGeneration": 2, "replicas": 4, "updatedReplicas": 3})
+                )
             ),
             Health::Waiting("1 old replicas are pending termination".into())
         );
@@ -183,7 +189,9 @@ mod tests {
                 {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                  "message": "ReplicaSet \"web-2\" has timed out progressing."}]}),
         );
-        assert!(matches!(health(WorkloadKind::Deployment, &failed), Health::Failed(m) if m.contains("timed out progressing")));
+        assert!(
+            matches!(health(WorkloadKind::Deployment, &failed), Health::Failed(m) if m.contains("timed out progressing"))
+        );
     }
 
     #[test]

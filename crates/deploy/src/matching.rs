@@ -114,8 +114,8 @@ pub fn match_workloads(workloads: &[Workload], wanted: &[Wanted]) -> Matched {
 }
 
 /// Whether container `c` runs `want`'s image: the same repository, and
-/// the same tag (unpinned, or pinned to a digest the image had or has),
-/// or a digest the image had.
+/// the same tag (pinned to a digest or not: the tag says what it
+/// follows), or, written without a tag, a digest the image had.
 fn runs(c: &ContainerImage, want: &Wanted) -> bool {
     let Ok(r) = Reference::parse(&c.image) else {
         return false;
@@ -125,19 +125,16 @@ fn runs(c: &ContainerImage, want: &Wanted) -> bool {
     }
     let known = |d: &str| d == want.digest || want.old_digests.iter().any(|o| o == d);
     match (r.digest(), r.tag(), want.image.tag()) {
-        (Some(d), _, _) if known(d) => true,
-        // Pinned to a digest freshen never saw for this image: someone
-        // chose it; leave it alone.
-        (Some(_), _, _) => false,
-        (None, Some(t), Some(wt)) => t == wt,
+        (_, Some(t), Some(wt)) if t == wt => true,
+        (Some(d), None, _) => known(d),
+        // Another tag, or pinned without a tag to a digest freshen never
+        // saw for this image: someone chose it; leave it alone.
         _ => false,
     }
 }
 
 fn pinned_to(image: &str, digest: &str) -> bool {
-    image
-        .rsplit_once('@')
-        .is_some_and(|(_, d)| d == digest)
+    image.rsplit_once('@').is_some_and(|(_, d)| d == digest)
 }
 
 /// `image` (as written) pinned to `digest`: the repository as the user
@@ -195,8 +192,15 @@ mod tests {
             workload("short", &[("app", false, "nginx:1.27")]),
             workload("full", &[("app", false, "docker.io/library/nginx:1.27")]),
             workload("pinned-old", &[("app", false, &format!("nginx@{OLD}"))]),
-            workload("tag-and-old", &[("app", false, &format!("nginx:1.27@{OLD}"))]),
-            workload("chosen", &[("app", false, &format!("nginx:1.27@{OTHER}"))]),
+            workload(
+                "tag-and-old",
+                &[("app", false, &format!("nginx:1.27@{OLD}"))],
+            ),
+            workload("chosen", &[("app", false, &format!("nginx@{OTHER}"))]),
+            workload(
+                "followed",
+                &[("app", false, &format!("nginx:1.27@{OTHER}"))],
+            ),
             workload("other-tag", &[("app", false, "nginx:1.26")]),
             workload("latest", &[("app", false, "nginx")]),
             workload("done", &[("app", false, &format!("nginx:1.27@{NEW}"))]),
@@ -206,16 +210,23 @@ mod tests {
             ),
         ];
         let m = match_workloads(&ws, &[wanted("nginx:1.27", 0)]);
-        let names: Vec<&str> = m
-            .changes
-            .iter()
-            .map(|c| c.workload.name.as_str())
-            .collect();
+        let names: Vec<&str> = m.changes.iter().map(|c| c.workload.name.as_str()).collect();
         assert_eq!(
             names,
-            ["full", "init", "pinned-old", "short", "tag-and-old"]
+            [
+                "followed",
+                "full",
+                "init",
+                "pinned-old",
+                "short",
+                "tag-and-old"
+            ]
         );
-        let short = m.changes.iter().find(|c| c.workload.name == "short").unwrap();
+        let short = m
+            .changes
+            .iter()
+            .find(|c| c.workload.name == "short")
+            .unwrap();
         assert_eq!(short.containers[0].new, format!("nginx:1.27@{NEW}"));
         let pinned = m
             .changes
@@ -223,7 +234,11 @@ mod tests {
             .find(|c| c.workload.name == "pinned-old")
             .unwrap();
         assert_eq!(pinned.containers[0].new, format!("nginx@{NEW}"));
-        let init = m.changes.iter().find(|c| c.workload.name == "init").unwrap();
+        let init = m
+            .changes
+            .iter()
+            .find(|c| c.workload.name == "init")
+            .unwrap();
         assert_eq!(init.containers.len(), 1);
         assert!(init.containers[0].init);
         assert_eq!(m.current.len(), 1);

@@ -37,7 +37,10 @@ impl Outcome {
     /// What happened, in words.
     pub fn detail(&self) -> &str {
         match self {
-            Outcome::Done(d) | Outcome::RolledBack(d) | Outcome::Failed(d) | Outcome::Skipped(d) => d,
+            Outcome::Done(d)
+            | Outcome::RolledBack(d)
+            | Outcome::Failed(d)
+            | Outcome::Skipped(d) => d,
         }
     }
 }
@@ -218,7 +221,12 @@ impl Rollout {
     }
 
     /// Waits until the workload's rollout is done; the error says why not.
-    async fn wait(&self, cluster: &Cluster, change: &Change, timeout: Duration) -> Result<(), String> {
+    async fn wait(
+        &self,
+        cluster: &Cluster,
+        change: &Change,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let started = Instant::now();
         loop {
             let last = match cluster.health(&change.workload).await {

@@ -49,7 +49,10 @@ pub fn document() -> Value {
     merge(&mut doc["paths"], hooks_paths());
     merge(&mut doc["components"]["schemas"], hooks_schemas());
     merge(&mut doc["paths"], crate::rollouts::paths());
-    merge(&mut doc["components"]["schemas"], crate::rollouts::schemas());
+    merge(
+        &mut doc["components"]["schemas"],
+        crate::rollouts::schemas(),
+    );
     doc
 }
 

@@ -131,7 +131,10 @@ impl RolloutSettings {
             return Err(("rollout.timeout".into(), "must be more than 0s".into()));
         }
         if self.poll_interval.is_zero() {
-            return Err(("rollout.poll_interval".into(), "must be more than 0s".into()));
+            return Err((
+                "rollout.poll_interval".into(),
+                "must be more than 0s".into(),
+            ));
         }
         for (name, cluster) in &self.clusters {
             if name.is_empty() {
@@ -149,7 +152,11 @@ impl RolloutSettings {
                     "a namespace can't be empty".into(),
                 ));
             }
-            if cluster.selector.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            if cluster
+                .selector
+                .as_deref()
+                .is_some_and(|s| s.trim().is_empty())
+            {
                 return Err((
                     format!("rollout.clusters.{name}.selector"),
                     "empty; leave it out to select every workload".into(),

@@ -42,8 +42,8 @@ pub use vulnerable::Vulnerable;
 
 pub use outbox::TriggerFilter;
 pub use rebuilds::{ItemState, RebuildItem, RebuildRun, RunState};
-pub use rollouts::{RolloutItem, RolloutRecord, RolloutState};
 pub use reports::{ReportImport, ReportInput, ReportOutcome, StoredReport};
+pub use rollouts::{RolloutItem, RolloutRecord, RolloutState};
 pub use vulns::{AdvisoryInput, Decision, FleetPackage, ImportSummary};
 
 use sql::Db;

@@ -123,8 +123,9 @@ impl RolloutRow {
         Ok(RolloutRecord {
             trigger: serde_json::from_str(&self.trigger)
                 .map_err(|e| corrupt("rollouts.trigger", e))?,
-            state: RunState::parse(&self.state)
-                .ok_or_else(|| corrupt("rollouts.state", format!("unknown state {:?}", self.state)))?,
+            state: RunState::parse(&self.state).ok_or_else(|| {
+                corrupt("rollouts.state", format!("unknown state {:?}", self.state))
+            })?,
             created_at: from_ms(self.created_at, "rollouts.created_at")?,
             finished_at: self
                 .finished_at
@@ -142,7 +143,10 @@ impl ItemRow {
             containers: serde_json::from_str(&self.containers)
                 .map_err(|e| corrupt("rollout_items.containers", e))?,
             state: RolloutState::parse(&self.state).ok_or_else(|| {
-                corrupt("rollout_items.state", format!("unknown state {:?}", self.state))
+                corrupt(
+                    "rollout_items.state",
+                    format!("unknown state {:?}", self.state),
+                )
             })?,
             started_at: self
                 .started_at
@@ -235,6 +239,24 @@ impl Store {
             .await)
             .map_err(query_err("read a rebuild run's roll-out"))?;
         row.map(RolloutRow::into_record).transpose()
+    }
+
+    /// The digests roll-outs of one image (`freshen rollout IMAGE`) moved
+    /// workloads to: a workload pinned to one of them still follows it.
+    pub async fn rolled_out_digests(&self, image: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = with_pool!(&self.db, pool => sqlx::query_as(
+            "SELECT trigger FROM rollouts WHERE run_id IS NULL AND trigger LIKE $1")
+            .bind(format!("%{image}%"))
+            .fetch_all(pool)
+            .await)
+        .map_err(query_err("read an image's roll-outs"))?;
+        // LIKE narrows; the JSON decides (`_` and `%` in names are wildcards).
+        Ok(rows
+            .into_iter()
+            .filter_map(|(t,)| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .filter(|t| t["image"] == image)
+            .filter_map(|t| t["digest"].as_str().map(String::from))
+            .collect())
     }
 
     /// Roll-outs, newest first.
