@@ -45,6 +45,9 @@ pub struct RolloutPlan {
     /// The workloads to move, by wave, and those already moved.
     #[serde(flatten)]
     pub matched: Matched,
+    /// The GitOps repositories that get a commit (their files are read
+    /// when the roll-out clones them).
+    pub gitops: Vec<String>,
 }
 
 /// A roll-out as stored, with its workloads.
@@ -143,13 +146,113 @@ impl App {
     /// Whether cascades roll out what they rebuilt.
     pub(crate) fn rolls_out_cascades(&self) -> bool {
         let r = &self.loaded.config.rollout;
-        r.after_cascade && !r.clusters.is_empty()
+        r.after_cascade && r.has_targets()
     }
 }
 
 impl Rollouts {
-    async fn clusters(&self) -> Result<Rollout, AppError> {
-        Ok(Rollout::connect(&self.settings).await?)
+    /// The configured clusters, connected; `None` when there are none (a
+    /// GitOps-only set-up). Nothing at all to roll out to is an error.
+    async fn clusters(&self) -> Result<Option<Rollout>, AppError> {
+        if self.settings.clusters.is_empty() {
+            if self.settings.gitops.is_empty() {
+                return Err(freshen_deploy::DeployError::NoClusters.into());
+            }
+            return Ok(None);
+        }
+        Ok(Some(Rollout::connect(&self.settings).await?))
+    }
+
+    /// The roll-out's commit message: what moved, and why (the event, and
+    /// the vulnerabilities a `vulnerability` event acted on).
+    async fn message(&self, run_event: Option<&str>, wanted: &[Wanted]) -> String {
+        let mut why = String::new();
+        if let Some(id) = run_event {
+            why = format!(" for event {id}");
+            if let Ok(Some(e)) = self.store.event(id).await
+                && let Some(v) = &e.vulnerability
+            {
+                let mut ids: Vec<String> = v
+                    .findings
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f["id"].as_str().map(String::from))
+                    .collect();
+                ids.sort();
+                ids.dedup();
+                if !ids.is_empty() {
+                    why = format!(" for {} (event {id})", ids.join(", "));
+                }
+            }
+        }
+        let mut m = format!("freshen: roll out {} image(s){why}\n", wanted.len());
+        for w in wanted {
+            m.push_str(&format!("\n- {}@{}", w.image, w.digest));
+        }
+        m
+    }
+
+    /// Commits the new digests to one GitOps repository.
+    async fn write_back(
+        &self,
+        name: &str,
+        wanted: &[Wanted],
+        event: &str,
+        message: &str,
+    ) -> Outcome {
+        let Some(spec) = self.settings.gitops.get(name) else {
+            return Outcome::Failed(format!("rollout.gitops.{name} is no longer configured"));
+        };
+        let mut repo = freshen_gitops::RepoSpec::new(spec.url.clone(), spec.branch.clone());
+        repo.push_branch = spec.push_branch.clone();
+        if !spec.paths.is_empty() {
+            repo.paths = spec.paths.clone();
+        }
+        repo.markers = spec.markers.clone();
+        if let Some(a) = &spec.author_name {
+            repo.author_name = a.clone();
+        }
+        if let Some(a) = &spec.author_email {
+            repo.author_email = a.clone();
+        }
+        if let Some(a) = spec.attempts {
+            repo.attempts = a;
+        }
+        repo.credential_helper = spec.credential_helper.clone();
+        if let Some(t) = spec.timeout {
+            repo.timeout = t;
+        }
+        let updates: Vec<freshen_gitops::ImageUpdate> = wanted
+            .iter()
+            .map(|w| freshen_gitops::ImageUpdate {
+                image: w.image.clone(),
+                tag: w.image.tag().map(String::from),
+                digest: w.digest.clone(),
+            })
+            .collect();
+        let scratch = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => return Outcome::Failed(format!("no scratch directory: {e}")),
+        };
+        match freshen_gitops::write_back(&repo, &updates, event, message, scratch.path()).await {
+            Ok(done) => {
+                let files: std::collections::BTreeSet<&str> =
+                    done.files.iter().map(|f| f.path.as_str()).collect();
+                Outcome::Done(match &done.commit {
+                    Some(c) => format!(
+                        "committed {} to {}: {} field(s) in {} file(s) ({})",
+                        &c[..c.len().min(12)],
+                        done.branch,
+                        done.files.len(),
+                        files.len(),
+                        files.into_iter().collect::<Vec<_>>().join(", ")
+                    ),
+                    None => format!("nothing to change on {}", done.branch),
+                })
+            }
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
     }
 
     /// The images `request` rolls out, with what to store as its trigger.
@@ -237,9 +340,23 @@ impl Rollouts {
     async fn plan(&self, request: &RolloutRequest) -> Result<RolloutPlan, AppError> {
         let store = &self.store;
         let (_, _, wanted) = self.wanted(store, request).await?;
-        let clusters = self.clusters().await?;
-        let matched = clusters.plan(&wanted).await?;
+        let matched = match self.clusters().await? {
+            Some(c) => c.plan(&wanted).await?,
+            None => Matched::default(),
+        };
         Ok(RolloutPlan {
+            gitops: self
+                .settings
+                .gitops
+                .iter()
+                .map(|(name, g)| {
+                    format!(
+                        "{name} ({}, branch {})",
+                        freshen_settings::redact_url(&g.url),
+                        g.push_branch.as_deref().unwrap_or(&g.branch)
+                    )
+                })
+                .collect(),
             images: wanted
                 .iter()
                 .map(|w| WantedImage {
@@ -260,11 +377,12 @@ impl Rollouts {
         let store = &self.store;
         let (trigger, run_id, wanted) = self.wanted(store, request).await?;
         let clusters = self.clusters().await?;
+        let run_event = trigger["event"].as_str().map(String::from);
         let existing = match &run_id {
             Some(r) => store.rollout_for_run(r).await?,
             None => None,
         };
-        let (record, changes) = match existing {
+        let (record, changes, repos) = match existing {
             Some(r) if r.state != RunState::Running => {
                 let items = store.rollout_items(&r.id).await?;
                 return Ok(RolloutReport { rollout: r, items });
@@ -274,13 +392,21 @@ impl Rollouts {
                 let items = store.rollout_items(&r.id).await?;
                 let changes = items
                     .iter()
-                    .filter(|i| !i.state.is_final())
+                    .filter(|i| !i.state.is_final() && i.kind != GIT)
                     .map(change_of)
                     .collect::<Result<Vec<_>, _>>()?;
-                (r, changes)
+                let repos = items
+                    .iter()
+                    .filter(|i| !i.state.is_final() && i.kind == GIT)
+                    .map(|i| i.name.clone())
+                    .collect();
+                (r, changes, repos)
             }
             None => {
-                let matched = clusters.plan(&wanted).await?;
+                let matched = match &clusters {
+                    Some(c) => c.plan(&wanted).await?,
+                    None => Matched::default(),
+                };
                 let record = RolloutRecord {
                     id: uuid::Uuid::now_v7().to_string(),
                     trigger,
@@ -289,13 +415,19 @@ impl Rollouts {
                     created_at: Utc::now(),
                     finished_at: None,
                 };
-                let items = matched
+                let mut items = matched
                     .changes
                     .iter()
                     .map(item_of)
                     .collect::<Result<Vec<_>, _>>()?;
+                let repos: Vec<String> = if wanted.is_empty() {
+                    Vec::new()
+                } else {
+                    self.settings.gitops.keys().cloned().collect()
+                };
+                items.extend(repos.iter().map(|name| git_item(name, &wanted)));
                 store.create_rollout(&record, &items).await?;
-                (record, matched.changes)
+                (record, matched.changes, repos)
             }
         };
         let sink = StoreSink {
@@ -303,7 +435,24 @@ impl Rollouts {
             rollout: record.id.clone(),
             on_progress,
         };
-        let outcomes = clusters.run(&changes, &sink).await;
+        // GitOps first: one commit per repository for the whole roll-out
+        // (Argo CD or Flux then apply it); then the clusters, wave by wave.
+        let mut outcomes = Vec::new();
+        if !repos.is_empty() {
+            let message = self.message(run_event.as_deref(), &wanted).await;
+            let event = run_event.clone().unwrap_or_else(|| record.id.clone());
+            for name in &repos {
+                let key = format!("{GIT}/{name}");
+                sink.mark(&key, RolloutState::Rolling, None).await;
+                let outcome = self.write_back(name, &wanted, &event, &message).await;
+                sink.mark(&key, state_of(&outcome), Some(outcome.detail()))
+                    .await;
+                outcomes.push(outcome);
+            }
+        }
+        if let Some(clusters) = &clusters {
+            outcomes.extend(clusters.run(&changes, &sink).await);
+        }
         let state = if outcomes.iter().all(Outcome::is_done) {
             RunState::Done
         } else {
@@ -324,6 +473,39 @@ impl Rollouts {
         };
         let items = store.rollout_items(id).await?;
         Ok(RolloutReport { rollout, items })
+    }
+}
+
+/// The kind of a roll-out item that is a GitOps repository's commit.
+const GIT: &str = "git";
+
+fn git_item(name: &str, wanted: &[Wanted]) -> RolloutItem {
+    RolloutItem {
+        workload: format!("{GIT}/{name}"),
+        cluster: String::new(),
+        kind: GIT.into(),
+        namespace: String::new(),
+        name: name.to_string(),
+        wave: 0,
+        containers: serde_json::Value::Array(
+            wanted
+                .iter()
+                .map(|w| serde_json::json!({"image": w.image.to_string(), "digest": w.digest}))
+                .collect(),
+        ),
+        state: RolloutState::Pending,
+        detail: None,
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+fn state_of(outcome: &Outcome) -> RolloutState {
+    match outcome {
+        Outcome::Done(_) => RolloutState::Done,
+        Outcome::RolledBack(_) => RolloutState::RolledBack,
+        Outcome::Failed(_) => RolloutState::Failed,
+        Outcome::Skipped(_) => RolloutState::Skipped,
     }
 }
 
@@ -374,19 +556,17 @@ struct StoreSink {
 
 impl StoreSink {
     async fn set(&self, change: &Change, state: RolloutState, detail: Option<&str>) {
+        self.mark(&change.workload.to_string(), state, detail).await;
+    }
+
+    async fn mark(&self, workload: &str, state: RolloutState, detail: Option<&str>) {
         if let Err(e) = self
             .store
-            .set_rollout_item(
-                &self.rollout,
-                &change.workload.to_string(),
-                state,
-                detail,
-                Utc::now(),
-            )
+            .set_rollout_item(&self.rollout, workload, state, detail, Utc::now())
             .await
         {
             // The roll-out goes on; a resumed one reads the cluster again.
-            tracing::error!(rollout = %self.rollout, workload = %change.workload, error = %e, "could not record roll-out progress");
+            tracing::error!(rollout = %self.rollout, workload, error = %e, "could not record roll-out progress");
         }
     }
 }
@@ -400,13 +580,8 @@ impl Sink for StoreSink {
     }
 
     async fn finished(&self, change: &Change, outcome: &Outcome) {
-        let state = match outcome {
-            Outcome::Done(_) => RolloutState::Done,
-            Outcome::RolledBack(_) => RolloutState::RolledBack,
-            Outcome::Failed(_) => RolloutState::Failed,
-            Outcome::Skipped(_) => RolloutState::Skipped,
-        };
-        self.set(change, state, Some(outcome.detail())).await;
+        self.set(change, state_of(outcome), Some(outcome.detail()))
+            .await;
         if let Some(f) = &self.on_progress {
             f(RolloutProgress::Finished(change.clone(), outcome.clone()));
         }

@@ -1159,6 +1159,9 @@ pub fn rollout_plan(p: &freshen_app::RolloutPlan, json: bool) {
             c.containers.join(", ")
         );
     }
+    for g in &p.gitops {
+        println!("gitops: a commit to {g}");
+    }
 }
 
 /// A roll-out's progress, on stderr.

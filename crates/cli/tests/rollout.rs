@@ -545,3 +545,112 @@ async fn waves_failures_and_a_restart(db: Db) {
 }
 
 both_stores!(waves_failures_and_a_restart);
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A GitOps repository only (no cluster): the roll-out commits the new
+/// digest to a bare remote, once; `kubectl kustomize` renders it.
+async fn gitops_only(db: Db) {
+    let env = Env::new(db).await;
+    let d = env.path();
+    let remote = d.join("remote.git");
+    std::fs::create_dir_all(&remote).unwrap();
+    git(&remote, &["init", "-q", "--bare", "-b", "main"]);
+    let work = d.join("work");
+    std::fs::create_dir_all(work.join("app")).unwrap();
+    std::fs::write(
+        work.join("app/kustomization.yaml"),
+        "resources:\n  - deployment.yaml\nimages:\n  # pinned by freshen\n  - name: registry.example/apps/web\n    newTag: \"1\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("app/deployment.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: registry.example/apps/web\n",
+    )
+    .unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "seed",
+        ],
+    );
+    git(&work, &["push", "-q", remote.to_str().unwrap(), "main"]);
+    let url = format!("file://{}", remote.display());
+    let config = env.config(&format!(
+        "rollout:\n  gitops:\n    infra:\n      url: {url}\n      paths: [app]\n      author_name: freshen-bot\n"
+    ));
+    let config = config.to_str().unwrap();
+    let d9 = digest(9);
+    let image = format!("registry.example/apps/web:1@{d9}");
+    let r = rollout(&env, config, &[&image]).await;
+    r.expect(0);
+    let report = r.json();
+    let repo = item(&report, "infra");
+    assert_eq!(repo["state"], "done", "{report}");
+    assert!(
+        repo["detail"]
+            .as_str()
+            .unwrap()
+            .contains("app/kustomization.yaml"),
+        "{report}"
+    );
+    // One commit by freshen on the remote; the overlay renders the digest.
+    let check = d.join("check");
+    git(d, &["clone", "-q", &url, check.to_str().unwrap()]);
+    let log = git(&check, &["log", "--format=%an %s"]);
+    assert!(
+        log.starts_with("freshen-bot freshen: roll out 1 image(s)"),
+        "{log}"
+    );
+    let kustomization = std::fs::read_to_string(check.join("app/kustomization.yaml")).unwrap();
+    assert!(
+        kustomization.contains("# pinned by freshen"),
+        "{kustomization}"
+    );
+    let rendered = std::process::Command::new(freshen_testkit::kubectl())
+        .args(["kustomize", check.join("app").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let rendered = String::from_utf8_lossy(&rendered.stdout);
+    assert!(
+        rendered.contains(&format!("image: registry.example/apps/web:1@{d9}")),
+        "{rendered}"
+    );
+    // Again: nothing to change, no second commit.
+    let again = rollout(&env, config, &[&image]).await;
+    again.expect(0);
+    assert!(
+        item(&again.json(), "infra")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to change"),
+        "{}",
+        again.stdout
+    );
+    git(&check, &["pull", "-q"]);
+    assert_eq!(git(&check, &["rev-list", "--count", "HEAD"]).trim(), "2");
+}
+
+both_stores!(gitops_only);

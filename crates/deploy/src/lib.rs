@@ -24,8 +24,10 @@ pub use workload::{ContainerImage, Workload, WorkloadId, image_patch};
 /// What went wrong talking to a cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    /// `rollout.clusters` is empty.
-    #[error("no cluster to roll out to: add one under rollout.clusters in the config")]
+    /// Neither `rollout.clusters` nor `rollout.gitops` names anything.
+    #[error(
+        "nothing to roll out to: add a cluster under rollout.clusters or a repository under rollout.gitops in the config"
+    )]
     NoClusters,
     /// The kubeconfig (or in-cluster account) could not be read.
     #[error("rollout.clusters.{cluster}: {detail}")]

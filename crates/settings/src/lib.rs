@@ -29,7 +29,7 @@ pub use feeds::{
 };
 pub use outbox::OutboxSettings;
 pub use registry::RegistrySettings;
-pub use rollout::{ClusterSpec, RolloutSettings, WorkloadKind};
+pub use rollout::{ClusterSpec, GitopsSpec, RolloutSettings, WorkloadKind};
 pub use schedule::Schedule;
 pub use server::ServerSettings;
 pub use triggers::{

@@ -90,12 +90,70 @@ impl ClusterSpec {
     }
 }
 
+/// A GitOps repository, as written under `rollout.gitops.<name>`: where
+/// new digests are committed for Argo CD or Flux to apply.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GitopsSpec {
+    /// Any URL git accepts (`https://`, `ssh://`, `file://`); a token may
+    /// come from `${ENV}` in the URL or from `credential_helper`.
+    pub url: String,
+    /// The branch to edit; default `main`.
+    #[serde(default = "main_branch")]
+    pub branch: String,
+    /// Push to a new branch for review instead, e.g. `freshen/{event}`
+    /// (`{event}`, `{date}`).
+    #[serde(default)]
+    pub push_branch: Option<String>,
+    /// Files or directories to edit, relative to the repository root;
+    /// default the whole repository.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Flux `$imagepolicy` markers: `"namespace:policy": image`.
+    #[serde(default)]
+    pub markers: BTreeMap<String, String>,
+    /// The commits' author; default `freshen <freshen@localhost>`.
+    #[serde(default)]
+    pub author_name: Option<String>,
+    /// The commits' author's email.
+    #[serde(default)]
+    pub author_email: Option<String>,
+    /// Pushes tried when the branch moved meanwhile; default 3.
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// A git credential helper program (`store`, a path).
+    #[serde(default)]
+    pub credential_helper: Option<String>,
+    /// How long one git command may take; default 5m.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+fn main_branch() -> String {
+    "main".into()
+}
+
+// The URL may carry a token: shown without it.
+impl std::fmt::Debug for GitopsSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitopsSpec")
+            .field("url", &crate::redact_url(&self.url))
+            .field("branch", &self.branch)
+            .field("push_branch", &self.push_branch)
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `rollout:` as written in the config.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RolloutSettings {
     /// Clusters by name.
     pub clusters: BTreeMap<String, ClusterSpec>,
+    /// GitOps repositories by name: each roll-out commits the new digests
+    /// to each (one commit per roll-out).
+    pub gitops: BTreeMap<String, GitopsSpec>,
     /// Workloads of one wave rolled out at once.
     pub parallel: usize,
     /// How long one workload's rollout may take before it is put back.
@@ -113,6 +171,7 @@ impl Default for RolloutSettings {
     fn default() -> Self {
         RolloutSettings {
             clusters: BTreeMap::new(),
+            gitops: BTreeMap::new(),
             parallel: 4,
             timeout: Duration::from_secs(300),
             poll_interval: Duration::from_secs(2),
@@ -163,7 +222,33 @@ impl RolloutSettings {
                 ));
             }
         }
+        for (name, repo) in &self.gitops {
+            let at = |k: &str| format!("rollout.gitops.{name}.{k}");
+            if repo.url.trim().is_empty() {
+                return Err((at("url"), "empty".into()));
+            }
+            if repo.branch.trim().is_empty() {
+                return Err((at("branch"), "empty".into()));
+            }
+            if repo.attempts == Some(0) {
+                return Err((at("attempts"), "must be at least 1".into()));
+            }
+            if repo.paths.iter().any(|p| {
+                let p = std::path::Path::new(p);
+                p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir)
+            }) {
+                return Err((
+                    at("paths"),
+                    "paths are relative to the repository root and stay inside it".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether anything is configured to roll out to.
+    pub fn has_targets(&self) -> bool {
+        !self.clusters.is_empty() || !self.gitops.is_empty()
     }
 }
 
