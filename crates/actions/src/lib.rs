@@ -8,7 +8,7 @@ pub mod targets;
 pub mod template;
 
 pub use callback::{CallbackPayload, HUB_CALLBACK, HubCallback, PushedTag, Settled};
-pub use outbox::{CASCADE, Deliverer, LocalTarget, OutboxSettings, Outcome};
+pub use outbox::{CASCADE, Deliverer, Local, LocalTarget, OutboxSettings, Outcome};
 pub use targets::{
     CommandSpec, DeliveryError, JenkinsSpec, TriggerSpec, WebhookFormat, WebhookSpec, redact_url,
     signature,

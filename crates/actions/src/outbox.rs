@@ -44,12 +44,27 @@ pub use freshen_settings::CASCADE;
 /// (the cascade runner). It may take long: the deliverer renews the
 /// delivery's lease while it runs.
 pub trait LocalTarget: Send + Sync {
-    /// Carries out one delivery; `Ok` holds what to store as the response.
-    /// A retryable error is retried with the outbox's backoff.
+    /// Carries out one delivery. A retryable error is retried with the
+    /// outbox's backoff.
     fn deliver<'a>(
         &'a self,
         delivery: &'a Delivery,
-    ) -> futures::future::BoxFuture<'a, Result<Option<String>, DeliveryError>>;
+    ) -> futures::future::BoxFuture<'a, Result<Local, DeliveryError>>;
+}
+
+/// What a local target made of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    /// Done; what to store as the response.
+    Done(Option<String>),
+    /// Waiting for something outside (a person's approval): the delivery
+    /// goes back to the queue, due at `until`, no attempt counted.
+    Wait {
+        /// When to look again.
+        until: chrono::DateTime<Utc>,
+        /// What it waits for, for the log.
+        why: String,
+    },
 }
 
 /// Sends due deliveries to their triggers.
@@ -160,7 +175,23 @@ impl Deliverer {
 
     async fn attempt(&self, d: Delivery) -> Result<Outcome, StoreError> {
         let result = match (self.triggers.get(&d.trigger), &self.cascade) {
-            (_, Some(local)) if d.trigger == CASCADE => self.run_local(local.as_ref(), &d).await,
+            (_, Some(local)) if d.trigger == CASCADE => {
+                match self.run_local(local.as_ref(), &d).await {
+                    Ok(Local::Done(ack)) => Ok(ack),
+                    Ok(Local::Wait { until, why }) => {
+                        self.store.postpone_delivery(d.id, &self.owner, until).await?;
+                        tracing::info!(delivery = d.id, event = %d.event_id, %why, "waiting");
+                        return Ok(Outcome {
+                            delivery_id: d.id,
+                            event_id: d.event_id.clone(),
+                            trigger: d.trigger.clone(),
+                            state: "waiting",
+                            detail: Some(why),
+                        });
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             _ if d.trigger == HUB_CALLBACK => {
                 match callback::attempt(&self.store, &self.triggers, &d).await {
                     Ok(Step::Sent(ack)) => Ok(ack),
@@ -229,7 +260,7 @@ impl Deliverer {
         &self,
         target: &dyn LocalTarget,
         d: &Delivery,
-    ) -> Result<Option<String>, DeliveryError> {
+    ) -> Result<Local, DeliveryError> {
         let every = (self.settings.lease / 3).max(Duration::from_millis(100));
         let renew = async {
             loop {

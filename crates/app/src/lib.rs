@@ -7,6 +7,7 @@
 //! them. Its methods return typed results and [`AppError`]; printing and
 //! exit codes are the caller's.
 
+mod approvals;
 mod check;
 mod database;
 mod error;
@@ -61,7 +62,7 @@ pub mod view {
     pub use freshen_reference::Reference;
     pub use freshen_registry::{CopyReport, PlatformManifest, Resolved};
     pub use freshen_store::{
-        ChangeEvent, Decision, Delivery, DeliveryState, FeedArchive, HistoryEntry, ImportSummary,
+        Approval, ApprovalState, ChangeEvent, Decision, Delivery, DeliveryState, FeedArchive, HistoryEntry, ImportSummary,
         PackageRecord, RebuildRun, RolloutItem, RolloutRecord, RolloutState, RunState, Status,
     };
     pub use freshen_vuln::Finding;

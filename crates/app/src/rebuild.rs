@@ -8,7 +8,7 @@ use std::sync::Arc;
 use freshen_judge::FindingOutcome;
 use freshen_vuln::Finding;
 
-use freshen_actions::{Deliverer, DeliveryError, LocalTarget};
+use freshen_actions::{Deliverer, DeliveryError, Local, LocalTarget};
 use freshen_rebuild::{
     Build, BuildError, Cascader, GateVerdict, Plan, Progress, PromoteGate, RunReport, Runner,
     Trigger,
@@ -157,6 +157,7 @@ impl App {
             Arc::new(CascadeTarget {
                 cascader,
                 rollouts: self.rolls_out_cascades().then(|| self.rollouts_over(store)),
+                approvals: self.approvals_over(store),
             }),
             loaded.config.outbox.clone(),
         )))
@@ -425,18 +426,50 @@ fn run_progress(progress: &OnRebuildProgress) -> Arc<dyn Fn(Progress) + Send + S
 struct CascadeTarget {
     cascader: Cascader,
     rollouts: Option<crate::rollout::Rollouts>,
+    /// Set when a watch or policy asks for approvals: the cascade, and
+    /// the roll-out after it, wait for theirs.
+    approvals: Option<crate::approvals::Approvals>,
+}
+
+impl CascadeTarget {
+    /// Asks the approval gate about `stage` of `subject`.
+    async fn gate(
+        &self,
+        stage: freshen_settings::Stage,
+        subject: &str,
+        event_id: &str,
+    ) -> Result<crate::approvals::Gate, DeliveryError> {
+        match &self.approvals {
+            None => Ok(crate::approvals::Gate::Go),
+            Some(a) => a
+                .gate(stage, subject, event_id)
+                .await
+                .map_err(|e| DeliveryError {
+                    message: format!("asking for approval: {e}"),
+                    retryable: true,
+                }),
+        }
+    }
 }
 
 impl LocalTarget for CascadeTarget {
     fn deliver<'a>(
         &'a self,
         delivery: &'a freshen_store::Delivery,
-    ) -> futures::future::BoxFuture<'a, Result<Option<String>, DeliveryError>> {
+    ) -> futures::future::BoxFuture<'a, Result<Local, DeliveryError>> {
+        use crate::approvals::Gate;
+        use freshen_settings::Stage;
         Box::pin(async move {
             let failed = |message: String| DeliveryError {
                 message,
                 retryable: true,
             };
+            let event = &delivery.event_id;
+            match self.gate(Stage::Cascade, event, event).await? {
+                Gate::Go => {}
+                Gate::Wait(until, why) => return Ok(Local::Wait { until, why }),
+                Gate::Stop(why) => return Ok(Local::Done(Some(format!("not rebuilt: {why}")))),
+            }
             let done = self
                 .cascader
                 .run(&delivery.event_id)
@@ -445,15 +478,27 @@ impl LocalTarget for CascadeTarget {
             let (Some(rollouts), freshen_rebuild::CascadeDone::Rebuilt { run, .. }) =
                 (&self.rollouts, &done)
             else {
-                return Ok(Some(done.to_string()));
+                return Ok(Local::Done(Some(done.to_string())));
             };
+            match self.gate(Stage::Rollout, run, event).await? {
+                Gate::Go => {}
+                Gate::Wait(until, why) => {
+                    return Ok(Local::Wait {
+                        until,
+                        why: format!("{done}; roll-out {why}"),
+                    });
+                }
+                Gate::Stop(why) => {
+                    return Ok(Local::Done(Some(format!("{done}; not rolled out: {why}"))));
+                }
+            }
             let report = rollouts
                 .run(&crate::RolloutRequest::Run(run.clone()), None)
                 .await
                 .map_err(|e| failed(format!("{done}; roll-out: {e}")))?;
             // A workload that failed its rollout was put back and recorded;
             // building again would not help, so the delivery is done.
-            Ok(Some(format!("{done}; {}", report.summary())))
+            Ok(Local::Done(Some(format!("{done}; {}", report.summary()))))
         })
     }
 }

@@ -117,6 +117,10 @@ pub struct Config {
     /// `clusters`, `parallel`, `timeout`, `poll_interval`, `after_cascade`.
     #[serde(default)]
     pub rollout: freshen_settings::RolloutSettings,
+    /// How approvals wait and are announced: `expire`, `recheck`,
+    /// `announce`, `url`.
+    #[serde(default)]
+    pub approvals: freshen_settings::ApprovalSettings,
 }
 
 /// A loaded, validated configuration.
@@ -462,6 +466,16 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         .validate()
         .map_err(|e| invalid("server".into(), e))?;
     config.rollout.validate().map_err(|(k, m)| invalid(k, m))?;
+    config.approvals.validate().map_err(|(k, m)| invalid(k, m))?;
+    for (i, t) in config.approvals.announce.iter().enumerate() {
+        if t == freshen_settings::CASCADE || !config.triggers.contains_key(t) {
+            let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();
+            return Err(invalid(
+                format!("approvals.announce[{i}]"),
+                format!("{t:?} is not a trigger (triggers: {})", known.join(", ")),
+            ));
+        }
+    }
     if config.outbox.max_attempts == 0 || config.outbox.concurrency == 0 {
         return Err(invalid(
             "outbox".into(),

@@ -337,6 +337,7 @@ impl Intake {
                     schedule: Schedule::Every(std::time::Duration::from_secs(900)),
                     triggers: r.spec.on_change.clone(),
                     policy: r.spec.policy.clone(),
+                    approve: Vec::new(),
                 };
                 (&adhoc, true)
             }

@@ -4,6 +4,7 @@
 //! runtime layer (registry, server, actions, watch, rebuild) re-exports
 //! its own under its old path and acts on them.
 
+mod approvals;
 mod builders;
 mod cascade;
 mod definition;
@@ -17,6 +18,7 @@ pub mod template;
 mod triggers;
 mod watch;
 
+pub use approvals::{ApprovalSettings, Stage};
 pub use builders::{
     BuildahSettings, BuilderSettings, ContainersSettings, DockerSettings, JenkinsSettings,
     KanikoSettings, PodmanSettings,

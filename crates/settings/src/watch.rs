@@ -27,6 +27,11 @@ pub struct WatchSpec {
     /// watched tag is judged by the policy of its own group.
     #[serde(default)]
     pub policy: Option<String>,
+    /// What waits for a person's approval when this tag changes: `cascade`
+    /// (before anything is rebuilt), `rollout` (before what was rebuilt is
+    /// rolled out).
+    #[serde(default)]
+    pub approve: Vec<crate::Stage>,
 }
 
 /// A validated watch, ready to check.
@@ -42,6 +47,8 @@ pub struct Watch {
     pub triggers: Vec<String>,
     /// The policy named by the watch, if any.
     pub policy: Option<String>,
+    /// The stages that wait for approval after a change of this tag.
+    pub approve: Vec<crate::Stage>,
 }
 
 impl Watch {
@@ -81,6 +88,7 @@ impl Watch {
             schedule,
             triggers: spec.on_change.clone(),
             policy: spec.policy.clone(),
+            approve: spec.approve.clone(),
         })
     }
 
@@ -92,6 +100,7 @@ impl Watch {
             schedule: Schedule::Every(std::time::Duration::from_secs(900)),
             triggers: Vec::new(),
             policy: None,
+            approve: Vec::new(),
         }
     }
 

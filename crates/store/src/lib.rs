@@ -14,6 +14,7 @@
 //! queries claim with `FOR UPDATE SKIP LOCKED`, so replicas never take the same
 //! row.
 
+mod approvals;
 mod error;
 mod feeds;
 mod history;
@@ -31,6 +32,7 @@ mod vulns;
 
 use std::sync::Arc;
 
+pub use approvals::{Approval, ApprovalState};
 pub use error::StoreError;
 pub use feeds::{FeedArchive, InventoryEcosystems};
 pub use inventory::{ChildEdge, ImageRecord, ImageRef, LineageEdge, PackageHolder, PackageRecord};

@@ -87,6 +87,10 @@ pub struct PolicySpec {
     /// data makes no events. Not a rule: it is no part of the version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_vulnerable: Option<Vec<String>>,
+    /// What waits for a person's approval for images this policy governs:
+    /// `cascade`, `rollout`. Not a rule: no part of the version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approve: Vec<String>,
 }
 
 /// A policy checked and ready to evaluate.
@@ -122,6 +126,13 @@ impl Policy {
     /// which part is wrong. An expression with no `counting` counts at or
     /// above (and the spec says so, in its version too).
     pub fn new(mut spec: PolicySpec) -> Result<Policy, String> {
+        if let Some(bad) = spec
+            .approve
+            .iter()
+            .find(|s| !matches!(s.as_str(), "cascade" | "rollout"))
+        {
+            return Err(format!("approve: {bad:?} is not a stage: write cascade or rollout"));
+        }
         if spec.thresholds.is_some() && spec.counting.is_none() {
             spec.counting = Some(Counting::AtOrAbove);
         }
@@ -186,6 +197,12 @@ impl Policy {
     /// `None` when new data makes no events for them.
     pub fn on_vulnerable(&self) -> Option<&[String]> {
         self.spec.on_vulnerable.as_deref()
+    }
+
+    /// The stages (`cascade`, `rollout`) that wait for approval for the
+    /// images it governs.
+    pub fn approve(&self) -> &[String] {
+        &self.spec.approve
     }
 
     /// The mode.
@@ -312,6 +329,7 @@ impl Policy {
 fn rules_of(spec: &PolicySpec) -> PolicySpec {
     PolicySpec {
         on_vulnerable: None,
+        approve: Vec::new(),
         ..spec.clone()
     }
 }
