@@ -179,7 +179,9 @@ impl Deliverer {
                 match self.run_local(local.as_ref(), &d).await {
                     Ok(Local::Done(ack)) => Ok(ack),
                     Ok(Local::Wait { until, why }) => {
-                        self.store.postpone_delivery(d.id, &self.owner, until).await?;
+                        self.store
+                            .postpone_delivery(d.id, &self.owner, until)
+                            .await?;
                         tracing::info!(delivery = d.id, event = %d.event_id, %why, "waiting");
                         return Ok(Outcome {
                             delivery_id: d.id,

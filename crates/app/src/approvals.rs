@@ -48,7 +48,10 @@ impl Approvals {
         {
             return Some(format!("watch {}", w.reference));
         }
-        let (name, policy) = match (&event.vulnerability, watch.and_then(|w| w.policy.as_deref())) {
+        let (name, policy) = match (
+            &event.vulnerability,
+            watch.and_then(|w| w.policy.as_deref()),
+        ) {
             (Some(v), _) => match self.policies.get(&v.policy) {
                 Some(p) => (v.policy.as_str(), p),
                 None => return None,
@@ -139,7 +142,9 @@ impl Approvals {
             ApprovalState::Expired => Gate::Stop(format!(
                 "approval {} expired at {} with no decision",
                 approval.id,
-                approval.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                approval
+                    .expires_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             )),
         })
     }
@@ -236,7 +241,12 @@ impl App {
         }
         store.wake_deliveries(&found.event_id, now).await?;
         wake(&self.wake);
-        tracing::info!(approval = id, state = state.as_str(), by, "approval decided");
+        tracing::info!(
+            approval = id,
+            state = state.as_str(),
+            by,
+            "approval decided"
+        );
         store
             .approval(id)
             .await?

@@ -120,13 +120,16 @@ impl App {
         let concurrency = loaded.config.check_concurrency.unwrap_or(32);
         let checker = self.checker(self.client.clone(), store, concurrency);
         let results = checker.check_all(&watches, "poll").await?;
-        let mut deliveries = self.deliverer(store).deliver_due().await?;
+        let triggers = self.deliverer(store);
+        let mut deliveries = triggers.deliver_due().await?;
         // Then the cascades (long: the triggers went out first), unless left
-        // queued for the daemon.
+        // queued for the daemon; and what they queued (an approval's
+        // announcement) after them.
         if !flags.defer_cascades
             && let Some(c) = self.cascades(store)?
         {
             deliveries.extend(c.deliver_due().await?);
+            deliveries.extend(triggers.deliver_due().await?);
         }
         let mut ok = Vec::new();
         let mut errors = Vec::new();

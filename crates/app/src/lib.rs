@@ -62,8 +62,9 @@ pub mod view {
     pub use freshen_reference::Reference;
     pub use freshen_registry::{CopyReport, PlatformManifest, Resolved};
     pub use freshen_store::{
-        Approval, ApprovalState, ChangeEvent, Decision, Delivery, DeliveryState, FeedArchive, HistoryEntry, ImportSummary,
-        PackageRecord, RebuildRun, RolloutItem, RolloutRecord, RolloutState, RunState, Status,
+        Approval, ApprovalState, ChangeEvent, Decision, Delivery, DeliveryState, FeedArchive,
+        HistoryEntry, ImportSummary, PackageRecord, RebuildRun, RolloutItem, RolloutRecord,
+        RolloutState, RunState, Status,
     };
     pub use freshen_vuln::Finding;
 }

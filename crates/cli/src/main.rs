@@ -306,6 +306,47 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Approvals a watch or policy asks for (`approve: [cascade, rollout]`):
+    /// the pending ones, or all with `--all`.
+    Approvals {
+        /// Decided and expired ones too.
+        #[arg(long)]
+        all: bool,
+        /// How many to list.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending approval: the held cascade or roll-out goes on.
+    Approve {
+        /// The approval's id (`freshen approvals`).
+        id: String,
+        /// Who approves; default $USER.
+        #[arg(long)]
+        by: Option<String>,
+        /// A note kept with the decision.
+        #[arg(long)]
+        comment: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reject a pending approval: the held cascade or roll-out is not done.
+    Reject {
+        /// The approval's id (`freshen approvals`).
+        id: String,
+        /// Why; kept with the decision and shown where the work stopped.
+        #[arg(long, required = true)]
+        reason: String,
+        /// Who rejects; default $USER.
+        #[arg(long)]
+        by: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Trigger deliveries: list them, or put a failed one back in the queue.
     Outbox {
         #[command(subcommand)]
@@ -817,6 +858,33 @@ async fn run(cli: Cli) -> Result<u8> {
                 EXIT_ERROR
             })
         }
+        Command::Approvals { all, limit, json } => {
+            output::approvals(&app.approvals(!all, limit).await?, json);
+            Ok(0)
+        }
+        Command::Approve {
+            id,
+            by,
+            comment,
+            json,
+        } => {
+            let by = by.unwrap_or_else(default_user);
+            output::approvals(
+                &[app.decide(&id, true, &by, comment.as_deref()).await?],
+                json,
+            );
+            Ok(0)
+        }
+        Command::Reject {
+            id,
+            reason,
+            by,
+            json,
+        } => {
+            let by = by.unwrap_or_else(default_user);
+            output::approvals(&[app.decide(&id, false, &by, Some(&reason)).await?], json);
+            Ok(0)
+        }
         Command::Rollouts { id, limit, json } => {
             match id {
                 Some(id) => output::rollout(&app.rollout_report(&id).await?, json),
@@ -963,4 +1031,12 @@ fn plan_request(
         (_, _, _, Some(v)) => Some(PlanRequest::Vulnerable(Some(v).filter(|v| !v.is_empty()))),
         _ => None,
     }
+}
+
+/// Who decides an approval from the command line: `$USER`, else `cli`.
+fn default_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "cli".into())
 }

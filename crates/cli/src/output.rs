@@ -1246,3 +1246,44 @@ pub fn rollouts(list: &[freshen_app::view::RolloutRecord], json: bool) {
             .collect(),
     );
 }
+
+/// `freshen approvals`, `approve`, `reject`.
+pub fn approvals(list: &[freshen_app::view::Approval], json: bool) {
+    if json {
+        print_json(&list);
+        return;
+    }
+    if list.is_empty() {
+        println!("no approval waiting");
+        return;
+    }
+    table(
+        &[
+            "APPROVAL",
+            "STAGE",
+            "IMAGE",
+            "ASKED BY",
+            "STATE",
+            "EXPIRES (UTC)",
+            "DECISION",
+        ],
+        list.iter()
+            .map(|a| {
+                let decision = match (&a.decided_by, &a.comment) {
+                    (Some(by), Some(c)) => format!("{by}: {c}"),
+                    (Some(by), None) => by.clone(),
+                    _ => String::new(),
+                };
+                vec![
+                    a.id.clone(),
+                    a.stage.clone(),
+                    a.reference.clone(),
+                    a.reason.clone(),
+                    a.state.to_string(),
+                    time(a.expires_at),
+                    decision,
+                ]
+            })
+            .collect(),
+    );
+}

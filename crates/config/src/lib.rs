@@ -466,7 +466,10 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         .validate()
         .map_err(|e| invalid("server".into(), e))?;
     config.rollout.validate().map_err(|(k, m)| invalid(k, m))?;
-    config.approvals.validate().map_err(|(k, m)| invalid(k, m))?;
+    config
+        .approvals
+        .validate()
+        .map_err(|(k, m)| invalid(k, m))?;
     for (i, t) in config.approvals.announce.iter().enumerate() {
         if t == freshen_settings::CASCADE || !config.triggers.contains_key(t) {
             let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();

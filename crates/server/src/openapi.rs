@@ -53,6 +53,11 @@ pub fn document() -> Value {
         &mut doc["components"]["schemas"],
         crate::rollouts::schemas(),
     );
+    merge(&mut doc["paths"], crate::rollouts::approval_paths());
+    merge(
+        &mut doc["components"]["schemas"],
+        crate::rollouts::approval_schemas(),
+    );
     doc
 }
 
@@ -185,7 +190,8 @@ fn inventory_document() -> Value {
             { "name": "packages", "description": "Who holds a package." },
             { "name": "vulnerabilities", "description": "Findings and the images a vulnerability affects." },
             { "name": "events", "description": "Change events of watched tags, and the policy decisions made on them." },
-            { "name": "rollouts", "description": "Kubernetes workloads moved to rebuilt digests." },
+            { "name": "rollouts", "description": "Kubernetes workloads and GitOps repositories moved to rebuilt digests." },
+            { "name": "approvals", "description": "Cascades and roll-outs held for a person's decision." },
             { "name": "service", "description": "Health, this document, the HTML page." }
         ],
         "paths": {

@@ -227,3 +227,152 @@ pub(crate) fn schemas() -> Value {
         }
     })
 }
+
+/// Query parameters of `GET /approvals`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalParams {
+    /// `false`: decided and expired ones too.
+    pending: Option<bool>,
+    limit: Option<i64>,
+}
+
+/// `GET /approvals`: approvals, newest first (pending only by default).
+pub(crate) async fn approvals(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let params: ApprovalParams = query(&uri)?;
+    let list = st
+        .app
+        .approvals(params.pending.unwrap_or(true), params.limit.unwrap_or(50))
+        .await?;
+    Ok(axum::Json(list).into_response())
+}
+
+/// The body of `POST /approvals/{id}/approve|reject`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    /// Who decides; default `api`.
+    by: Option<String>,
+    /// A note (approve) or the reason (reject; required).
+    comment: Option<String>,
+    /// The reason of a rejection (same as `comment`).
+    reason: Option<String>,
+}
+
+/// `POST /approvals/{id}/approve` and `/reject`.
+pub(crate) async fn decide(
+    State(st): State<AppState>,
+    axum::extract::Path((id, verb)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    st.auth.check(&headers)?;
+    let approve = match verb.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no action {other:?} on an approval: approve or reject"),
+            ));
+        }
+    };
+    let d: Decision = if body.is_empty() {
+        Decision::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not a decision: {e}")))?
+    };
+    let comment = d.reason.or(d.comment);
+    if !approve && comment.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        return Err(ApiError::bad_request("a rejection needs a `reason`"));
+    }
+    let by = d.by.unwrap_or_else(|| "api".into());
+    match st.app.decide(&id, approve, &by, comment.as_deref()).await {
+        Ok(a) => Ok(axum::Json(a).into_response()),
+        Err(freshen_app::AppError::Refused(m)) if m.starts_with("no approval") => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, m))
+        }
+        Err(freshen_app::AppError::Refused(m)) => Err(ApiError::new(StatusCode::CONFLICT, m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The OpenAPI paths of `/approvals`.
+pub(crate) fn approval_paths() -> Value {
+    let r = |name: &str| json!({ "$ref": format!("#/components/responses/{name}") });
+    let approval = json!({ "$ref": "#/components/schemas/Approval" });
+    json!({
+        "/approvals": {
+            "get": {
+                "tags": ["approvals"],
+                "operationId": "listApprovals",
+                "summary": "Approvals, newest first: pending ones, or all with pending=false",
+                "parameters": [
+                    { "name": "pending", "in": "query", "required": false, "description": "Only those waiting (default true).", "schema": { "type": "boolean" } },
+                    { "name": "limit", "in": "query", "required": false, "description": "At most this many (default 50).", "schema": { "type": "integer", "minimum": 1 } }
+                ],
+                "responses": {
+                    "200": { "description": "The approvals.", "content": { "application/json": { "schema": { "type": "array", "items": approval } } } },
+                    "400": r("BadRequest"),
+                    "500": r("InternalError")
+                }
+            }
+        },
+        "/approvals/{id}/{action}": {
+            "parameters": [
+                { "name": "id", "in": "path", "required": true, "description": "The approval's id.", "schema": { "type": "string" } },
+                { "name": "action", "in": "path", "required": true, "description": "approve or reject.", "schema": { "type": "string", "enum": ["approve", "reject"] } }
+            ],
+            "post": {
+                "tags": ["approvals"],
+                "operationId": "decideApproval",
+                "summary": "Approve or reject a pending approval; the held cascade or roll-out goes on (or not) at once",
+                "security": [{ "bearer": [] }],
+                "requestBody": { "required": false, "content": { "application/json": { "schema": {
+                    "type": "object",
+                    "properties": {
+                        "by": { "type": "string", "description": "Who decides (default `api`)." },
+                        "comment": { "type": "string", "description": "A note." },
+                        "reason": { "type": "string", "description": "Why (required to reject)." }
+                    }
+                } } } },
+                "responses": {
+                    "200": { "description": "The approval as decided.", "content": { "application/json": { "schema": approval } } },
+                    "400": r("BadRequest"),
+                    "401": r("Unauthorized"),
+                    "403": r("Forbidden"),
+                    "404": r("NotFound"),
+                    "409": { "description": "Decided already, or expired.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                    "500": r("InternalError")
+                }
+            }
+        }
+    })
+}
+
+/// The OpenAPI schema of an approval.
+pub(crate) fn approval_schemas() -> Value {
+    let time = json!({ "type": ["string", "null"], "format": "date-time" });
+    let text = json!({ "type": ["string", "null"] });
+    json!({
+        "Approval": {
+            "type": "object",
+            "required": ["id", "stage", "subject", "event_id", "reference", "reason", "state", "requested_at", "expires_at"],
+            "properties": {
+                "id": { "type": "string" },
+                "stage": { "type": "string", "enum": ["cascade", "rollout"] },
+                "subject": { "type": "string", "description": "The change event (cascade) or rebuild run (rollout) held." },
+                "event_id": { "type": "string" },
+                "reference": { "type": "string" },
+                "reason": { "type": "string", "description": "Who asks: `watch <ref>` or `policy <name>`." },
+                "state": { "type": "string", "enum": ["pending", "approved", "rejected", "expired"] },
+                "requested_at": { "type": "string", "format": "date-time" },
+                "expires_at": { "type": "string", "format": "date-time" },
+                "decided_at": time,
+                "decided_by": text,
+                "comment": text
+            }
+        }
+    })
+}

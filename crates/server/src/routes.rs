@@ -129,6 +129,16 @@ pub(crate) fn table() -> Vec<Route> {
             service: get(crate::rollouts::show),
         },
         Route {
+            path: "/approvals",
+            operations: &[("get", "/approvals")],
+            service: get(crate::rollouts::approvals),
+        },
+        Route {
+            path: "/approvals/{id}/{action}",
+            operations: &[("post", "/approvals/{id}/{action}")],
+            service: axum::routing::post(crate::rollouts::decide),
+        },
+        Route {
             path: "/vulnerabilities/{*rest}",
             operations: &[("get", "/vulnerabilities/{id}/images")],
             service: get(vulnerability_images),

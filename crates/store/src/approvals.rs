@@ -187,11 +187,12 @@ impl Store {
 
     /// An approval by id.
     pub async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
-        let row: Option<Row> = with_pool!(&self.db, pool => sqlx::query_as(approval_sql!("WHERE id = $1"))
+        let row: Option<Row> =
+            with_pool!(&self.db, pool => sqlx::query_as(approval_sql!("WHERE id = $1"))
             .bind(id)
             .fetch_optional(pool)
             .await)
-        .map_err(query_err("read an approval"))?;
+            .map_err(query_err("read an approval"))?;
         row.map(Row::into_approval).transpose()
     }
 
@@ -236,7 +237,11 @@ impl Store {
 
     /// Makes the held deliveries of `event_id` due now (a decision was
     /// made: the cascade need not wait for its next look).
-    pub async fn wake_deliveries(&self, event_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn wake_deliveries(
+        &self,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         with_pool!(&self.db, pool => sqlx::query(
             "UPDATE deliveries SET next_attempt_at = $2 WHERE event_id = $1 AND state = 'pending' AND next_attempt_at > $2")
             .bind(event_id)

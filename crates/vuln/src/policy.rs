@@ -131,7 +131,9 @@ impl Policy {
             .iter()
             .find(|s| !matches!(s.as_str(), "cascade" | "rollout"))
         {
-            return Err(format!("approve: {bad:?} is not a stage: write cascade or rollout"));
+            return Err(format!(
+                "approve: {bad:?} is not a stage: write cascade or rollout"
+            ));
         }
         if spec.thresholds.is_some() && spec.counting.is_none() {
             spec.counting = Some(Counting::AtOrAbove);
