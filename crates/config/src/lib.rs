@@ -681,6 +681,49 @@ mod tests {
     }
 
     #[test]
+    fn rollout_and_approvals_are_checked() {
+        let cases = [
+            (
+                "rollout: {parallel: 0}\n",
+                "rollout.parallel: must be at least 1",
+            ),
+            ("rollout:\n  clusters:\n    prod: {kinds: [Pod]}\n", "Pod"),
+            (
+                "rollout:\n  gitops:\n    infra: {url: \"file:///x\", paths: [\"../up\"]}\n",
+                "rollout.gitops.infra.paths: paths are relative to the repository root",
+            ),
+            (
+                "watches:\n  - {ref: \"debian:12\", approve: [deploy]}\n",
+                "deploy",
+            ),
+            (
+                "policy: {approve: [merge]}\n",
+                "approve: \"merge\" is not a stage",
+            ),
+            (
+                "approvals: {announce: [nobody]}\n",
+                "approvals.announce[0]: \"nobody\" is not a trigger",
+            ),
+            (
+                "approvals: {expire: 0s}\n",
+                "approvals.expire: must be more than 0s",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = err(yaml);
+            assert!(e.contains(want), "{yaml}\n=> {e}");
+        }
+        let l =
+            load_str("rollout:\n  clusters:\n    prod: {kubeconfig: kube/prod.yaml}\n").unwrap();
+        // Relative to the config file's directory, like ca_file.
+        let k = l.config.rollout.clusters["prod"]
+            .kubeconfig
+            .clone()
+            .unwrap();
+        assert_eq!(k, l.base_dir.join("kube/prod.yaml"));
+    }
+
+    #[test]
     fn full_shape() {
         let l = load_str(
             r#"
