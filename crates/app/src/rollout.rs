@@ -268,6 +268,26 @@ impl Rollouts {
                         "no rebuild run {id}: `freshen rebuilds` lists them"
                     )));
                 };
+                if run.state != RunState::Done {
+                    return Err(AppError::Refused(format!(
+                        "rebuild run {id} is {}: a run is rolled out once it is done (`freshen rebuild --resume {id}` finishes it)",
+                        run.state
+                    )));
+                }
+                if let Some(a) = store.approval_for("rollout", &run.id).await?
+                    && a.state != freshen_store::ApprovalState::Approved
+                {
+                    return Err(AppError::Refused(format!(
+                        "the roll-out of run {id} {}: approval {} is {}",
+                        if a.state == freshen_store::ApprovalState::Pending {
+                            "waits for a decision"
+                        } else {
+                            "was not approved"
+                        },
+                        a.id,
+                        a.state
+                    )));
+                }
                 let mut wanted = Vec::new();
                 for item in store.rebuild_items(&run.id).await? {
                     let held = item.detail.as_deref().is_some_and(|d| d.starts_with(HELD));
@@ -289,6 +309,11 @@ impl Rollouts {
             }
             RolloutRequest::Image(s) => {
                 let image = Reference::parse_with(s, &self.defaults)?;
+                if image.tag().is_none() {
+                    return Err(AppError::Refused(format!(
+                        "{s}: name the tag the workloads follow, e.g. repo:1@sha256:… (a digest alone matches nothing to move)"
+                    )));
+                }
                 let digest = match image.digest() {
                     Some(d) => d.to_string(),
                     None => self.client.resolve(&image).await?.digest,
@@ -352,7 +377,7 @@ impl Rollouts {
                 .map(|(name, g)| {
                     format!(
                         "{name} ({}, branch {})",
-                        freshen_settings::redact_url(&g.url),
+                        freshen_gitops::redact_url(&g.url),
                         g.push_branch.as_deref().unwrap_or(&g.branch)
                     )
                 })
@@ -376,90 +401,174 @@ impl Rollouts {
     ) -> Result<RolloutReport, AppError> {
         let store = &self.store;
         let (trigger, run_id, wanted) = self.wanted(store, request).await?;
-        let clusters = self.clusters().await?;
         let run_event = trigger["event"].as_str().map(String::from);
-        let existing = match &run_id {
+        let owner = format!("{}:{}", std::process::id(), uuid::Uuid::now_v7());
+        // A run's roll-out that exists already is answered as it stands
+        // (asked again) or resumed (cut short), before any cluster is asked.
+        let mut existing = match &run_id {
             Some(r) => store.rollout_for_run(r).await?,
             None => None,
         };
-        let (record, changes, repos) = match existing {
-            Some(r) if r.state != RunState::Running => {
-                let items = store.rollout_items(&r.id).await?;
-                return Ok(RolloutReport { rollout: r, items });
-            }
-            Some(r) => {
-                tracing::info!(rollout = %r.id, "resuming a roll-out that was cut short");
-                let items = store.rollout_items(&r.id).await?;
-                let changes = items
-                    .iter()
-                    .filter(|i| !i.state.is_final() && i.kind != GIT)
-                    .map(change_of)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let repos = items
-                    .iter()
-                    .filter(|i| !i.state.is_final() && i.kind == GIT)
-                    .map(|i| i.name.clone())
-                    .collect();
-                (r, changes, repos)
-            }
-            None => {
-                let matched = match &clusters {
-                    Some(c) => c.plan(&wanted).await?,
-                    None => Matched::default(),
-                };
-                let record = RolloutRecord {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    trigger,
-                    run_id,
-                    state: RunState::Running,
-                    created_at: Utc::now(),
-                    finished_at: None,
-                };
-                let mut items = matched
-                    .changes
-                    .iter()
-                    .map(item_of)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let repos: Vec<String> = if wanted.is_empty() {
-                    Vec::new()
-                } else {
-                    self.settings.gitops.keys().cloned().collect()
-                };
-                items.extend(repos.iter().map(|name| git_item(name, &wanted)));
-                store.create_rollout(&record, &items).await?;
-                (record, matched.changes, repos)
-            }
+        let clusters = match &existing {
+            Some(r) if r.state != RunState::Running => None,
+            _ => self.clusters().await?,
         };
+        if existing.is_none() {
+            let matched = match &clusters {
+                Some(c) => c.plan(&wanted).await?,
+                None => Matched::default(),
+            };
+            let record = RolloutRecord {
+                id: uuid::Uuid::now_v7().to_string(),
+                trigger,
+                run_id: run_id.clone(),
+                state: RunState::Running,
+                created_at: Utc::now(),
+                finished_at: None,
+            };
+            let mut items = matched
+                .changes
+                .iter()
+                .map(item_of)
+                .collect::<Result<Vec<_>, _>>()?;
+            if !wanted.is_empty() {
+                items.extend(self.settings.gitops.keys().map(|n| git_item(n, &wanted)));
+            }
+            if store.create_rollout(&record, &items, &owner, LEASE).await? {
+                return self
+                    .carry_out(record, items, &wanted, run_event, clusters, &owner, on_progress)
+                    .await;
+            }
+            // Another process made the run's roll-out first.
+            existing = match &run_id {
+                Some(r) => store.rollout_for_run(r).await?,
+                None => None,
+            };
+        }
+        let Some(record) = existing else {
+            return Err(AppError::Refused("the roll-out vanished while it was made".into()));
+        };
+        if record.state != RunState::Running {
+            let items = store.rollout_items(&record.id).await?;
+            return Ok(RolloutReport {
+                rollout: record,
+                items,
+            });
+        }
+        if let Some(holder) = store
+            .claim_rollout(&record.id, &owner, Utc::now(), LEASE)
+            .await?
+        {
+            return Err(AppError::Refused(format!(
+                "roll-out {} is being carried out by another process ({holder}); `freshen rollouts {}` shows its progress",
+                record.id, record.id
+            )));
+        }
+        tracing::info!(rollout = %record.id, "resuming a roll-out that was cut short");
+        let items = store.rollout_items(&record.id).await?;
+        self.carry_out(record, items, &wanted, run_event, clusters, &owner, on_progress)
+            .await
+    }
+
+    /// Carries out the workloads of `items` not yet final (all of a new
+    /// roll-out), renewing its lease meanwhile, and ends it: `done` when no
+    /// workload failed or was put back, else `failed`.
+    #[allow(clippy::too_many_arguments)]
+    async fn carry_out(
+        &self,
+        record: RolloutRecord,
+        items: Vec<RolloutItem>,
+        wanted: &[Wanted],
+        run_event: Option<String>,
+        clusters: Option<Rollout>,
+        owner: &str,
+        on_progress: Option<OnRolloutProgress>,
+    ) -> Result<RolloutReport, AppError> {
+        let store = &self.store;
         let sink = StoreSink {
             store: store.clone(),
             rollout: record.id.clone(),
             on_progress,
         };
-        // GitOps first: one commit per repository for the whole roll-out
-        // (Argo CD or Flux then apply it); then the clusters, wave by wave.
-        let mut outcomes = Vec::new();
-        if !repos.is_empty() {
-            let message = self.message(run_event.as_deref(), &wanted).await;
-            let event = run_event.clone().unwrap_or_else(|| record.id.clone());
-            for name in &repos {
-                let key = format!("{GIT}/{name}");
-                sink.mark(&key, RolloutState::Rolling, None).await;
-                let outcome = self.write_back(name, &wanted, &event, &message).await;
-                sink.mark(&key, state_of(&outcome), Some(outcome.detail()))
-                    .await;
-                outcomes.push(outcome);
+        let work = async {
+            // A wave with a workload that failed (before a crash) skips the
+            // waves after it, as it would have without the crash.
+            let failed_wave = items
+                .iter()
+                .filter(|i| matches!(i.state, RolloutState::RolledBack | RolloutState::Failed))
+                .map(|i| i.wave)
+                .min();
+            let mut changes = Vec::new();
+            let mut putting_back = Vec::new();
+            for i in items.iter().filter(|i| !i.state.is_final() && i.kind != GIT) {
+                if let Some(f) = failed_wave
+                    && i.wave > f
+                {
+                    let why = format!("a workload of wave {} did not roll out", f + 1);
+                    sink.mark(&i.workload, RolloutState::Skipped, Some(&why)).await;
+                    continue;
+                }
+                let change = change_of(i)?;
+                match i.detail.as_deref().and_then(|d| d.strip_prefix(PUTTING_BACK)) {
+                    Some(why) => putting_back.push((change, why.to_string())),
+                    None => changes.push(change),
+                }
             }
-        }
-        if let Some(clusters) = &clusters {
-            outcomes.extend(clusters.run(&changes, &sink).await);
-        }
-        let state = if outcomes.iter().all(Outcome::is_done) {
-            RunState::Done
-        } else {
-            RunState::Failed
+            let repos: Vec<String> = items
+                .iter()
+                .filter(|i| !i.state.is_final() && i.kind == GIT)
+                .map(|i| i.name.clone())
+                .collect();
+            // GitOps first: one commit per repository for the whole
+            // roll-out (Argo CD or Flux then apply it); then the clusters.
+            if !repos.is_empty() {
+                let message = self.message(run_event.as_deref(), wanted).await;
+                let event = run_event.clone().unwrap_or_else(|| record.id.clone());
+                for name in &repos {
+                    let key = format!("{GIT}/{name}");
+                    sink.mark(&key, RolloutState::Rolling, None).await;
+                    let outcome = self.write_back(name, wanted, &event, &message).await;
+                    sink.mark(&key, state_of(&outcome), Some(outcome.detail()))
+                        .await;
+                }
+            }
+            if let Some(clusters) = &clusters {
+                // Cut short while putting back: finish putting back, never
+                // roll the failed digest out again.
+                for (change, why) in &putting_back {
+                    let outcome = clusters.put_back_after_crash(change, why).await;
+                    sink.finished(change, &outcome).await;
+                }
+                clusters.run(&changes, &sink).await;
+            }
+            Ok::<(), AppError>(())
         };
-        // A failure to store the end is the caller's to see; the workloads'
-        // outcomes are stored already.
+        let renew = async {
+            loop {
+                tokio::time::sleep(LEASE / 3).await;
+                match store.claim_rollout(&record.id, owner, Utc::now(), LEASE).await {
+                    Ok(None) => {}
+                    Ok(Some(other)) => {
+                        tracing::warn!(rollout = %record.id, holder = %other, "lost the roll-out's lease")
+                    }
+                    Err(e) => tracing::warn!(rollout = %record.id, error = %e, "renewing the roll-out's lease failed"),
+                }
+            }
+        };
+        tokio::select! {
+            r = work => r?,
+            _ = renew => unreachable!("the renewal loop never ends"),
+        }
+        let stored = store.rollout_items(&record.id).await?;
+        let state = if stored
+            .iter()
+            .any(|i| matches!(i.state, RolloutState::RolledBack | RolloutState::Failed)
+                || !i.state.is_final())
+        {
+            RunState::Failed
+        } else {
+            RunState::Done
+        };
         store.finish_rollout(&record.id, state, Utc::now()).await?;
         self.report(&record.id).await
     }
@@ -475,6 +584,12 @@ impl Rollouts {
         Ok(RolloutReport { rollout, items })
     }
 }
+
+/// How long a roll-out's lease lasts unless renewed (every third of it).
+const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The start of a workload's detail while its old images are put back.
+const PUTTING_BACK: &str = "putting back: ";
 
 /// The kind of a roll-out item that is a GitOps repository's commit.
 const GIT: &str = "git";
@@ -572,6 +687,11 @@ impl StoreSink {
 }
 
 impl Sink for StoreSink {
+    async fn putting_back(&self, change: &Change, why: &str) {
+        self.set(change, RolloutState::Rolling, Some(&format!("{PUTTING_BACK}{why}")))
+            .await;
+    }
+
     async fn started(&self, change: &Change) {
         self.set(change, RolloutState::Rolling, None).await;
         if let Some(f) = &self.on_progress {

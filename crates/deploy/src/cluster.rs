@@ -43,6 +43,11 @@ fn resource(kind: WorkloadKind) -> ApiResource {
 /// dump: the status message and reason, or the transport error.
 fn said(e: &kube::Error) -> String {
     match e {
+        // An exec plugin's failure carries its command line, environment
+        // and output, which hold credentials: say only what failed.
+        kube::Error::Auth(_) => {
+            "authentication failed (the kubeconfig's token, certificate or exec plugin); check it with `kubectl auth whoami`".to_string()
+        }
         kube::Error::Api(s) if !s.message.is_empty() => {
             format!("{} ({} {})", s.message, s.code, s.reason)
         }

@@ -50,6 +50,10 @@ impl Outcome {
 pub trait Sink: Sync {
     /// The workload is about to be patched.
     fn started(&self, change: &Change) -> impl Future<Output = ()> + Send;
+    /// The workload's rollout failed and its old images are about to be
+    /// put back (recorded first, so a roll-out resumed after a crash
+    /// puts them back rather than rolling the failed digest out again).
+    fn putting_back(&self, change: &Change, why: &str) -> impl Future<Output = ()> + Send;
     /// The workload's roll-out ended.
     fn finished(&self, change: &Change, outcome: &Outcome) -> impl Future<Output = ()> + Send;
 }
@@ -104,8 +108,10 @@ impl Rollout {
                 .collect();
             if let Some(f) = failed_wave {
                 for i in members {
-                    let outcome =
-                        Outcome::Skipped(format!("a workload of wave {f} did not roll out"));
+                    let outcome = Outcome::Skipped(format!(
+                        "a workload of wave {} did not roll out",
+                        f + 1
+                    ));
                     sink.finished(&changes[i], &outcome).await;
                     outcomes[i] = Some(outcome);
                 }
@@ -114,7 +120,7 @@ impl Rollout {
             let done: Vec<(usize, Outcome)> = futures::stream::iter(members)
                 .map(|i| async move {
                     sink.started(&changes[i]).await;
-                    let outcome = self.roll_one(&changes[i]).await;
+                    let outcome = self.roll_one(&changes[i], sink).await;
                     sink.finished(&changes[i], &outcome).await;
                     (i, outcome)
                 })
@@ -122,7 +128,9 @@ impl Rollout {
                 .collect()
                 .await;
             for (i, outcome) in done {
-                if !outcome.is_done() {
+                // A workload left alone (someone else changed it) is no
+                // failure of the roll-out: later waves go on.
+                if matches!(outcome, Outcome::RolledBack(_) | Outcome::Failed(_)) {
                     failed_wave = Some(wave);
                 }
                 outcomes[i] = Some(outcome);
@@ -142,7 +150,20 @@ impl Rollout {
             .unwrap_or(self.settings.timeout)
     }
 
-    async fn roll_one(&self, change: &Change) -> Outcome {
+    /// Puts a workload's old images back, as a failed rollout does: for a
+    /// roll-out resumed after a crash that came while it was doing so.
+    pub async fn put_back_after_crash(&self, change: &Change, why: &str) -> Outcome {
+        let Some(cluster) = self.clusters.get(&change.workload.cluster) else {
+            return Outcome::Failed(format!(
+                "cluster {} is not in rollout.clusters",
+                change.workload.cluster
+            ));
+        };
+        let timeout = self.timeout(&change.workload.cluster);
+        self.put_back(cluster, change, why.to_string(), timeout).await
+    }
+
+    async fn roll_one<S: Sink>(&self, change: &Change, sink: &S) -> Outcome {
         let id = &change.workload;
         let Some(cluster) = self.clusters.get(&id.cluster) else {
             return Outcome::Failed(format!("cluster {} is not in rollout.clusters", id.cluster));
@@ -176,7 +197,7 @@ impl Rollout {
             Err(Patched::Fail(why)) => return Outcome::Failed(why),
         }
         let timeout = self.timeout(&id.cluster);
-        match self.wait(cluster, change, timeout).await {
+        match self.wait(cluster, change, timeout, Side::New).await {
             Ok(()) => Outcome::Done(format!(
                 "rolled out: {}",
                 change
@@ -186,7 +207,10 @@ impl Rollout {
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
-            Err(why) => self.put_back(cluster, change, why, timeout).await,
+            Err(why) => {
+                sink.putting_back(change, &why).await;
+                self.put_back(cluster, change, why, timeout).await
+            }
         }
     }
 
@@ -220,16 +244,25 @@ impl Rollout {
         )))
     }
 
-    /// Waits until the workload's rollout is done; the error says why not.
+    /// Waits until the workload's rollout of the `side` images is done;
+    /// the error says why not. A container changed to anything else
+    /// meanwhile ends the wait: that rollout is someone else's.
     async fn wait(
         &self,
         cluster: &Cluster,
         change: &Change,
         timeout: Duration,
+        side: Side,
     ) -> Result<(), String> {
         let started = Instant::now();
         loop {
-            let last = match cluster.health(&change.workload).await {
+            let read = cluster.read(&change.workload).await;
+            if let Ok((w, _)) = &read
+                && let Err(changed) = runs(w, change, side)
+            {
+                return Err(changed);
+            }
+            let last = match read.map(|(_, o)| crate::health::health(change.workload.kind, &o)) {
                 Ok(Health::Done) => return Ok(()),
                 Ok(Health::Failed(why)) => return Err(why),
                 Ok(Health::Waiting(what)) => what,
@@ -261,13 +294,34 @@ impl Rollout {
             .iter()
             .map(|c| (c.container.as_str(), c.init, c.old.as_str()))
             .collect();
-        let accept = |_: &crate::Workload| -> Result<(), String> { Ok(()) };
+        // Only what freshen set is put back: a container someone else
+        // changed meanwhile (or removed) is left as they made it.
+        let accept = |w: &crate::Workload| -> Result<(), String> {
+            for c in &change.containers {
+                match w.image_of(&c.container, c.init) {
+                    Some(now) if now == c.new || now == c.old => {}
+                    Some(now) => {
+                        return Err(format!(
+                            "container {} now runs {now} (changed by someone else): left alone",
+                            c.container
+                        ));
+                    }
+                    None => {
+                        return Err(format!(
+                            "container {} is gone (changed by someone else): left alone",
+                            c.container
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        };
         tracing::warn!(workload = %change.workload, reason = %why, "rollout failed; putting the old images back");
         if let Err(e) = self.patch(cluster, change, &back, &accept).await {
             let e = match e {
                 Patched::Skip(s) | Patched::Fail(s) => s,
             };
-            return Outcome::Failed(format!("{why}; putting the old images back failed: {e}"));
+            return Outcome::Failed(format!("{why}; not put back: {e}"));
         }
         let olds = change
             .containers
@@ -275,13 +329,46 @@ impl Rollout {
             .map(|c| format!("{} -> {}", c.container, c.old))
             .collect::<Vec<_>>()
             .join(", ");
-        match self.wait(cluster, change, timeout).await {
+        match self.wait(cluster, change, timeout, Side::Old).await {
             Ok(()) => Outcome::RolledBack(format!("{why}; put back: {olds}")),
             Err(e) => Outcome::Failed(format!(
                 "{why}; put back ({olds}) but that rollout did not finish either: {e}"
             )),
         }
     }
+}
+
+/// Which images a wait expects the containers to run.
+#[derive(Clone, Copy)]
+enum Side {
+    New,
+    Old,
+}
+
+/// Whether every container of `change` runs its `side` image.
+fn runs(w: &crate::Workload, change: &Change, side: Side) -> Result<(), String> {
+    for c in &change.containers {
+        let want = match side {
+            Side::New => &c.new,
+            Side::Old => &c.old,
+        };
+        match w.image_of(&c.container, c.init) {
+            Some(now) if now == want => {}
+            Some(now) => {
+                return Err(format!(
+                    "container {} was changed to {now} by someone else meanwhile",
+                    c.container
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "container {} was removed by someone else meanwhile",
+                    c.container
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 enum Patched {

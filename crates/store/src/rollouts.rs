@@ -180,24 +180,36 @@ impl Store {
     /// Stores a new roll-out and its workloads (all `pending`) in one
     /// transaction. A second roll-out of the same rebuild run is refused
     /// by the store (`run_id` is unique): read [`Store::rollout_for_run`].
+    ///
+    /// `owner` holds the roll-out's lease until `lease` from its creation:
+    /// renew it with [`Store::claim_rollout`] while it runs. Answers false
+    /// (nothing written) when the run has a roll-out already.
     pub async fn create_rollout(
         &self,
         rollout: &RolloutRecord,
         items: &[RolloutItem],
-    ) -> Result<(), StoreError> {
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
         const CTX: &str = "create a roll-out";
         let mut tx = self.db.begin_write(CTX).await?;
-        with_tx!(&mut tx, conn => sqlx::query(
-            "INSERT INTO rollouts (id, trigger, run_id, state, created_at) VALUES ($1, $2, $3, $4, $5)")
+        let n = with_tx!(&mut tx, conn => sqlx::query(
+            "INSERT INTO rollouts (id, trigger, run_id, state, created_at, lease_owner, lease_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (run_id) DO NOTHING")
             .bind(&rollout.id)
             .bind(rollout.trigger.to_string())
             .bind(rollout.run_id.as_deref())
             .bind(rollout.state.as_str())
             .bind(to_ms(rollout.created_at))
+            .bind(owner)
+            .bind(crate::sql::lease_until(rollout.created_at, lease))
             .execute(conn)
             .await
             .map(|x| x.rows_affected()))
         .map_err(query_err(CTX))?;
+        if n == 0 {
+            return Ok(false);
+        }
         for item in items {
             with_tx!(&mut tx, conn => sqlx::query(
                 "INSERT INTO rollout_items (rollout_id, workload, cluster, kind, namespace, name, wave, containers, state) \
@@ -216,7 +228,45 @@ impl Store {
                 .map(|x| x.rows_affected()))
             .map_err(query_err(CTX))?;
         }
-        tx.commit(CTX).await
+        tx.commit(CTX).await?;
+        Ok(true)
+    }
+
+    /// Takes (or renews) a running roll-out's lease for `owner` until
+    /// `now + lease`. Answers `None` when taken, else the owner holding it.
+    pub async fn claim_rollout(
+        &self,
+        id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let n = with_pool!(&self.db, pool => sqlx::query(
+            "UPDATE rollouts SET lease_owner = $2, lease_until = $3 WHERE id = $1 AND state = $5 \
+             AND (lease_until IS NULL OR lease_until <= $4 OR lease_owner = $2)")
+            .bind(id)
+            .bind(owner)
+            .bind(crate::sql::lease_until(now, lease))
+            .bind(to_ms(now))
+            .bind(RunState::Running.as_str())
+            .execute(pool)
+            .await
+            .map(|x| x.rows_affected()))
+        .map_err(query_err("lease a roll-out"))?;
+        if n == 1 {
+            return Ok(None);
+        }
+        let holder: Option<(Option<String>,)> = with_pool!(&self.db, pool => sqlx::query_as(
+            "SELECT lease_owner FROM rollouts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await)
+        .map_err(query_err("read a roll-out's lease"))?;
+        Ok(Some(
+            holder
+                .and_then(|(o,)| o)
+                .unwrap_or_else(|| "nobody (it ended)".into()),
+        ))
     }
 
     /// A roll-out by id.
@@ -324,7 +374,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let finished = (state != RunState::Running).then(|| to_ms(at));
         with_pool!(&self.db, pool => sqlx::query(
-            "UPDATE rollouts SET state = $2, finished_at = $3 WHERE id = $1")
+            "UPDATE rollouts SET state = $2, finished_at = $3, lease_owner = NULL, lease_until = NULL WHERE id = $1")
             .bind(id)
             .bind(state.as_str())
             .bind(finished)

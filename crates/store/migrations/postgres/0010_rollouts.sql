@@ -7,7 +7,9 @@ CREATE TABLE rollouts (
     run_id      TEXT,                          -- the rebuild run it follows; NULL when started by hand
     state       TEXT   NOT NULL,               -- running | done | failed
     created_at  BIGINT NOT NULL,
-    finished_at BIGINT
+    finished_at BIGINT,
+    lease_owner TEXT,                          -- the process carrying it out, while running
+    lease_until BIGINT                         -- renewed while it runs; a lapsed lease may be taken to resume
 );
 CREATE UNIQUE INDEX rollouts_run_id ON rollouts (run_id);
 
