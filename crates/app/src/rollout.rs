@@ -229,6 +229,7 @@ impl Rollouts {
                 image: w.image.clone(),
                 tag: w.image.tag().map(String::from),
                 digest: w.digest.clone(),
+                old_digests: w.old_digests.clone(),
             })
             .collect();
         let scratch = match tempfile::tempdir() {

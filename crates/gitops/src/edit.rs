@@ -49,9 +49,12 @@ pub(crate) fn plan(
     updates: &[ImageUpdate],
 ) -> Result<Vec<FileEdit>, GitopsError> {
     validate_updates(updates)?;
+    let root = canonical_root(root)?;
     let mut out = Vec::new();
-    for rel in collect(root, paths)? {
-        let bytes = std::fs::read(root.join(&rel)).map_err(|source| GitopsError::Io {
+    for rel in collect(&root, paths)? {
+        // Found through no symbolic link; checked again all the same.
+        let real = inside(&root, Path::new(&rel), &rel)?;
+        let bytes = std::fs::read(real).map_err(|source| GitopsError::Io {
             file: rel.clone(),
             source,
         })?;
@@ -93,7 +96,60 @@ fn relative(root: &Path, abs: &Path) -> String {
         .join("/")
 }
 
-/// The files to read under `paths`, relative to `root`, sorted.
+/// `root` with every symbolic link resolved.
+pub(crate) fn canonical_root(root: &Path) -> Result<PathBuf, GitopsError> {
+    root.canonicalize().map_err(|source| GitopsError::Io {
+        file: ".".into(),
+        source,
+    })
+}
+
+/// Where `rel` (relative to the repository root `root`, already
+/// canonical) is, when it is in the repository and reached through no
+/// symbolic link: a link, anywhere on the way, could take a read or a
+/// write out of the checkout (a repository can hold `apps -> /etc`).
+/// Errors name `shown`, the path as configured or found.
+pub(crate) fn inside(root: &Path, rel: &Path, shown: &str) -> Result<PathBuf, GitopsError> {
+    let bad = |reason: String| GitopsError::Path {
+        path: shown.to_string(),
+        reason,
+    };
+    let lexical = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s),
+            _ => None,
+        })
+        .fold(root.to_path_buf(), |p, s| p.join(s));
+    let real = match lexical.canonicalize() {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(if std::fs::symlink_metadata(&lexical).is_ok() {
+                bad("is a symbolic link to nothing in the repository".into())
+            } else {
+                bad("is not in the repository".into())
+            });
+        }
+        Err(source) => {
+            return Err(GitopsError::Io {
+                file: shown.to_string(),
+                source,
+            });
+        }
+    };
+    if !real.starts_with(root) {
+        return Err(bad("leaves the repository (a symbolic link?)".into()));
+    }
+    if real != lexical {
+        return Err(bad(format!(
+            "is or goes through a symbolic link; name the file or directory it points to ({:?})",
+            relative(root, &real)
+        )));
+    }
+    Ok(real)
+}
+
+/// The files to read under `paths`, relative to `root` (canonical), sorted.
 fn collect(root: &Path, paths: &[String]) -> Result<BTreeSet<String>, GitopsError> {
     let mut found = BTreeSet::new();
     for p in paths {
@@ -113,28 +169,20 @@ fn collect(root: &Path, paths: &[String]) -> Result<BTreeSet<String>, GitopsErro
                 "must be relative to the repository root, without \"..\"",
             ));
         }
-        let abs = root.join(path);
-        let meta = match std::fs::symlink_metadata(&abs) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(bad("is not in the repository"));
-            }
-            Err(source) => {
-                return Err(GitopsError::Io {
-                    file: p.clone(),
-                    source,
-                });
-            }
-        };
-        if meta.file_type().is_symlink() {
-            return Err(bad(
-                "is a symbolic link; name the file or directory it points to",
-            ));
-        }
+        // `symlink_metadata` alone would not do: `apps/` reads as the
+        // directory a link `apps` points to, and links on the way are
+        // followed.
+        let abs = inside(root, path, p)?;
+        let meta = std::fs::symlink_metadata(&abs).map_err(|source| GitopsError::Io {
+            file: p.clone(),
+            source,
+        })?;
         if meta.is_dir() {
             walk(root, &abs, &mut found)?;
-        } else {
+        } else if meta.is_file() {
             found.insert(relative(root, &abs));
+        } else {
+            return Err(bad("is neither a file nor a directory"));
         }
     }
     Ok(found)
@@ -150,7 +198,7 @@ fn walk(root: &Path, dir: &Path, found: &mut BTreeSet<String>) -> Result<(), Git
         .collect::<Result<Vec<_>, _>>()
         .map_err(io)?;
     entries.sort_by_key(|e| e.file_name());
-    let chart = dir.join("Chart.yaml").is_file();
+    let chart = std::fs::symlink_metadata(dir.join("Chart.yaml")).is_ok_and(|m| m.is_file());
     for e in entries {
         let name = e.file_name();
         let name = name.to_string_lossy();
@@ -375,9 +423,27 @@ impl Planner<'_> {
         }
     }
 
-    /// The update for a field, by repository and the tag it names.
-    fn pick(&self, line: usize, repository: &str, tag: Option<&str>) -> Option<&ImageUpdate> {
-        match image::pick(self.updates, repository, tag) {
+    /// The update for a kustomize `images:` entry, by repository and the
+    /// tag it names ([`image::pick`]).
+    fn pick_entry(&self, line: usize, repository: &str, tag: Option<&str>) -> Option<&ImageUpdate> {
+        self.picked(line, repository, image::pick(self.updates, repository, tag))
+    }
+
+    /// The update for a field holding an image the runtime pulls, by
+    /// repository and the tag and digest it names ([`image::pick_runs`]).
+    fn pick_runs(
+        &self,
+        line: usize,
+        repository: &str,
+        tag: Option<&str>,
+        digest: Option<&str>,
+    ) -> Option<&ImageUpdate> {
+        let pick = image::pick_runs(self.updates, repository, tag, digest);
+        self.picked(line, repository, pick)
+    }
+
+    fn picked<'u>(&self, line: usize, repository: &str, pick: Pick<'u>) -> Option<&'u ImageUpdate> {
+        match pick {
             Pick::One(u) => Some(u),
             Pick::None => None,
             Pick::Ambiguous(all) => {
@@ -387,7 +453,7 @@ impl Planner<'_> {
                     line = line + 1,
                     repository,
                     ?digests,
-                    "several updates of this repository with different digests, and the field names no tag to choose by: left alone"
+                    "several updates of this repository apply, with different digests, and the field says nothing more to choose by: left alone"
                 );
                 None
             }
@@ -471,44 +537,61 @@ impl Planner<'_> {
         }
         self.marked.extend(found.iter().map(|f| f.line));
         for f in &found {
-            let current = f.scalar.as_ref().and_then(|s| self.text_at(f.doc, s));
-            let tag = match f.marker.field {
-                // Read, never written: an update moves a digest.
-                Field::Tag | Field::Name => continue,
-                Field::Digest => f.marker.tag.clone().or_else(|| self.sibling_tag(f, &found)),
-                Field::Image => f.marker.tag.clone().or_else(|| {
-                    current
-                        .as_deref()
-                        .and_then(|c| image::split(c).tag.map(str::to_string))
-                }),
-            };
-            let Some(u) = self.pick(f.line, &f.marker.repository, tag.as_deref()) else {
+            // `:tag` and `:name` are read, never written: an update moves
+            // a digest.
+            if matches!(f.marker.field, Field::Tag | Field::Name) {
                 continue;
-            };
+            }
             let marker_error = |reason: String| GitopsError::Marker {
                 file: self.file.to_string(),
                 line: f.line + 1,
                 reason,
             };
+            // A marker that can't be followed is an error once the image
+            // it follows moves.
+            let moved = self
+                .updates
+                .iter()
+                .any(|u| u.image.name() == f.marker.repository);
             let Some(sc) = &f.scalar else {
-                return Err(marker_error(
-                    "the marked field has no value on this line that freshen can edit; write `key: value  # {marker}` with the value on the marker's line".into(),
-                ));
+                if moved {
+                    return Err(marker_error(
+                        "the marked field has no value on this line that freshen can edit; write `key: value  # {marker}` with the value on the marker's line".into(),
+                    ));
+                }
+                continue;
             };
-            let new = match f.marker.field {
-                Field::Digest => u.digest.clone(),
-                _ => {
-                    let current = current.unwrap_or_default();
-                    if current.is_empty() {
-                        image::pin(&f.marker.image, &u.digest)
-                    } else if image::repository(&current).is_some() {
-                        image::pin(&current, &u.digest)
-                    } else {
+            let current = self.text_at(f.doc, sc);
+            let current = current.as_deref().filter(|c| !c.is_empty());
+            // The tag the field follows (the marker's decides over the
+            // value's) and the digest it holds.
+            let (tag, digest) = match (f.marker.field, current) {
+                (Field::Image, Some(c)) if image::repository(c).is_none() => {
+                    if moved {
                         return Err(marker_error(format!(
-                            "a whole-image marker, but the value {current:?} is not an image reference (use a :tag, :name or :digest marker on a part of an image)"
+                            "a whole-image marker, but the value {c:?} is not an image reference (use a :tag, :name or :digest marker on a part of an image)"
                         )));
                     }
+                    continue;
                 }
+                (Field::Image, Some(c)) => {
+                    let w = image::split(c);
+                    (f.marker.tag.clone().or(w.tag.map(str::to_string)), w.digest)
+                }
+                (Field::Image, None) => (f.marker.tag.clone(), None),
+                _ => (
+                    f.marker.tag.clone().or_else(|| self.sibling_tag(f, &found)),
+                    current,
+                ),
+            };
+            let Some(u) = self.pick_runs(f.line, &f.marker.repository, tag.as_deref(), digest)
+            else {
+                continue;
+            };
+            let new = match (f.marker.field, current) {
+                (Field::Digest, _) => u.digest.clone(),
+                (_, None) => image::pin(&f.marker.image, &u.digest),
+                (_, Some(c)) => image::pin(c, &u.digest),
             };
             let repository = u.image.name();
             self.replace(f.doc, &sc.clone(), new, &repository, true)?;
@@ -574,7 +657,7 @@ impl Planner<'_> {
                     })
                     .collect();
                 let line = d.line_of(&item_path);
-                let Some(u) = self.pick(line, &repository, tag.as_deref()) else {
+                let Some(u) = self.pick_entry(line, &repository, tag.as_deref()) else {
                     continue;
                 };
                 if map.contains_key("digest") {
@@ -627,7 +710,8 @@ impl Planner<'_> {
                     continue;
                 };
                 let line = d.line_of(&path);
-                let Some(u) = self.pick(line, &repository, image::split(&current).tag) else {
+                let written = image::split(&current);
+                let Some(u) = self.pick_runs(line, &repository, written.tag, written.digest) else {
                     continue;
                 };
                 let new = image::pin(&current, &u.digest);

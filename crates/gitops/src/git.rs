@@ -412,6 +412,9 @@ pub(crate) async fn write_back(
     .await?;
     tracing::info!(repo = %repo, branch = %base, target = %target, "gitops: cloned");
 
+    // Edits are written only where `inside` says: in the checkout, through
+    // no symbolic link.
+    let root = edit::canonical_root(&checkout)?;
     let message_file = work.path().join("message");
     let message_arg = message_file.to_string_lossy().into_owned();
     let refspec = format!("HEAD:refs/heads/{target}");
@@ -431,7 +434,10 @@ pub(crate) async fn write_back(
         let mut changes = Vec::new();
         for e in &edits {
             let rel = e.path.to_string_lossy().into_owned();
-            tokio::fs::write(checkout.join(&e.path), &e.text)
+            // Planned from files found through no link, but the write
+            // follows whatever is there now: look again.
+            let target = edit::inside(&root, &e.path, &rel)?;
+            tokio::fs::write(target, &e.text)
                 .await
                 .map_err(|source| GitopsError::Io {
                     file: rel.clone(),
@@ -582,6 +588,7 @@ mod tests {
             image: freshen_reference::Reference::parse("nginx").unwrap(),
             tag: Some("1.27".into()),
             digest: format!("sha256:{}", "a".repeat(64)),
+            old_digests: Vec::new(),
         };
         let change = FileChange {
             path: "a.yaml".into(),

@@ -30,9 +30,27 @@
 //! cannot edit in place (flow style, multi-line).
 //!
 //! Which update applies to a field: its repository must be the update's
-//! (`nginx` == `docker.io/library/nginx`); a field that names a tag matches
-//! only an update of that tag (or one that names no tag), so a rebuild of
-//! `app:1.4` does not move a manifest pinned to `app:1.3`.
+//! (`nginx` == `docker.io/library/nginx`). Container images and marked
+//! fields are images the runtime pulls, so they follow the rules by which
+//! the cluster side decides that a container runs an image:
+//!
+//! - a field that names a tag (pinned to a digest or not) takes only an
+//!   update of that tag, so a rebuild of `app:1.4` does not move a
+//!   manifest on `app:1.3`;
+//! - a field with neither tag nor digest (`app`) is `app:latest`, as the
+//!   runtime pulls it: it takes only an update of the tag `latest`;
+//! - a field pinned to a digest without a tag (`app@sha256:…`) takes the
+//!   update whose [`ImageUpdate::old_digests`] hold that digest (a digest
+//!   freshen never saw for the image was chosen by someone: it stays).
+//!
+//! For a marked field the tag is the one its marker names (or its policy
+//! maps to), else the one in its value (or, for a `:digest` marker, the
+//! value of the `:tag` marker beside it); the digest is the one in its
+//! value. Kustomization `images:` entries are not images the runtime
+//! pulls but instructions to retag every image of a repository, so they
+//! follow the repository: an entry with a `newTag` takes an update of that
+//! tag (or one that names no tag), an entry without one any update of the
+//! repository (when the updates agree on the digest).
 //!
 //! Git runs as the `git` CLI with no system or user configuration
 //! (`GIT_CONFIG_NOSYSTEM`, `HOME` in the scratch directory), no prompts
@@ -80,11 +98,16 @@ pub struct RepoSpec {
     /// (`.` for all). A directory is searched for `*.yaml`, `*.yml` and
     /// `Kustomization` files, skipping `.git`, symbolic links and the
     /// `templates/` of Helm charts (Go templates are not YAML); a file
-    /// named here is read whatever its name.
+    /// named here is read whatever its name. A path that is or goes
+    /// through a symbolic link is an error naming it (the repository's
+    /// content decides where a link points, and could point it out of
+    /// the checkout), and every file is checked again before it is read
+    /// and before it is written.
     pub paths: Vec<String>,
     /// Flux `$imagepolicy` markers: `"<namespace>:<policy>"` -> the image
-    /// the policy follows (`"ghcr.io/org/app"`, or `"ghcr.io/org/app:1.4"`
-    /// to match updates of that tag only). A line marked with a policy not
+    /// the policy follows (`"ghcr.io/org/app:1.4"` to match updates of that
+    /// tag only, whatever the field holds; `"ghcr.io/org/app"` to go by the
+    /// tag and digest in the field, as for a container's `image:`). A line marked with a policy not
     /// listed is Flux's and left alone. Freshen has no ImagePolicy objects
     /// to read, so the mapping is configuration.
     pub markers: BTreeMap<String, String>,
@@ -142,16 +165,26 @@ impl fmt::Debug for RepoSpec {
     }
 }
 
-/// One image moved to a new digest.
+/// One image moved to a new digest. See the [crate documentation](crate)
+/// for which fields it applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageUpdate {
     /// The repository to match; its tag and digest are ignored.
     pub image: Reference,
-    /// The tag that moved, if known: a field naming another tag is left
-    /// alone, and a field naming none matches any update of its repository.
+    /// The tag that moved (`latest` for an image named without one). A
+    /// field naming another tag is left alone, and so is a field naming
+    /// neither tag nor digest unless this is `latest`. `None` (an image
+    /// known by digest alone): only fields pinned to one of
+    /// [`ImageUpdate::old_digests`], and kustomize `images:` entries, take
+    /// the update.
     pub tag: Option<String>,
     /// The new digest, `sha256:…`.
     pub digest: String,
+    /// Digests the image had before (`sha256:…`): a field pinned to one of
+    /// them without a tag (`app@sha256:…`) runs this image and is moved to
+    /// the new digest. A field pinned without a tag to any other digest is
+    /// left alone.
+    pub old_digests: Vec<String>,
 }
 
 impl ImageUpdate {

@@ -133,12 +133,18 @@ fn updates() -> Vec<ImageUpdate> {
         image: Reference::parse(image).unwrap(),
         tag: tag.map(str::to_string),
         digest: digest(c),
+        old_digests: Vec::new(),
     };
     vec![
         u("docker.io/library/nginx:1.27", Some("1.27"), 'a'),
         u("registry.example.com:5000/team/migrate", Some("2.1"), 'b'),
-        u("registry.example.com:5000/team/report", None, 'c'),
-        u("localhost:5000/app", None, 'd'),
+        // Known by digest alone: the CronJob pinned to its old digest
+        // follows it.
+        ImageUpdate {
+            old_digests: vec![digest('0')],
+            ..u("registry.example.com:5000/team/report", None, 'c')
+        },
+        u("localhost:5000/app:1.0", Some("1.0"), 'd'),
     ]
 }
 
@@ -234,6 +240,11 @@ struct Remote {
 
 impl Remote {
     fn new(files: &[(&str, &str)]) -> Remote {
+        Remote::with_links(files, &[])
+    }
+
+    /// `files`, and `links` as symbolic links (`path`, where to).
+    fn with_links(files: &[(&str, &str)], links: &[(&str, &Path)]) -> Remote {
         let dir = tempfile::tempdir().unwrap();
         let bare = dir.path().join("remote.git");
         git(
@@ -244,6 +255,9 @@ impl Remote {
         git(dir.path(), &["init", "--quiet", seed.to_str().unwrap()]);
         for (p, t) in files {
             write(&seed, p, t);
+        }
+        for (p, to) in links {
+            std::os::unix::fs::symlink(to, seed.join(p)).unwrap();
         }
         git(&seed, &["add", "."]);
         git(&seed, &["commit", "--quiet", "-m", "seed"]);
@@ -401,7 +415,7 @@ async fn write_back_pins_digests_and_kustomize_renders_them() {
             "Freshen Bot <bot@freshen.example>\nFreshen Bot <bot@freshen.example>\n\
              Rebuild for CVE-2024-0001 (openssl)\n\n\
              Freshen-Image: docker.io/library/nginx:1.27@{a}\n\
-             Freshen-Image: localhost:5000/app@{d}\n\
+             Freshen-Image: localhost:5000/app:1.0@{d}\n\
              Freshen-Image: registry.example.com:5000/team/migrate:2.1@{b}\n\
              Freshen-Image: registry.example.com:5000/team/report@{c}\n\n",
             a = digest('a'),
@@ -745,4 +759,56 @@ async fn a_missing_branch_names_the_step_and_the_repository() {
     spec.push_branch = Some("freshen/{ticket}".into());
     let err = run(&spec, &remote.scratch).await.unwrap_err().to_string();
     assert!(err.contains("unknown placeholder"), "{err}");
+}
+
+#[tokio::test]
+async fn symbolic_links_out_of_the_checkout_are_neither_read_nor_written() {
+    // What someone who can push to the repository could point it at.
+    let outside = tempfile::tempdir().unwrap();
+    let pod = outside.path().join("pod.yaml");
+    std::fs::write(&pod, DEPLOYMENT).unwrap();
+    let before = std::fs::read(&pod).unwrap();
+    let remote = Remote::with_links(
+        &FILES,
+        &[
+            ("etc", outside.path()),
+            ("base/evil.yaml", &pod),
+            ("plain/etc", outside.path()),
+        ],
+    );
+    let tip = remote.tip("main");
+
+    for p in ["etc/", "etc", "etc/pod.yaml", "base/evil.yaml"] {
+        let mut spec = remote.spec();
+        spec.paths = vec!["base".into(), p.into()];
+        let err = run(&spec, &remote.scratch).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("path {p:?}: leaves the repository (a symbolic link?)")
+        );
+        assert_eq!(remote.tip("main"), tip, "nothing was pushed");
+    }
+
+    // Walking the repository, the links are skipped; the rest is edited.
+    let wb = run(&remote.spec(), &remote.scratch).await.unwrap();
+    assert!(wb.commit.is_some());
+    assert!(
+        wb.files
+            .iter()
+            .all(|c| !c.path.contains("evil") && !c.path.contains("etc")),
+        "{:?}",
+        wb.files
+    );
+    let check = remote.clone("main");
+    for (path, want) in expected() {
+        let got = std::fs::read_to_string(check.join(path)).unwrap();
+        assert_eq!(got, want, "{path}");
+    }
+    assert!(
+        std::fs::symlink_metadata(check.join("base/evil.yaml"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read(&pod).unwrap(), before, "outside, untouched");
 }

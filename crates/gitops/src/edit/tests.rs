@@ -13,13 +13,22 @@ fn update(image: &str, tag: Option<&str>, c: char) -> ImageUpdate {
         image: Reference::parse(image).unwrap(),
         tag: tag.map(str::to_string),
         digest: digest(c),
+        old_digests: Vec::new(),
+    }
+}
+
+/// An update that knows the digests its image had before.
+fn moved(image: &str, tag: Option<&str>, c: char, old: &[char]) -> ImageUpdate {
+    ImageUpdate {
+        old_digests: old.iter().map(|c| digest(*c)).collect(),
+        ..update(image, tag, c)
     }
 }
 
 fn updates() -> Vec<ImageUpdate> {
     vec![
         update("docker.io/library/nginx", Some("1.27"), 'a'),
-        update("localhost:5000/app", None, 'b'),
+        update("localhost:5000/app", Some("1"), 'b'),
         update("registry.example.com/team/job", Some("2"), 'c'),
     ]
 }
@@ -87,15 +96,15 @@ images:
 
 #[test]
 fn kustomization_entry_on_the_dash_line_and_no_trailing_newline() {
-    let text = "images:\n- name: localhost:5000/app\n  newTag: v1";
+    let text = "images:\n- name: localhost:5000/app\n  newTag: \"1\"";
     assert_eq!(
         edit(text, true).unwrap(),
         format!(
-            "images:\n- name: localhost:5000/app\n  newTag: v1\n  digest: {}",
+            "images:\n- name: localhost:5000/app\n  newTag: \"1\"\n  digest: {}",
             digest('b')
         )
     );
-    let text = "images:\r\n  - {name: localhost:5000/app, newTag: v1}\r\n";
+    let text = "images:\r\n  - {name: localhost:5000/app, newTag: \"1\"}\r\n";
     let err = plan_text("k.yaml", text, true, &policies(), &updates()).unwrap_err();
     assert!(
         err.to_string()
@@ -120,7 +129,7 @@ spec:
         image: \"localhost:5000/app:1\"  # quoted, with a port
       containers:
       - name: web
-        image: nginx
+        image: nginx   # nginx:latest, not 1.27: stays
       - name: pinned
         image: nginx:1.27@{old}
       - name: quoted
@@ -159,10 +168,6 @@ containers:
             &format!("\"localhost:5000/app:1@{}\"", digest('b')),
         )
         .replace(
-            "        image: nginx\n",
-            &format!("        image: nginx@{}\n", digest('a')),
-        )
-        .replace(
             &format!("nginx:1.27@{}", digest('0')),
             &format!("nginx:1.27@{}", digest('a')),
         )
@@ -197,10 +202,10 @@ fn marked_fields() {
 replicaCount: 1
 image:
   repository: localhost:5000/app # {"$imagepolicy": "flux-system:app:name"}
-  tag: "1.0" # {"$imagepolicy": "flux-system:app:tag"}
+  tag: "1" # {"$imagepolicy": "flux-system:app:tag"}
   digest: "" # {"$imagepolicy": "flux-system:app:digest"}
 worker:
-  image: localhost:5000/app:1.0 # {"$freshen": "localhost:5000/app"}
+  image: localhost:5000/app:1 # {"$freshen": "localhost:5000/app"}
 web:
   image: nginx:1.27 # {"$imagepolicy": "flux-system:web"}
   pin: # {"$freshen": "nginx:1.27:digest"}
@@ -214,8 +219,8 @@ list:
     let want = text
         .replace(r#"digest: "" #"#, &format!(r#"digest: "{b}" #"#))
         .replace(
-            "image: localhost:5000/app:1.0 #",
-            &format!("image: localhost:5000/app:1.0@{b} #"),
+            "image: localhost:5000/app:1 #",
+            &format!("image: localhost:5000/app:1@{b} #"),
         )
         .replace("image: nginx:1.27 #", &format!("image: nginx:1.27@{a} #"))
         .replace("  pin: #", &format!("  pin: {a} #"))
@@ -272,24 +277,172 @@ fn numbers_are_read_as_written_and_markers_decide_their_lines() {
     );
 }
 
+/// `web:1` moved from `0` to `a`; `app:latest` from `1` to `b`.
+fn rule_updates() -> Vec<ImageUpdate> {
+    vec![
+        moved("web", Some("1"), 'a', &['0']),
+        moved("app", Some("latest"), 'b', &['1']),
+    ]
+}
+
+fn plan_rules(text: &str) -> Option<String> {
+    plan_text("r.yaml", text, false, &policies(), &rule_updates())
+        .unwrap()
+        .map(|(t, _)| t)
+}
+
 #[test]
-fn a_field_naming_no_tag_is_left_alone_when_updates_disagree() {
-    let ups = vec![
-        update("nginx", Some("1.27"), 'a'),
-        update("nginx", Some("1.26"), 'b'),
+fn a_container_field_with_a_tag_follows_that_tag_only() {
+    let (z, a) = (digest('0'), digest('a'));
+    let text = format!(
+        "kind: Pod\nspec:\n  containers:\n  - image: web:1\n  - image: web:1@{z}\n  - image: web:2\n  - image: web:2@{z}\n  - image: web:1@{a}\n"
+    );
+    assert_eq!(
+        plan_rules(&text).unwrap(),
+        format!(
+            "kind: Pod\nspec:\n  containers:\n  - image: web:1@{a}\n  - image: web:1@{a}\n  - image: web:2\n  - image: web:2@{z}\n  - image: web:1@{a}\n"
+        )
+    );
+    // An update that names no tag does not move a field that names one.
+    let ups = [moved("web", None, 'a', &['0'])];
+    let text = "kind: Pod\nspec:\n  containers:\n  - image: web:1\n";
+    assert_eq!(
+        plan_text("r.yaml", text, false, &policies(), &ups).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn a_container_field_with_neither_tag_nor_digest_is_latest() {
+    // `web` is `web:latest`: the update of `web:1` leaves it alone.
+    let text = "kind: Pod\nspec:\n  containers:\n  - image: web\n";
+    assert_eq!(plan_rules(text), None);
+    let text = "kind: Pod\nspec:\n  containers:\n  - image: app\n  - image: app:latest\n";
+    let b = digest('b');
+    assert_eq!(
+        plan_rules(text).unwrap(),
+        format!("kind: Pod\nspec:\n  containers:\n  - image: app@{b}\n  - image: app:latest@{b}\n")
+    );
+    // Two updates of `latest` that disagree: left alone.
+    let ups = [
+        update("app", Some("latest"), 'b'),
+        update("app", Some("latest"), 'c'),
     ];
-    let text = "kind: Pod\nspec:\n  containers:\n  - image: nginx\n  - image: nginx:1.26\n";
-    let (new, changes) = plan_text("p.yaml", text, false, &policies(), &ups)
+    let text = "kind: Pod\nspec:\n  containers:\n  - image: app\n";
+    assert_eq!(
+        plan_text("r.yaml", text, false, &policies(), &ups).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn a_container_field_pinned_without_a_tag_follows_the_digests_the_image_had() {
+    let (z, nine, a) = (digest('0'), digest('9'), digest('a'));
+    let text = format!(
+        "kind: Pod\nspec:\n  containers:\n  - image: web@{z}\n  - image: web@{nine}\n  - image: web@{a}\n"
+    );
+    let (new, changes) = plan_text("r.yaml", &text, false, &policies(), &rule_updates())
         .unwrap()
         .unwrap();
+    // The digest `web:1` had moves; one freshen never saw, or the new
+    // one, stays.
+    assert_eq!(new, text.replacen(&z, &a, 1));
     assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].field, "spec.containers[0].image");
+    assert_eq!(changes[0].old, format!("web@{z}"));
+    // Without the old digests nothing says the field runs `web:1`.
+    let ups = [update("web", Some("1"), 'a')];
+    assert_eq!(
+        plan_text("r.yaml", &text, false, &policies(), &ups).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn marked_fields_follow_the_same_rules() {
+    let (z, one, nine, a, b) = (
+        digest('0'),
+        digest('1'),
+        digest('9'),
+        digest('a'),
+        digest('b'),
+    );
+    let text = format!(
+        r#"latest: web # {{"$freshen": "web"}}
+tagged: web:1 # {{"$freshen": "web"}}
+other: web:2@{z} # {{"$freshen": "web"}}
+old: web@{z} # {{"$freshen": "web"}}
+unknown: web@{nine} # {{"$freshen": "web"}}
+bymarker: web@{nine} # {{"$freshen": "web:1"}}
+empty: "" # {{"$freshen": "web"}}
+emptylatest: "" # {{"$freshen": "app"}}
+digest:
+  old: {z} # {{"$freshen": "web:digest"}}
+  unknown: {nine} # {{"$freshen": "web:digest"}}
+  current: {a} # {{"$freshen": "web:digest"}}
+  empty: "" # {{"$freshen": "web:digest"}}
+  emptylatest: "" # {{"$freshen": "app:digest"}}
+  applatest: {one} # {{"$freshen": "app:digest"}}
+tagmarker:
+  tag: "1" # {{"$freshen": "web:tag"}}
+  digest: {nine} # {{"$freshen": "web:digest"}}
+"#
+    );
+    let want = format!(
+        r#"latest: web # {{"$freshen": "web"}}
+tagged: web:1@{a} # {{"$freshen": "web"}}
+other: web:2@{z} # {{"$freshen": "web"}}
+old: web@{a} # {{"$freshen": "web"}}
+unknown: web@{nine} # {{"$freshen": "web"}}
+bymarker: web@{a} # {{"$freshen": "web:1"}}
+empty: "" # {{"$freshen": "web"}}
+emptylatest: "app@{b}" # {{"$freshen": "app"}}
+digest:
+  old: {a} # {{"$freshen": "web:digest"}}
+  unknown: {nine} # {{"$freshen": "web:digest"}}
+  current: {a} # {{"$freshen": "web:digest"}}
+  empty: "" # {{"$freshen": "web:digest"}}
+  emptylatest: "{b}" # {{"$freshen": "app:digest"}}
+  applatest: {b} # {{"$freshen": "app:digest"}}
+tagmarker:
+  tag: "1" # {{"$freshen": "web:tag"}}
+  digest: {a} # {{"$freshen": "web:digest"}}
+"#
+    );
+    assert_eq!(plan_rules(&text).unwrap(), want);
+    assert_eq!(plan_rules(&want), None);
+}
+
+#[test]
+fn kustomize_entries_follow_the_repository() {
+    // An entry retags every image of its repository: with no tag of its
+    // own it takes the repository's update (even `web:1` for `name: web`),
+    // with one an update of that tag or one that names no tag.
+    let text = "images:\n- name: web\n- name: web\n  newTag: \"2\"\n- name: app\n  newTag: v9\n";
+    let ups = [
+        moved("web", Some("1"), 'a', &['0']),
+        update("app", None, 'b'),
+    ];
+    let (new, _) = plan_text("k.yaml", text, true, &policies(), &ups)
+        .unwrap()
+        .unwrap();
     assert_eq!(
         new,
         format!(
-            "kind: Pod\nspec:\n  containers:\n  - image: nginx\n  - image: nginx:1.26@{}\n",
+            "images:\n- name: web\n  digest: {}\n- name: web\n  newTag: \"2\"\n- name: app\n  newTag: v9\n  digest: {}\n",
+            digest('a'),
             digest('b')
         )
     );
+    // Updates of the repository that disagree, and an entry with no tag:
+    // left alone.
+    let ups = [update("web", Some("1"), 'a'), update("web", Some("2"), 'b')];
+    let text = "images:\n- name: web\n- name: web\n  newTag: \"2\"\n";
+    let (new, changes) = plan_text("k.yaml", text, true, &policies(), &ups)
+        .unwrap()
+        .unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(new, format!("{text}  digest: {}\n", digest('b')));
 }
 
 #[test]
@@ -457,4 +610,142 @@ spec:
             &format!("        image:\n          nginx:1.27@{a}\n")
         )
     );
+}
+
+/// A checkout with `apps/a.yaml`, and a directory outside it holding a
+/// manifest an update would change and a file that is not YAML: read,
+/// either would show (as an edit, or as an error quoting it).
+struct Outside {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    outside: PathBuf,
+}
+
+const POD: &str = "kind: Pod\nspec:\n  containers:\n  - image: nginx:1.27\n";
+
+impl Outside {
+    fn new() -> Outside {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let outside = dir.path().join("etc");
+        std::fs::create_dir_all(root.join("apps")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("apps/a.yaml"), POD).unwrap();
+        std::fs::write(outside.join("pod.yaml"), POD).unwrap();
+        std::fs::write(outside.join("shadow.yaml"), "root:secret: [\n").unwrap();
+        Outside {
+            _dir: dir,
+            root,
+            outside,
+        }
+    }
+
+    fn link(&self, rel: &str, to: &Path) {
+        std::os::unix::fs::symlink(to, self.root.join(rel)).unwrap();
+    }
+
+    /// Nothing outside changed.
+    fn untouched(&self) {
+        assert_eq!(
+            std::fs::read_to_string(self.outside.join("pod.yaml")).unwrap(),
+            POD
+        );
+        assert_eq!(
+            std::fs::read_to_string(self.outside.join("shadow.yaml")).unwrap(),
+            "root:secret: [\n"
+        );
+    }
+}
+
+#[test]
+fn a_configured_path_through_a_link_out_of_the_checkout_is_refused() {
+    let o = Outside::new();
+    o.link("deploy", &o.outside);
+    for p in [
+        "deploy/",
+        "deploy",
+        "./deploy/",
+        "deploy/pod.yaml",
+        "deploy/.",
+    ] {
+        let e = plan_edits_for(&o.root, &["apps", p]).unwrap_err();
+        let shown = e.to_string();
+        assert!(matches!(e, GitopsError::Path { .. }), "{p}: {shown}");
+        assert_eq!(
+            shown,
+            format!("path {p:?}: leaves the repository (a symbolic link?)")
+        );
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+    o.untouched();
+    // A link to a file out of the checkout, named as it is.
+    o.link("apps/evil.yaml", &o.outside.join("shadow.yaml"));
+    let e = plan_edits_for(&o.root, &["apps/evil.yaml"])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "path \"apps/evil.yaml\": leaves the repository (a symbolic link?)"
+    );
+    o.untouched();
+}
+
+#[test]
+fn links_inside_the_checkout_are_named_not_followed() {
+    let o = Outside::new();
+    o.link("same", &o.root.join("apps"));
+    for p in ["same/", "same", "same/a.yaml"] {
+        let e = plan_edits_for(&o.root, &[p]).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("path {p:?}: ")), "{e}");
+        assert!(
+            e.contains("is or goes through a symbolic link; name the file or directory it points to (\"apps"),
+            "{e}"
+        );
+    }
+    o.link("gone", &o.root.join("nowhere"));
+    let e = plan_edits_for(&o.root, &["gone/"]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "path \"gone/\": is a symbolic link to nothing in the repository"
+    );
+}
+
+#[test]
+fn links_found_while_walking_are_skipped() {
+    let o = Outside::new();
+    o.link("apps/evil.yaml", &o.outside.join("pod.yaml"));
+    o.link("apps/shadow.yaml", &o.outside.join("shadow.yaml"));
+    o.link("apps/etc", &o.outside);
+    // Through a link the checkout itself is reached by.
+    let linked_root = o._dir.path().join("checkout");
+    std::os::unix::fs::symlink(&o.root, &linked_root).unwrap();
+    for root in [&o.root, &linked_root] {
+        for p in ["apps", "apps/", "."] {
+            let edits = plan_edits_for(root, &[p]).unwrap();
+            let paths: Vec<_> = edits.iter().map(|e| e.path.clone()).collect();
+            assert_eq!(paths, [PathBuf::from("apps/a.yaml")], "{p}");
+        }
+    }
+    o.untouched();
+}
+
+#[test]
+fn inside_checks_each_file_before_it_is_read_or_written() {
+    let o = Outside::new();
+    let root = canonical_root(&o.root).unwrap();
+    assert_eq!(
+        inside(&root, Path::new("apps/a.yaml"), "apps/a.yaml").unwrap(),
+        root.join("apps/a.yaml")
+    );
+    o.link("apps/evil.yaml", &o.outside.join("pod.yaml"));
+    let e = inside(&root, Path::new("apps/evil.yaml"), "apps/evil.yaml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "path \"apps/evil.yaml\": leaves the repository (a symbolic link?)"
+    );
+    // Replaced by a link between planning and writing: refused too.
+    std::fs::remove_file(o.root.join("apps/a.yaml")).unwrap();
+    o.link("apps/a.yaml", &o.outside.join("pod.yaml"));
+    assert!(inside(&root, Path::new("apps/a.yaml"), "apps/a.yaml").is_err());
+    o.untouched();
 }
