@@ -200,6 +200,13 @@ impl App {
         Ok(store.approvals(pending, limit).await?)
     }
 
+    /// One approval by id.
+    pub async fn approval(&self, id: &str) -> Result<Option<Approval>, AppError> {
+        let store = self.store().await?;
+        store.expire_approvals(Utc::now()).await?;
+        Ok(store.approval(id).await?)
+    }
+
     /// Approves (`approve`) or rejects a pending approval, as `by`, with a
     /// comment (a rejection's reason). The held cascade or roll-out is due
     /// at once.
@@ -210,6 +217,11 @@ impl App {
         by: &str,
         comment: Option<&str>,
     ) -> Result<Approval, AppError> {
+        if !approve && comment.is_none_or(|c| c.trim().is_empty()) {
+            return Err(AppError::Refused(
+                "a rejection needs a reason: --reason TEXT".into(),
+            ));
+        }
         let store = self.store().await?;
         let now = Utc::now();
         store.expire_approvals(now).await?;

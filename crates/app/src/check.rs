@@ -123,13 +123,17 @@ impl App {
         let triggers = self.deliverer(store);
         let mut deliveries = triggers.deliver_due().await?;
         // Then the cascades (long: the triggers went out first), unless left
-        // queued for the daemon; and what they queued (an approval's
-        // announcement) after them.
+        // queued for the daemon; and, when a cascade stopped to wait for an
+        // approval, its announcement.
         if !flags.defer_cascades
             && let Some(c) = self.cascades(store)?
         {
-            deliveries.extend(c.deliver_due().await?);
-            deliveries.extend(triggers.deliver_due().await?);
+            let cascades = c.deliver_due().await?;
+            let waiting = cascades.iter().any(|o| o.state == "waiting");
+            deliveries.extend(cascades);
+            if waiting {
+                deliveries.extend(triggers.deliver_due().await?);
+            }
         }
         let mut ok = Vec::new();
         let mut errors = Vec::new();

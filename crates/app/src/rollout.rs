@@ -435,9 +435,20 @@ impl Rollouts {
             if !wanted.is_empty() {
                 items.extend(self.settings.gitops.keys().map(|n| git_item(n, &wanted)));
             }
-            if store.create_rollout(&record, &items, &owner, LEASE).await? {
+            if store
+                .create_rollout(&record, &items, &owner, self.settings.lease)
+                .await?
+            {
                 return self
-                    .carry_out(record, items, &wanted, run_event, clusters, &owner, on_progress)
+                    .carry_out(
+                        record,
+                        items,
+                        &wanted,
+                        run_event,
+                        clusters,
+                        &owner,
+                        on_progress,
+                    )
                     .await;
             }
             // Another process made the run's roll-out first.
@@ -447,7 +458,9 @@ impl Rollouts {
             };
         }
         let Some(record) = existing else {
-            return Err(AppError::Refused("the roll-out vanished while it was made".into()));
+            return Err(AppError::Refused(
+                "the roll-out vanished while it was made".into(),
+            ));
         };
         if record.state != RunState::Running {
             let items = store.rollout_items(&record.id).await?;
@@ -457,7 +470,7 @@ impl Rollouts {
             });
         }
         if let Some(holder) = store
-            .claim_rollout(&record.id, &owner, Utc::now(), LEASE)
+            .claim_rollout(&record.id, &owner, Utc::now(), self.settings.lease)
             .await?
         {
             return Err(AppError::Refused(format!(
@@ -467,8 +480,16 @@ impl Rollouts {
         }
         tracing::info!(rollout = %record.id, "resuming a roll-out that was cut short");
         let items = store.rollout_items(&record.id).await?;
-        self.carry_out(record, items, &wanted, run_event, clusters, &owner, on_progress)
-            .await
+        self.carry_out(
+            record,
+            items,
+            &wanted,
+            run_event,
+            clusters,
+            &owner,
+            on_progress,
+        )
+        .await
     }
 
     /// Carries out the workloads of `items` not yet final (all of a new
@@ -496,21 +517,34 @@ impl Rollouts {
             // waves after it, as it would have without the crash.
             let failed_wave = items
                 .iter()
-                .filter(|i| matches!(i.state, RolloutState::RolledBack | RolloutState::Failed))
+                .filter(|i| {
+                    matches!(i.state, RolloutState::RolledBack | RolloutState::Failed)
+                        || i.detail
+                            .as_deref()
+                            .is_some_and(|d| d.starts_with(PUTTING_BACK))
+                })
                 .map(|i| i.wave)
                 .min();
             let mut changes = Vec::new();
             let mut putting_back = Vec::new();
-            for i in items.iter().filter(|i| !i.state.is_final() && i.kind != GIT) {
+            for i in items
+                .iter()
+                .filter(|i| !i.state.is_final() && i.kind != GIT)
+            {
                 if let Some(f) = failed_wave
                     && i.wave > f
                 {
                     let why = format!("a workload of wave {} did not roll out", f + 1);
-                    sink.mark(&i.workload, RolloutState::Skipped, Some(&why)).await;
+                    sink.mark(&i.workload, RolloutState::Skipped, Some(&why))
+                        .await;
                     continue;
                 }
                 let change = change_of(i)?;
-                match i.detail.as_deref().and_then(|d| d.strip_prefix(PUTTING_BACK)) {
+                match i
+                    .detail
+                    .as_deref()
+                    .and_then(|d| d.strip_prefix(PUTTING_BACK))
+                {
                     Some(why) => putting_back.push((change, why.to_string())),
                     None => changes.push(change),
                 }
@@ -546,13 +580,18 @@ impl Rollouts {
         };
         let renew = async {
             loop {
-                tokio::time::sleep(LEASE / 3).await;
-                match store.claim_rollout(&record.id, owner, Utc::now(), LEASE).await {
+                tokio::time::sleep(self.settings.lease / 3).await;
+                match store
+                    .claim_rollout(&record.id, owner, Utc::now(), self.settings.lease)
+                    .await
+                {
                     Ok(None) => {}
                     Ok(Some(other)) => {
                         tracing::warn!(rollout = %record.id, holder = %other, "lost the roll-out's lease")
                     }
-                    Err(e) => tracing::warn!(rollout = %record.id, error = %e, "renewing the roll-out's lease failed"),
+                    Err(e) => {
+                        tracing::warn!(rollout = %record.id, error = %e, "renewing the roll-out's lease failed")
+                    }
                 }
             }
         };
@@ -561,11 +600,10 @@ impl Rollouts {
             _ = renew => unreachable!("the renewal loop never ends"),
         }
         let stored = store.rollout_items(&record.id).await?;
-        let state = if stored
-            .iter()
-            .any(|i| matches!(i.state, RolloutState::RolledBack | RolloutState::Failed)
-                || !i.state.is_final())
-        {
+        let state = if stored.iter().any(|i| {
+            matches!(i.state, RolloutState::RolledBack | RolloutState::Failed)
+                || !i.state.is_final()
+        }) {
             RunState::Failed
         } else {
             RunState::Done
@@ -585,9 +623,6 @@ impl Rollouts {
         Ok(RolloutReport { rollout, items })
     }
 }
-
-/// How long a roll-out's lease lasts unless renewed (every third of it).
-const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The start of a workload's detail while its old images are put back.
 const PUTTING_BACK: &str = "putting back: ";
@@ -689,8 +724,12 @@ impl StoreSink {
 
 impl Sink for StoreSink {
     async fn putting_back(&self, change: &Change, why: &str) {
-        self.set(change, RolloutState::Rolling, Some(&format!("{PUTTING_BACK}{why}")))
-            .await;
+        self.set(
+            change,
+            RolloutState::Rolling,
+            Some(&format!("{PUTTING_BACK}{why}")),
+        )
+        .await;
     }
 
     async fn started(&self, change: &Change) {

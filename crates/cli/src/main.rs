@@ -277,8 +277,9 @@ enum Command {
     },
     /// Move the Kubernetes workloads that run an image (or what a rebuild
     /// run rebuilt) to its new digest, wave by wave: each watched until its
-    /// rollout completes, and put back if it fails or times out. Needs
-    /// `rollout.clusters` in the config.
+    /// rollout completes, and put back if it fails or times out; each
+    /// `rollout.gitops` repository gets one commit. Needs `rollout.clusters`
+    /// or `rollout.gitops` in the config.
     Rollout {
         /// The image: `repo:tag@sha256:…`, or `repo:tag` (its digest is read
         /// from the registry now).

@@ -84,7 +84,7 @@ fn image_of(api: &KubeApi, kind: &str, ns: &str, name: &str, container: &str) ->
 fn config(env: &Env, api: &KubeApi, timeout: &str) -> String {
     let kubeconfig = api.kubeconfig_https(env.path(), "prod", "apps");
     let c = env.config(&format!(
-        "rollout:\n  parallel: 2\n  timeout: {timeout}\n  poll_interval: 100ms\n  clusters:\n    prod:\n      kubeconfig: {}\n      namespaces: [apps, data]\n      selector: freshen=on\n",
+        "rollout:\n  parallel: 2\n  timeout: {timeout}\n  poll_interval: 100ms\n  lease: 2s\n  clusters:\n    prod:\n      kubeconfig: {}\n      namespaces: [apps, data]\n      selector: freshen=on\n",
         kubeconfig.display()
     ));
     c.to_str().unwrap().to_string()
@@ -468,7 +468,7 @@ async fn waves_failures_and_a_restart(db: Db) {
     let web = item(&report, "web");
     assert_eq!(web["state"], "skipped", "{report}");
     assert!(
-        web["detail"].as_str().unwrap().contains("wave 0"),
+        web["detail"].as_str().unwrap().contains("wave 1"),
         "{report}"
     );
     assert_eq!(
@@ -480,8 +480,9 @@ async fn waves_failures_and_a_restart(db: Db) {
         format!("{app}@{d2}")
     );
 
-    // 3. Killed while it waits on a slow rollout; run again, it resumes
-    // the wait (the workload is not patched again).
+    // 3. Killed while it waits on a slow rollout; run again (once the dead
+    // process's lease lapsed), it resumes the wait: the workload's rollout
+    // is not started again (its generation stays).
     let (d6, d7) = (digest(6), digest(7));
     api.on_image(
         &d7,
@@ -518,6 +519,22 @@ async fn waves_failures_and_a_restart(db: Db) {
     };
     child.start_kill().unwrap();
     child.wait().await.unwrap();
+    let generation = |name: &str| {
+        api.get("Deployment", "apps", name).unwrap()["metadata"]["generation"]
+            .as_i64()
+            .unwrap()
+    };
+    let web_generation = generation("web");
+    // While the dead process's lease holds, nobody else carries it out.
+    let busy = rollout(&env, &config, &["--run", &run]).await;
+    busy.expect(2);
+    assert!(
+        busy.stderr
+            .contains("is being carried out by another process"),
+        "{}",
+        busy.stderr
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let patches_of_base = || {
         api.writes()
             .iter()
@@ -541,6 +558,89 @@ async fn waves_failures_and_a_restart(db: Db) {
     assert_eq!(
         image_of(&api, "Deployment", "apps", "web", "c"),
         format!("{app}@{d7}")
+    );
+    assert_eq!(
+        generation("web"),
+        web_generation,
+        "the rollout was started again"
+    );
+
+    // 4. Killed while a failed rollout is being put back (the old image's
+    // rollout is slow): resumed, it finishes putting back, never rolls the
+    // failed digest out again, and the next wave is skipped.
+    let (d8, d9) = (digest(8), digest(9));
+    api.on_image(
+        &d8,
+        Rollout::Fail {
+            after: Duration::from_millis(200),
+        },
+    );
+    api.on_image(
+        &d6,
+        Rollout::Complete {
+            after: Duration::from_secs(6),
+        },
+    );
+    let run = stored_run(&env, &[(base, 0, &d8, None), (app, 1, &d9, None)]).await;
+    let mut child = env.spawn(
+        &["rollout", "--config", &config, "--run", &run],
+        "rollout4.log",
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = env.run(&["rollouts", "--json"]).await.json();
+        let found = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["run_id"] == run.as_str())
+            .map(|r| r["id"].as_str().unwrap().to_string());
+        if let Some(id) = found {
+            let shown = env.run(&["rollouts", &id, "--json"]).await.json();
+            let b = item(&shown, "base-user");
+            if b["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("putting back: "))
+                && image_of(&api, "Deployment", "apps", "base-user", "c") == format!("{base}@{d6}")
+            {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never got to putting back: {}",
+            env.log("rollout4.log")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let new_patches = || {
+        api.writes()
+            .iter()
+            .filter(|w| w.method == "PATCH" && w.body.contains(d8.as_str()))
+            .count()
+    };
+    let before = new_patches();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = rollout(&env, &config, &["--run", &run]).await;
+    r.expect(2);
+    let report = r.json();
+    assert_eq!(report["rollout"]["state"], "failed", "{report}");
+    assert_eq!(
+        item(&report, "base-user")["state"],
+        "rolled_back",
+        "{report}"
+    );
+    assert_eq!(item(&report, "web")["state"], "skipped", "{report}");
+    assert_eq!(
+        new_patches(),
+        before,
+        "the failed digest was rolled out again"
+    );
+    assert_eq!(
+        image_of(&api, "Deployment", "apps", "base-user", "c"),
+        format!("{base}@{d6}")
     );
 }
 

@@ -108,10 +108,8 @@ impl Rollout {
                 .collect();
             if let Some(f) = failed_wave {
                 for i in members {
-                    let outcome = Outcome::Skipped(format!(
-                        "a workload of wave {} did not roll out",
-                        f + 1
-                    ));
+                    let outcome =
+                        Outcome::Skipped(format!("a workload of wave {} did not roll out", f + 1));
                     sink.finished(&changes[i], &outcome).await;
                     outcomes[i] = Some(outcome);
                 }
@@ -160,7 +158,8 @@ impl Rollout {
             ));
         };
         let timeout = self.timeout(&change.workload.cluster);
-        self.put_back(cluster, change, why.to_string(), timeout).await
+        self.put_back(cluster, change, why.to_string(), timeout)
+            .await
     }
 
     async fn roll_one<S: Sink>(&self, change: &Change, sink: &S) -> Outcome {

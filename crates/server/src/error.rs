@@ -115,6 +115,11 @@ impl From<AppError> for ApiError {
             AppError::Deploy(freshen_app::DeployError::NoClusters) => {
                 ApiError::bad_request(e.to_string())
             }
+            AppError::Deploy(freshen_app::DeployError::Config { .. }) => {
+                // This server's own kubeconfig is wrong: not the cluster's fault.
+                tracing::error!(error = %e, "a cluster's kubeconfig is unusable");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
             AppError::Deploy(_) => {
                 // Cluster errors name the cluster and what it said, no credentials.
                 tracing::warn!(error = %e, "cluster request failed");

@@ -76,7 +76,18 @@ pub(crate) async fn start(
         let plan = st.app.rollout_plan(&request).await?;
         return Ok(axum::Json(plan).into_response());
     }
-    let report = st.app.rollout(&request, None).await?;
+    // In its own task: a client that hangs up must not cancel a roll-out
+    // halfway (workloads patched and never watched or put back).
+    let app = st.app.clone();
+    let report = tokio::spawn(async move { app.rollout(&request, None).await })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "the roll-out task failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error (the server log has the detail)",
+            )
+        })??;
     tracing::info!(rollout = %report.rollout.id, state = %report.rollout.state, "roll-out through the API");
     Ok((StatusCode::CREATED, axum::Json(report)).into_response())
 }
@@ -247,6 +258,22 @@ pub(crate) async fn approvals(State(st): State<AppState>, uri: Uri) -> Result<Re
     Ok(axum::Json(list).into_response())
 }
 
+/// `GET /approvals/{id}`: one approval (the link announcements carry).
+pub(crate) async fn approval(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let _: crate::routes::NoParams = query(&uri)?;
+    match st.app.approval(&id).await? {
+        Some(a) => Ok(axum::Json(a).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no approval {id:?}"),
+        )),
+    }
+}
+
 /// The body of `POST /approvals/{id}/approve|reject`.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -283,7 +310,10 @@ pub(crate) async fn decide(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("the body is not a decision: {e}")))?
     };
-    let comment = d.reason.or(d.comment);
+    let comment = match (d.reason, d.comment) {
+        (Some(r), Some(c)) => Some(format!("{r} ({c})")),
+        (r, c) => r.or(c),
+    };
     if !approve && comment.as_deref().is_none_or(|c| c.trim().is_empty()) {
         return Err(ApiError::bad_request("a rejection needs a `reason`"));
     }
@@ -315,6 +345,20 @@ pub(crate) fn approval_paths() -> Value {
                 "responses": {
                     "200": { "description": "The approvals.", "content": { "application/json": { "schema": { "type": "array", "items": approval } } } },
                     "400": r("BadRequest"),
+                    "500": r("InternalError")
+                }
+            }
+        },
+        "/approvals/{id}": {
+            "parameters": [{ "name": "id", "in": "path", "required": true, "description": "The approval's id.", "schema": { "type": "string" } }],
+            "get": {
+                "tags": ["approvals"],
+                "operationId": "getApproval",
+                "summary": "One approval: what it holds, who asks, its state (the link announcements carry)",
+                "responses": {
+                    "200": { "description": "The approval.", "content": { "application/json": { "schema": approval.clone() } } },
+                    "400": r("BadRequest"),
+                    "404": r("NotFound"),
                     "500": r("InternalError")
                 }
             }

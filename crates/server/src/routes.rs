@@ -134,6 +134,11 @@ pub(crate) fn table() -> Vec<Route> {
             service: get(crate::rollouts::approvals),
         },
         Route {
+            path: "/approvals/{id}",
+            operations: &[("get", "/approvals/{id}")],
+            service: get(crate::rollouts::approval),
+        },
+        Route {
             path: "/approvals/{id}/{action}",
             operations: &[("post", "/approvals/{id}/{action}")],
             service: axum::routing::post(crate::rollouts::decide),

@@ -162,6 +162,10 @@ pub struct RolloutSettings {
     /// How often a rollout's progress is read.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// How long a running roll-out is its process's alone: renewed every
+    /// third of it; a roll-out whose process died is resumed once it lapses.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
     /// Roll out what a cascade rebuilt and promoted, once it has
     /// (`on_change: [cascade]`, `on_vulnerable: [cascade]`).
     pub after_cascade: bool,
@@ -175,6 +179,7 @@ impl Default for RolloutSettings {
             parallel: 4,
             timeout: Duration::from_secs(300),
             poll_interval: Duration::from_secs(2),
+            lease: Duration::from_secs(60),
             after_cascade: true,
         }
     }
@@ -188,6 +193,9 @@ impl RolloutSettings {
         }
         if self.timeout.is_zero() {
             return Err(("rollout.timeout".into(), "must be more than 0s".into()));
+        }
+        if self.lease < Duration::from_secs(1) {
+            return Err(("rollout.lease".into(), "must be at least 1s".into()));
         }
         if self.poll_interval.is_zero() {
             return Err((

@@ -235,15 +235,16 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Makes the held deliveries of `event_id` due now (a decision was
-    /// made: the cascade need not wait for its next look).
+    /// Makes the held cascade delivery of `event_id` due now (a decision
+    /// was made: it need not wait for its next look). Other triggers keep
+    /// their backoff.
     pub async fn wake_deliveries(
         &self,
         event_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         with_pool!(&self.db, pool => sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $2 WHERE event_id = $1 AND state = 'pending' AND next_attempt_at > $2")
+            "UPDATE deliveries SET next_attempt_at = $2 WHERE event_id = $1 AND trigger_name = 'cascade' AND state = 'pending' AND next_attempt_at > $2")
             .bind(event_id)
             .bind(to_ms(now))
             .execute(pool)

@@ -18,9 +18,16 @@ async fn main() {
         std::process::exit(2);
     };
     let n: usize = n.parse().expect("N is a number");
-    let delay: u64 = rest.first().map_or(200, |d| d.parse().expect("DELAY_MS is a number"));
+    let delay: u64 = rest
+        .first()
+        .map_or(200, |d| d.parse().expect("DELAY_MS is a number"));
     let api = KubeApi::start().await;
-    api.on_image("", Rollout::Complete { after: Duration::from_millis(delay) });
+    api.on_image(
+        "",
+        Rollout::Complete {
+            after: Duration::from_millis(delay),
+        },
+    );
     for i in 0..n {
         api.create(json!({
             "apiVersion": "apps/v1",
