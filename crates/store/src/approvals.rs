@@ -197,12 +197,18 @@ impl Store {
     }
 
     /// Approvals, newest first; with `pending`, only those waiting.
-    pub async fn approvals(&self, pending: bool, limit: i64) -> Result<Vec<Approval>, StoreError> {
+    pub async fn approvals(
+        &self,
+        pending: bool,
+        page: impl Into<crate::Page>,
+    ) -> Result<Vec<Approval>, StoreError> {
+        let page = page.into();
         let rows: Vec<Row> = with_pool!(&self.db, pool => sqlx::query_as(approval_sql!(
-            "WHERE ($1 = FALSE OR state = $2) ORDER BY requested_at DESC, id DESC LIMIT $3"))
+            "WHERE ($1 = FALSE OR state = $2) ORDER BY requested_at DESC, id DESC LIMIT $3 OFFSET $4"))
             .bind(pending)
             .bind(ApprovalState::Pending.as_str())
-            .bind(crate::sql::clamp_limit(limit))
+            .bind(page.sql_limit())
+            .bind(page.sql_offset())
             .fetch_all(pool)
             .await)
         .map_err(query_err("list approvals"))?;

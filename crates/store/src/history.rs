@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::Utc;
 
 use crate::outbox::insert_delivery;
-use crate::sql::{Tx, clamp_limit, from_ms, query_err, to_ms, with_pool, with_tx};
+use crate::sql::{Tx, from_ms, query_err, to_ms, with_pool, with_tx};
 use crate::vulns::insert_decision;
 use crate::{
     ChangeEvent, EventDecision, HistoryEntry, Observation, PlatformChange, PlatformDigest,
@@ -333,26 +333,30 @@ impl Store {
             .collect()
     }
 
-    /// Change events, newest first, of one reference or of all; at most `limit`.
+    /// Change events, newest first, of one reference or of all; one page of them.
     pub async fn events(
         &self,
         reference: Option<&str>,
-        limit: i64,
+        page: impl Into<crate::Page>,
     ) -> Result<Vec<ChangeEvent>, StoreError> {
-        let n = clamp_limit(limit);
+        let page = page.into();
+        let n = page.sql_limit();
+        let offset = page.sql_offset();
         let rows: Vec<EventRow> = match reference {
             Some(reference) => with_pool!(&self.db, pool => {
                 sqlx::query_as(event_sql!(
-                    "WHERE reference = $2 ORDER BY observed_at DESC, id DESC LIMIT $1"
+                    "WHERE reference = $2 ORDER BY observed_at DESC, id DESC LIMIT $1 OFFSET $3"
                 ))
                 .bind(n)
                 .bind(reference)
+                .bind(offset)
                 .fetch_all(pool)
                 .await
             }),
             None => with_pool!(&self.db, pool => {
-                sqlx::query_as(event_sql!("ORDER BY observed_at DESC, id DESC LIMIT $1"))
+                sqlx::query_as(event_sql!("ORDER BY observed_at DESC, id DESC LIMIT $1 OFFSET $2"))
                     .bind(n)
+                    .bind(offset)
                     .fetch_all(pool)
                     .await
             }),

@@ -22,6 +22,7 @@ mod inventory;
 mod model;
 mod open;
 mod outbox;
+mod page;
 mod rebuilds;
 mod reports;
 mod rollouts;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 
 pub use approvals::{Approval, ApprovalState};
 pub use error::StoreError;
+pub use page::Page;
 pub use feeds::{FeedArchive, InventoryEcosystems};
 pub use inventory::{ChildEdge, ImageRecord, ImageRef, LineageEdge, PackageHolder, PackageRecord};
 pub use model::{

@@ -331,22 +331,25 @@ impl Store {
         Ok(result == 1)
     }
 
-    /// Deliveries, newest first, optionally only those in `state`; at most `limit`.
+    /// Deliveries, newest first, optionally only those in `state`; one page of them.
     pub async fn deliveries(
         &self,
         state: Option<DeliveryState>,
-        limit: i64,
+        page: impl Into<crate::Page>,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let n = clamp_limit(limit);
+        let page = page.into();
+        let n = page.sql_limit();
+        let offset = page.sql_offset();
         let rows: Vec<DeliveryRow> = match state {
             Some(state) => with_pool!(&self.db, pool => {
                 sqlx::query_as(concat!(
                     "SELECT ",
                     delivery_columns!(),
-                    " FROM deliveries WHERE state = $2 ORDER BY id DESC LIMIT $1"
+                    " FROM deliveries WHERE state = $2 ORDER BY id DESC LIMIT $1 OFFSET $3"
                 ))
                 .bind(n)
                 .bind(state.as_str())
+                .bind(offset)
                 .fetch_all(pool)
                 .await
             }),
@@ -354,9 +357,10 @@ impl Store {
                 sqlx::query_as(concat!(
                     "SELECT ",
                     delivery_columns!(),
-                    " FROM deliveries ORDER BY id DESC LIMIT $1"
+                    " FROM deliveries ORDER BY id DESC LIMIT $1 OFFSET $2"
                 ))
                 .bind(n)
+                .bind(offset)
                 .fetch_all(pool)
                 .await
             }),

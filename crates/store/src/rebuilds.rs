@@ -245,13 +245,15 @@ impl Store {
     pub async fn rebuilds(
         &self,
         unfinished: bool,
-        limit: i64,
+        page: impl Into<crate::Page>,
     ) -> Result<Vec<RebuildRun>, StoreError> {
+        let page = page.into();
         let rows: Vec<RunRow> = with_pool!(&self.db, pool => sqlx::query_as(run_sql!(
-            "WHERE ($1 = FALSE OR state = $3) ORDER BY created_at DESC, id DESC LIMIT $2"))
+            "WHERE ($1 = FALSE OR state = $3) ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $4"))
             .bind(unfinished)
-            .bind(crate::sql::clamp_limit(limit))
+            .bind(page.sql_limit())
             .bind(RunState::Running.as_str())
+            .bind(page.sql_offset())
             .fetch_all(pool)
             .await)
         .map_err(query_err("list rebuild runs"))?;

@@ -310,10 +310,15 @@ impl Store {
     }
 
     /// Roll-outs, newest first.
-    pub async fn rollouts(&self, limit: i64) -> Result<Vec<RolloutRecord>, StoreError> {
+    pub async fn rollouts(
+        &self,
+        page: impl Into<crate::Page>,
+    ) -> Result<Vec<RolloutRecord>, StoreError> {
+        let page = page.into();
         let rows: Vec<RolloutRow> = with_pool!(&self.db, pool => sqlx::query_as(rollout_sql!(
-            "ORDER BY created_at DESC, id DESC LIMIT $1"))
-            .bind(crate::sql::clamp_limit(limit))
+            "ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"))
+            .bind(page.sql_limit())
+            .bind(page.sql_offset())
             .fetch_all(pool)
             .await)
         .map_err(query_err("list roll-outs"))?;

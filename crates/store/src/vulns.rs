@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{PackageRecord, PackageRow};
-use crate::sql::{Tx, clamp_limit, from_ms, query_err, to_ms, with_pool, with_tx};
+use crate::sql::{Tx, from_ms, query_err, to_ms, with_pool, with_tx};
 use crate::{Store, StoreError};
 
 /// One record to import: its id, `modified` time, and JSON text.
@@ -365,15 +365,17 @@ impl Store {
         &self,
         subject: Option<&str>,
         event_id: Option<&str>,
-        limit: i64,
+        page: impl Into<crate::Page>,
     ) -> Result<Vec<Decision>, StoreError> {
+        let page = page.into();
         let rows: Vec<DecisionRow> = with_pool!(&self.db, pool => sqlx::query_as(
             "SELECT id, subject, image_digest, event_id, policy, policy_version, snapshot, act, reason, counts, decided_at \
              FROM policy_decisions WHERE ($1 = '' OR subject = $1) AND ($3 = '' OR event_id = $3) \
-             ORDER BY decided_at DESC, id DESC LIMIT $2")
+             ORDER BY decided_at DESC, id DESC LIMIT $2 OFFSET $4")
             .bind(subject.unwrap_or(""))
-            .bind(clamp_limit(limit))
+            .bind(page.sql_limit())
             .bind(event_id.unwrap_or(""))
+            .bind(page.sql_offset())
             .fetch_all(pool)
             .await)
         .map_err(query_err("read decisions"))?;
