@@ -123,15 +123,15 @@ impl App {
         let triggers = self.deliverer(store);
         let mut deliveries = triggers.deliver_due().await?;
         // Then the cascades (long: the triggers went out first), unless left
-        // queued for the daemon; and, when a cascade stopped to wait for an
-        // approval, its announcement.
+        // queued for the daemon; and what they queued: an approval's
+        // announcement, a run's or roll-out's result.
         if !flags.defer_cascades
             && let Some(c) = self.cascades(store)?
         {
             let cascades = c.deliver_due().await?;
-            let waiting = cascades.iter().any(|o| o.state == "waiting");
+            let ran = !cascades.is_empty();
             deliveries.extend(cascades);
-            if waiting {
+            if ran {
                 deliveries.extend(triggers.deliver_due().await?);
             }
         }

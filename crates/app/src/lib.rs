@@ -14,6 +14,7 @@ mod error;
 mod feeds;
 mod harbor;
 mod inventory;
+mod notify;
 mod promote;
 mod rebuild;
 mod records;

@@ -121,6 +121,10 @@ pub struct Config {
     /// `announce`, `url`.
     #[serde(default)]
     pub approvals: freshen_settings::ApprovalSettings,
+    /// The triggers told when a rebuild run or a roll-out ends:
+    /// `rebuilds`, `rollouts`, `failures_only`.
+    #[serde(default)]
+    pub notify: freshen_settings::NotifySettings,
 }
 
 /// A loaded, validated configuration.
@@ -359,6 +363,14 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
             r.ca_file = Some(base_dir.join(ca));
         }
     }
+    for t in config.triggers.values_mut() {
+        if let TriggerSpec::Email(e) = t
+            && let Some(ca) = &e.ca_file
+            && ca.is_relative()
+        {
+            e.ca_file = Some(base_dir.join(ca));
+        }
+    }
     for c in config.rollout.clusters.values_mut() {
         if let Some(k) = &c.kubeconfig
             && k.is_relative()
@@ -470,13 +482,20 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         .approvals
         .validate()
         .map_err(|(k, m)| invalid(k, m))?;
-    for (i, t) in config.approvals.announce.iter().enumerate() {
-        if t == freshen_settings::CASCADE || !config.triggers.contains_key(t) {
-            let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();
-            return Err(invalid(
-                format!("approvals.announce[{i}]"),
-                format!("{t:?} is not a trigger (triggers: {})", known.join(", ")),
-            ));
+    let told = [
+        ("approvals.announce", &config.approvals.announce),
+        ("notify.rebuilds", &config.notify.rebuilds),
+        ("notify.rollouts", &config.notify.rollouts),
+    ];
+    for (at, list) in told {
+        for (i, t) in list.iter().enumerate() {
+            if t == freshen_settings::CASCADE || !config.triggers.contains_key(t) {
+                let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();
+                return Err(invalid(
+                    format!("{at}[{i}]"),
+                    format!("{t:?} is not a trigger (triggers: {})", known.join(", ")),
+                ));
+            }
         }
     }
     if config.outbox.max_attempts == 0 || config.outbox.concurrency == 0 {
@@ -721,6 +740,69 @@ mod tests {
             .clone()
             .unwrap();
         assert_eq!(k, l.base_dir.join("kube/prod.yaml"));
+    }
+
+    #[test]
+    fn notifications_are_checked() {
+        let cases = [
+            (
+                "notify: {rebuilds: [nobody]}\n",
+                "notify.rebuilds[0]: \"nobody\" is not a trigger",
+            ),
+            (
+                "triggers:\n  c: {slack: {url: \"https://hooks.example/x\"}}\nnotify: {rollouts: [c, cascade]}\n",
+                "notify.rollouts[1]: \"cascade\" is not a trigger",
+            ),
+            (
+                "triggers:\n  chat:\n    slack:\n      url: \"https://hooks.example/T/B/s3cret\"\n      template: \"{{ ref }}\\n{% if kind %}\"\n",
+                "triggers.chat: slack.template: line 2: syntax error",
+            ),
+            (
+                "triggers:\n  chat:\n    discord: {url: \"https://discord.example/api/webhooks/1/t\", title: \"{{ refrence }}\"}\n",
+                "triggers.chat: discord.title: unknown variable \"refrence\"",
+            ),
+            (
+                "triggers:\n  chat:\n    teams: {url: \"https://x.example/w\", template: {rebuilt: \"x\"}}\n",
+                "triggers.chat: teams.template: \"rebuilt\" is not a kind of payload",
+            ),
+            (
+                "triggers:\n  mail:\n    email: {host: smtp.example, from: me, to: [ops@example.com]}\n",
+                "triggers.mail: email.from: \"me\" is not an address",
+            ),
+            (
+                "triggers:\n  mail:\n    email: {host: smtp.example, tls: none, username: u, password: p, from: a@b.c, to: [ops@example.com]}\n",
+                "triggers.mail: email.tls: none would send the password in clear",
+            ),
+            (
+                "triggers:\n  mail:\n    email: {host: smtp.example, from: a@b.c, to: [ops@example.com], body: \"{{ items | nofilter }}\"}\n",
+                "triggers.mail: email.body: rendering a change payload: line 1: unknown filter",
+            ),
+            (
+                "triggers:\n  chat:\n    discord: {url: \"https://discord.example/api/webhooks/1/t\", mentions: [\"@all\"]}\n",
+                "discord.mentions[0]",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = err(yaml);
+            assert!(e.contains(want), "{yaml}\n=> {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        let l = load_str(
+            "triggers:\n  mail:\n    email: {host: smtp.example, from: \"freshen <f@example.com>\", to: [ops@example.com], ca_file: ca/smtp.pem}\n  chat:\n    mattermost: {url: \"https://chat.example/hooks/k\"}\nnotify: {rebuilds: [chat], rollouts: [mail], failures_only: true}\n",
+        )
+        .unwrap();
+        match &l.config.triggers["mail"] {
+            TriggerSpec::Email(e) => {
+                assert_eq!(e.ca_file.clone().unwrap(), l.base_dir.join("ca/smtp.pem"));
+                assert_eq!(e.port(), 587);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(l.config.notify.failures_only);
+        assert_eq!(
+            format!("{:?}", l.config.triggers["chat"]),
+            "Mattermost(https://chat.example/…)"
+        );
     }
 
     #[test]

@@ -56,6 +56,20 @@ pub trait PromoteGate: Send + Sync {
     ) -> futures::future::BoxFuture<'a, Result<GateVerdict, BuildError>>;
 }
 
+/// Asked as a run ends, for what to tell of it: the outbox rows written in
+/// the transaction that stores the run's final state (the application's:
+/// the run's result, for the triggers told of runs).
+pub trait RunEnd: Send + Sync {
+    /// The notices of `run` ending in `state` at `at`, with its `items`.
+    fn notices<'a>(
+        &'a self,
+        run: &'a RebuildRun,
+        items: &'a [RebuildItem],
+        state: RunState,
+        at: chrono::DateTime<Utc>,
+    ) -> futures::future::BoxFuture<'a, Vec<freshen_store::Notice>>;
+}
+
 /// A [`PromoteGate`]'s answer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GateVerdict {
@@ -74,6 +88,7 @@ pub struct Runner {
     parallel: usize,
     on_progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
     gate: Option<Arc<dyn PromoteGate>>,
+    on_end: Option<Arc<dyn RunEnd>>,
 }
 
 /// The outcome of a run.
@@ -102,7 +117,14 @@ impl Runner {
             parallel: parallel.max(1),
             on_progress: None,
             gate: None,
+            on_end: None,
         }
+    }
+
+    /// Asks `on_end` what to tell as each run ends.
+    pub fn on_end(mut self, on_end: Arc<dyn RunEnd>) -> Runner {
+        self.on_end = Some(on_end);
+        self
     }
 
     /// Asks `gate` before promoting each image.
@@ -293,12 +315,17 @@ impl Runner {
             std::mem::swap(&mut state, &mut fresh);
         }
         let ok = state.values().all(|i| i.state == ItemState::Done);
+        let end = if ok { RunState::Done } else { RunState::Failed };
+        let at = Utc::now();
+        let notices = match &self.on_end {
+            Some(f) => {
+                let items: Vec<RebuildItem> = state.values().cloned().collect();
+                f.notices(&run, &items, end, at).await
+            }
+            None => Vec::new(),
+        };
         self.store
-            .finish_rebuild(
-                run_id,
-                if ok { RunState::Done } else { RunState::Failed },
-                Utc::now(),
-            )
+            .finish_rebuild_telling(run_id, end, at, &notices)
             .await?;
         Ok(RunReport {
             run: self

@@ -42,7 +42,7 @@ pub use model::{
 };
 pub use vulnerable::Vulnerable;
 
-pub use outbox::TriggerFilter;
+pub use outbox::{Notice, TriggerFilter};
 pub use rebuilds::{ItemState, RebuildItem, RebuildRun, RunState};
 pub use reports::{ReportImport, ReportInput, ReportOutcome, StoredReport};
 pub use rollouts::{RolloutItem, RolloutRecord, RolloutState};

@@ -16,6 +16,8 @@
 //!   stand-in whose roll-outs complete, stall or fail per image
 //!   ([`Rollout`]); tested with the real `kubectl` ([`kubectl`]).
 //! - [`WebhookReceiver`]: records POSTs and checks `X-Freshen-Signature`.
+//! - [`SmtpServer`]: a real SMTP server (PyPI `aiosmtpd`) with STARTTLS on a
+//!   certificate made by `openssl`, recording each message it accepts.
 //! - [`Harbor`]: a loopback server answering the Harbor v2.0 API calls
 //!   freshen makes (repositories, artifacts with scan overviews, reports),
 //!   paged and behind basic auth, as Harbor documents them.
@@ -48,6 +50,7 @@ mod pusher;
 mod random;
 mod registry;
 mod skopeo;
+mod smtp;
 mod token_proxy;
 mod tools;
 mod webhook;
@@ -72,6 +75,7 @@ pub use pusher::{
 };
 pub use registry::{Registry, RegistryOptions};
 pub use skopeo::{skopeo_copy, unpack};
+pub use smtp::{AIOSMTPD_INSTALL, Mail, SmtpOptions, SmtpServer, SmtpTls};
 pub use token_proxy::{TokenAuthOptions, TokenAuthProxy, TokenProxyRequest};
 pub use webhook::{EVENT_ID_HEADER, Received, SIGNATURE_HEADER, WebhookReceiver, sign};
 
