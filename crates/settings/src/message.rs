@@ -250,7 +250,7 @@ Rebuild run {{ run.id | code }} {{ run.state | bold }}{% if ref %} after a chang
 {{ counts.done }} of {{ counts.total }} image(s) rebuilt\
 {% if counts.failed %}, {{ counts.failed }} failed{% endif %}{% if counts.skipped %}, {{ counts.skipped }} skipped{% endif %}.
 {% for i in items[:20] %}
-- {{ i.image | code }}: {{ i.state }}{% if i.version %} as {{ i.version }}{% endif %}{% if i.detail %} ({{ i.detail }}){% endif %}
+- {{ i.image | code }}: {{ i.state }}{% if i.version and i.state == \"done\" %} as {{ i.version }}{% endif %}{% if i.detail %} ({{ i.detail }}){% endif %}
 
 {% endfor %}
 {% if items | length > 20 %}
