@@ -649,6 +649,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_notifications_example_loads() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("### Notifications").unwrap()..];
+        let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+        let text = &section[start..start + section[start..].find("```").unwrap()];
+        let env = |_: &str| Some("https://hooks.example/from-the-environment".to_string());
+        let l = parse(text, Path::new("README.md"), PathBuf::from("."), &env)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(l.config.triggers.len(), 5);
+        assert_eq!(l.config.notify.rebuilds, ["team-slack", "ops-mail"]);
+    }
+
+    #[test]
     fn receivers_are_checked() {
         let ok = load_str(
             "triggers:\n  notify:\n    webhook: {url: \"https://hooks.example/x\"}\n\
