@@ -123,15 +123,19 @@ impl App {
         let triggers = self.deliverer(store);
         let mut deliveries = triggers.deliver_due().await?;
         // Then the cascades (long: the triggers went out first), unless left
-        // queued for the daemon; and what they queued: an approval's
-        // announcement, a run's or roll-out's result.
+        // queued for the daemon; and what they queued: when a cascade
+        // stopped to wait for an approval, its announcement; when runs or
+        // roll-outs are told (`notify:`), their results.
         if !flags.defer_cascades
             && let Some(c) = self.cascades(store)?
         {
             let cascades = c.deliver_due().await?;
-            let ran = !cascades.is_empty();
+            let waiting = cascades.iter().any(|o| o.state == "waiting");
+            let notify = &loaded.config.notify;
+            let told =
+                !cascades.is_empty() && !(notify.rebuilds.is_empty() && notify.rollouts.is_empty());
             deliveries.extend(cascades);
-            if ran {
+            if waiting || told {
                 deliveries.extend(triggers.deliver_due().await?);
             }
         }

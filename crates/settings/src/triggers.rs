@@ -552,6 +552,34 @@ mod tests {
     }
 
     #[test]
+    fn chat_and_email_debug_shows_no_secret() {
+        let specs = [
+            serde_json::json!({"slack": {"url": "https://hooks.slack.com/services/T0/B0/s3cret"}}),
+            serde_json::json!({"teams": {"url": "https://x.logic.azure.com/workflows/w?sig=s3cret"}}),
+            serde_json::json!({"mattermost": {"url": "https://chat.example/hooks/s3cret"}}),
+            serde_json::json!({"discord": {"url": "https://discord.com/api/webhooks/1/s3cret"}}),
+            serde_json::json!({"email": {"host": "smtp.example", "username": "u", "password": "s3cret",
+                                         "from": "a@example.com", "to": ["b@example.com"]}}),
+        ];
+        let mut shown = Vec::new();
+        for v in specs {
+            let t: TriggerSpec = serde_json::from_value(v).unwrap();
+            t.validate().unwrap();
+            let d = format!("{t:?}");
+            assert!(!d.contains("s3cret"), "{d}");
+            shown.push(d);
+        }
+        assert_eq!(shown[0], "Slack(https://hooks.slack.com/…)");
+        assert_eq!(
+            shown[4],
+            "Email(smtp.example:587, Starttls, 1 recipient(s))"
+        );
+        assert_eq!(mention_id("<@&42>"), Some((true, "42")));
+        assert_eq!(mention_id("<@!7>"), Some((false, "7")));
+        assert_eq!(mention_id("<@x>"), None);
+    }
+
+    #[test]
     fn urls_are_redacted() {
         assert_eq!(
             redact_url("https://hooks.slack.com/services/T0/B0/secret"),
