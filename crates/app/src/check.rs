@@ -132,8 +132,8 @@ impl App {
             let cascades = c.deliver_due().await?;
             let waiting = cascades.iter().any(|o| o.state == "waiting");
             let notify = &loaded.config.notify;
-            let told =
-                !cascades.is_empty() && !(notify.rebuilds.is_empty() && notify.rollouts.is_empty());
+            let results = !(notify.rebuilds.is_empty() && notify.rollouts.is_empty());
+            let told = results && !cascades.is_empty();
             deliveries.extend(cascades);
             if waiting || told {
                 deliveries.extend(triggers.deliver_due().await?);
