@@ -5,6 +5,7 @@
 pub mod callback;
 pub mod outbox;
 pub mod targets;
+pub mod telemetry;
 pub mod template;
 
 pub use callback::{CallbackPayload, HUB_CALLBACK, HubCallback, PushedTag, Settled};

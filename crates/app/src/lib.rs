@@ -18,6 +18,7 @@ mod promote;
 mod rebuild;
 mod records;
 mod rollout;
+mod telemetry;
 mod vulns;
 mod watching;
 
@@ -45,6 +46,7 @@ pub use records::History;
 pub use rollout::{
     OnRolloutProgress, RolloutPlan, RolloutProgress, RolloutReport, RolloutRequest, WantedImage,
 };
+pub use telemetry::{metric_names, register_metrics};
 pub use vulns::HarborSource;
 pub use watching::Watcher;
 

@@ -608,7 +608,13 @@ impl Rollouts {
         } else {
             RunState::Done
         };
-        store.finish_rollout(&record.id, state, Utc::now()).await?;
+        let now = Utc::now();
+        store.finish_rollout(&record.id, state, now).await?;
+        crate::telemetry::rolled_out(
+            state,
+            &stored,
+            (now - record.created_at).to_std().unwrap_or_default(),
+        );
         self.report(&record.id).await
     }
 

@@ -221,6 +221,9 @@ impl Runner {
                     let by_image = &by_image;
                     async move {
                         let image = planned.image.clone();
+                        let executor = by_image
+                            .get(image.as_str())
+                            .map_or("unknown", |b| b.executor.as_str());
                         if let Some(bad) = planned.because.iter().find(|b| broken.contains(*b)) {
                             let detail = format!("skipped: its base {bad} was not rebuilt");
                             self.store
@@ -234,14 +237,21 @@ impl Runner {
                                     Utc::now(),
                                 )
                                 .await?;
+                            crate::telemetry::image(executor, "skipped", None);
                             return Ok::<_, BuildError>(image);
                         }
+                        let started = std::time::Instant::now();
                         let outcome = match by_image.get(image.as_str()) {
                             Some(b) => self.one(run_id, b).await,
                             None => Err(BuildError::Invalid(format!(
                                 "{image} is no longer defined under builds or discover"
                             ))),
                         };
+                        crate::telemetry::image(
+                            executor,
+                            if outcome.is_ok() { "done" } else { "failed" },
+                            Some(started.elapsed()),
+                        );
                         match outcome {
                             Ok((version, digest, note)) => {
                                 self.store
@@ -293,13 +303,15 @@ impl Runner {
             std::mem::swap(&mut state, &mut fresh);
         }
         let ok = state.values().all(|i| i.state == ItemState::Done);
+        let now = Utc::now();
         self.store
             .finish_rebuild(
                 run_id,
                 if ok { RunState::Done } else { RunState::Failed },
-                Utc::now(),
+                now,
             )
             .await?;
+        crate::telemetry::run(ok, (now - run.created_at).to_std().unwrap_or_default());
         Ok(RunReport {
             run: self
                 .store

@@ -31,6 +31,7 @@ mod openapi;
 mod rollouts;
 mod routes;
 mod settings;
+mod telemetry;
 mod ui;
 
 mod run;
@@ -56,6 +57,7 @@ pub async fn router(app: Arc<App>) -> Result<axum::Router, AppError> {
     if app.loaded().config.server.write_tokens.is_empty() {
         tracing::warn!("no server.write_tokens in the config: POST/PUT/DELETE are refused");
     }
+    telemetry::install();
     let receivers = app.receivers().await?;
     let hooks =
         (!receivers.is_empty()).then(|| Arc::new(hooks::Hooks::new(receivers, app.clone())));
