@@ -9,6 +9,7 @@ pub mod email;
 pub mod outbox;
 pub mod results;
 pub mod targets;
+pub mod telemetry;
 pub mod template;
 
 pub use callback::{CallbackPayload, HUB_CALLBACK, HubCallback, PushedTag, Settled};

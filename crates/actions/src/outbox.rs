@@ -176,9 +176,20 @@ impl Deliverer {
     }
 
     async fn attempt(&self, d: Delivery) -> Result<Outcome, StoreError> {
+        let started = std::time::Instant::now();
+        let outcome = self.attempt_once(&d).await;
+        if let Ok(o) = &outcome {
+            let latency = (o.state == "delivered")
+                .then(|| (Utc::now() - d.created_at).to_std().unwrap_or_default());
+            crate::telemetry::attempted(&d.trigger, o.state, started.elapsed(), latency);
+        }
+        outcome
+    }
+
+    async fn attempt_once(&self, d: &Delivery) -> Result<Outcome, StoreError> {
         let result = match (self.triggers.get(&d.trigger), &self.cascade) {
             (_, Some(local)) if d.trigger == CASCADE => {
-                match self.run_local(local.as_ref(), &d).await {
+                match self.run_local(local.as_ref(), d).await {
                     Ok(Local::Done(ack)) => Ok(ack),
                     Ok(Local::Wait { until, why }) => {
                         self.store
@@ -197,7 +208,7 @@ impl Deliverer {
                 }
             }
             _ if d.trigger == HUB_CALLBACK => {
-                match callback::attempt(&self.store, &self.triggers, &d).await {
+                match callback::attempt(&self.store, &self.triggers, d).await {
                     Ok(Step::Sent(ack)) => Ok(ack),
                     Ok(Step::Wait(at)) => {
                         self.store.postpone_delivery(d.id, &self.owner, at).await?;

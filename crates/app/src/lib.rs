@@ -19,6 +19,7 @@ mod promote;
 mod rebuild;
 mod records;
 mod rollout;
+mod telemetry;
 mod vulns;
 mod watching;
 
@@ -46,6 +47,7 @@ pub use records::History;
 pub use rollout::{
     OnRolloutProgress, RolloutPlan, RolloutProgress, RolloutReport, RolloutRequest, WantedImage,
 };
+pub use telemetry::{metric_names, register_metrics};
 pub use vulns::HarborSource;
 pub use watching::Watcher;
 

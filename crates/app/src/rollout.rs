@@ -631,6 +631,11 @@ impl Rollouts {
         store
             .finish_rollout_telling(&record.id, state, at, &notices)
             .await?;
+        crate::telemetry::rolled_out(
+            state,
+            &stored,
+            (at - record.created_at).to_std().unwrap_or_default(),
+        );
         self.report(&record.id).await
     }
 

@@ -93,6 +93,10 @@ enum Command {
         /// (`receivers:`), on the config's server.listen or this address.
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "config")]
         serve: Option<String>,
+        /// Serve only /metrics, /healthz and /readyz on this address
+        /// (`--serve` has them too).
+        #[arg(long, value_name = "ADDR", conflicts_with = "serve")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Every digest seen for a tag, per platform, with first and last sight.
     History {
@@ -590,7 +594,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 0
             })
         }
-        Command::Watch { serve } => {
+        Command::Watch { serve, metrics } => {
             let listen = match serve.as_deref() {
                 None => None,
                 Some("config") => Some(app.loaded().config.server.listen),
@@ -599,9 +603,14 @@ async fn run(cli: Cli) -> Result<u8> {
                 })?),
             };
             let watcher = app.watcher(listen.is_some()).await?;
-            let api = match listen {
-                Some(addr) => Some(bind(app, addr).await?),
-                None => None,
+            let api = match (listen, metrics) {
+                (Some(addr), _) => Some(bind(app, addr).await?),
+                (None, Some(addr)) => {
+                    let api = freshen_server::Bound::metrics(app, addr).await?;
+                    eprintln!("freshen: serving metrics on http://{}", api.local_addr()?);
+                    Some(api)
+                }
+                (None, None) => None,
             };
             freshen_server::run_daemon(watcher, api, shutdown_signal()).await?;
             Ok(0)

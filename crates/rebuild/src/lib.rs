@@ -11,6 +11,7 @@ mod plan;
 mod promote;
 mod rebase;
 mod run;
+pub mod telemetry;
 mod version;
 
 pub use cascade::{

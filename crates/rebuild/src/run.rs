@@ -243,6 +243,9 @@ impl Runner {
                     let by_image = &by_image;
                     async move {
                         let image = planned.image.clone();
+                        let executor = by_image
+                            .get(image.as_str())
+                            .map_or("unknown", |b| b.executor.as_str());
                         if let Some(bad) = planned.because.iter().find(|b| broken.contains(*b)) {
                             let detail = format!("skipped: its base {bad} was not rebuilt");
                             self.store
@@ -256,14 +259,21 @@ impl Runner {
                                     Utc::now(),
                                 )
                                 .await?;
+                            crate::telemetry::image(executor, "skipped", None);
                             return Ok::<_, BuildError>(image);
                         }
+                        let started = std::time::Instant::now();
                         let outcome = match by_image.get(image.as_str()) {
                             Some(b) => self.one(run_id, b).await,
                             None => Err(BuildError::Invalid(format!(
                                 "{image} is no longer defined under builds or discover"
                             ))),
                         };
+                        crate::telemetry::image(
+                            executor,
+                            if outcome.is_ok() { "done" } else { "failed" },
+                            Some(started.elapsed()),
+                        );
                         match outcome {
                             Ok((version, digest, note)) => {
                                 self.store
@@ -327,6 +337,7 @@ impl Runner {
         self.store
             .finish_rebuild_telling(run_id, end, at, &notices)
             .await?;
+        crate::telemetry::run(ok, (at - run.created_at).to_std().unwrap_or_default());
         Ok(RunReport {
             run: self
                 .store

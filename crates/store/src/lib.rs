@@ -17,6 +17,7 @@
 mod approvals;
 mod error;
 mod feeds;
+mod health;
 mod history;
 mod inventory;
 mod model;

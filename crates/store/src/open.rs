@@ -155,6 +155,16 @@ pub(crate) async fn open(url: &str) -> Result<Store, StoreError> {
     })
 }
 
+/// The newest migration this build holds for the backend (PostgreSQL or SQLite).
+pub(crate) fn latest_migration(postgres: bool) -> i64 {
+    let m = if postgres {
+        &POSTGRES_MIGRATIONS
+    } else {
+        &SQLITE_MIGRATIONS
+    };
+    m.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 async fn migrate(db: &Db) -> Result<(), MigrateError> {
     match db {
         // PostgreSQL's migrator holds an advisory lock, so replicas starting
