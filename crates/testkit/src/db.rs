@@ -275,11 +275,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fresh_sqlite_is_a_file_in_a_missing_directory() {
+    async fn fresh_sqlite_is_a_file_in_its_own_directory() {
         let db = FreshDb::create(Db::Sqlite).await;
         assert_eq!(db.kind(), Db::Sqlite);
         assert_eq!(db.url(), sqlite_url(&db.dir().join("data")));
-        assert!(!db.dir().join("data").exists());
+        assert!(db.dir().join("data").is_dir());
+        assert!(!db.dir().join("data/freshen.db").exists());
         db.remove().await;
     }
 }
