@@ -118,9 +118,10 @@ impl App {
                 .collect::<Result<_, AppError>>()?
         };
         let concurrency = loaded.config.check_concurrency.unwrap_or(32);
+        // Before anything is recorded: a trigger that can't be sent is said now.
+        let triggers = self.deliverer(store)?;
         let checker = self.checker(self.client.clone(), store, concurrency);
         let results = checker.check_all(&watches, "poll").await?;
-        let triggers = self.deliverer(store);
         let mut deliveries = triggers.deliver_due().await?;
         // Then the cascades (long: the triggers went out first), unless left
         // queued for the daemon; and what they queued: when a cascade

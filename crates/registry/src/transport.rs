@@ -423,7 +423,7 @@ impl Transport {
                             retry_after: wait,
                         });
                     }
-                    tracing::info!(registry = %host.name, wait = ?wait, "rate limited; waiting as Retry-After asks");
+                    tracing::info!(registry = %host.name, wait_seconds = wait.as_secs_f64(), "rate limited; waiting as Retry-After asks");
                     endpoint.pause_until(Instant::now() + wait);
                     continue;
                 }

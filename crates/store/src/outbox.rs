@@ -406,6 +406,22 @@ impl Store {
         rows.into_iter().map(DeliveryRow::into_delivery).collect()
     }
 
+    /// One delivery by id, if there is one.
+    pub async fn delivery(&self, id: i64) -> Result<Option<Delivery>, StoreError> {
+        let row: Option<DeliveryRow> = with_pool!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM deliveries WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })
+        .map_err(query_err("read a delivery"))?;
+        row.map(DeliveryRow::into_delivery).transpose()
+    }
+
     /// The deliveries of one change event, oldest first.
     pub async fn event_deliveries(&self, event_id: &str) -> Result<Vec<Delivery>, StoreError> {
         let rows: Vec<DeliveryRow> = with_pool!(&self.db, pool => {

@@ -28,6 +28,7 @@
 //! - [`write_file`], [`debian_root`], [`golden_base`], [`upstream_v1_v2`]:
 //!   the files and image trees tests build from; [`sbom_fixtures`],
 //!   [`vuln_fixtures`], [`osv_fixtures`]: the shared fixture directories.
+//! - [`require_tool`]: a program on PATH, or a panic naming its install.
 //! - [`eventually`]: waiting for another process, with a deadline and a
 //!   message; [`http`] and [`free_port`]: plain HTTP plumbing.
 //!
@@ -77,6 +78,7 @@ pub use registry::{Registry, RegistryOptions};
 pub use skopeo::{skopeo_copy, unpack};
 pub use smtp::{AIOSMTPD_INSTALL, Mail, SmtpOptions, SmtpServer, SmtpTls};
 pub use token_proxy::{TokenAuthOptions, TokenAuthProxy, TokenProxyRequest};
+pub use tools::require_tool;
 pub use webhook::{EVENT_ID_HEADER, Received, SIGNATURE_HEADER, WebhookReceiver, sign};
 
 /// Turns `async fn name(db: Db)` into two multi-thread `#[tokio::test]`s,
