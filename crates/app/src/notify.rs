@@ -74,10 +74,17 @@ impl App {
         let Ok(store) = self.store().await else {
             return;
         };
-        match self.deliverer(store).deliver_due().await {
+        let deliverer = match self.deliverer(store) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "results not delivered now; they stay in the outbox");
+                return;
+            }
+        };
+        match deliverer.deliver_due().await {
             Ok(outcomes) => {
                 for o in outcomes.iter().filter(|o| o.state != "delivered") {
-                    tracing::warn!(delivery = o.delivery_id, trigger = %o.trigger, state = o.state, detail = ?o.detail, "a result was not delivered yet");
+                    tracing::warn!(delivery = o.delivery_id, trigger = %o.trigger, state = o.state, detail = o.detail.as_deref().unwrap_or(""), "a result was not delivered yet");
                 }
             }
             Err(e) => {
