@@ -122,7 +122,7 @@ if ! (cd "$ROOT" && timeout 3000 cargo build --release -p freshen) >"$WORK/build
   tail -30 "$WORK/build.log" >&2
   die "release build failed"
 fi
-FRESHEN="$ROOT/target/release/freshen"
+FRESHEN="${CARGO_TARGET_DIR:-$ROOT/target}/release/freshen"
 [ -x "$FRESHEN" ] || die "no binary at $FRESHEN"
 say "built in $(calc '%.0f' "$(now) - $t0") s: $FRESHEN ($("$FRESHEN" --version))"
 say

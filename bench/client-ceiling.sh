@@ -98,7 +98,7 @@ say "settings: TAGS=$TAGS RUNS=$RUNS C=$C AB_N=$AB_N"
   tail -30 "$WORK/build.log" >&2
   die "release build failed"
 }
-FRESHEN="$ROOT/target/release/freshen"
+FRESHEN="${CARGO_TARGET_DIR:-$ROOT/target}/release/freshen"
 [ -z "$BASELINE" ] || [ -x "$BASELINE" ] || die "BASELINE=$BASELINE is not an executable"
 
 # The image: a linux/amd64 config and an OCI manifest naming it (no layers

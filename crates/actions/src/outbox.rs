@@ -12,6 +12,7 @@ use futures::StreamExt as _;
 
 use crate::callback::{self, HUB_CALLBACK, Step};
 use crate::targets::{self, DeliveryError, TriggerSpec};
+use crate::{chat, email};
 
 /// Defined with the other settings types (`freshen-settings`), so the
 /// config layer can read it without this crate's runtime.
@@ -22,7 +23,8 @@ pub use freshen_settings::OutboxSettings;
 pub struct Outcome {
     /// The outbox row's id.
     pub delivery_id: i64,
-    /// The change event delivered.
+    /// What the delivery is about: the change event (for a run's or a
+    /// roll-out's result, the run or the roll-out).
     pub event_id: String,
     /// The configured trigger's name (or [`CASCADE`]).
     pub trigger: String,
@@ -174,9 +176,20 @@ impl Deliverer {
     }
 
     async fn attempt(&self, d: Delivery) -> Result<Outcome, StoreError> {
+        let started = std::time::Instant::now();
+        let outcome = self.attempt_once(&d).await;
+        if let Ok(o) = &outcome {
+            let latency = (o.state == "delivered")
+                .then(|| (Utc::now() - d.created_at).to_std().unwrap_or_default());
+            crate::telemetry::attempted(&d.trigger, o.state, started.elapsed(), latency);
+        }
+        outcome
+    }
+
+    async fn attempt_once(&self, d: &Delivery) -> Result<Outcome, StoreError> {
         let result = match (self.triggers.get(&d.trigger), &self.cascade) {
             (_, Some(local)) if d.trigger == CASCADE => {
-                match self.run_local(local.as_ref(), &d).await {
+                match self.run_local(local.as_ref(), d).await {
                     Ok(Local::Done(ack)) => Ok(ack),
                     Ok(Local::Wait { until, why }) => {
                         self.store
@@ -195,7 +208,7 @@ impl Deliverer {
                 }
             }
             _ if d.trigger == HUB_CALLBACK => {
-                match callback::attempt(&self.store, &self.triggers, &d).await {
+                match callback::attempt(&self.store, &self.triggers, d).await {
                     Ok(Step::Sent(ack)) => Ok(ack),
                     Ok(Step::Wait(at)) => {
                         self.store.postpone_delivery(d.id, &self.owner, at).await?;
@@ -219,6 +232,11 @@ impl Deliverer {
             (Some(TriggerSpec::Command(c)), _) => {
                 targets::deliver_command(c, &d.payload, &self.workdir).await
             }
+            (Some(TriggerSpec::Slack(c)), _) => chat::deliver_slack(c, &d.payload).await,
+            (Some(TriggerSpec::Teams(c)), _) => chat::deliver_teams(c, &d.payload).await,
+            (Some(TriggerSpec::Mattermost(c)), _) => chat::deliver_mattermost(c, &d.payload).await,
+            (Some(TriggerSpec::Discord(c)), _) => chat::deliver_discord(c, &d.payload).await,
+            (Some(TriggerSpec::Email(e)), _) => email::deliver_email(e, &d.payload, d.id).await,
         };
         let base = |state, detail| Outcome {
             delivery_id: d.id,

@@ -17,7 +17,8 @@ use crate::template;
 /// Defined with the other settings types (`freshen-settings`), so the
 /// config layer can read them without this crate's runtime.
 pub use freshen_settings::{
-    CommandSpec, JenkinsSpec, TriggerSpec, WebhookFormat, WebhookSpec, redact_url,
+    CommandSpec, DiscordSpec, EmailSpec, EmailTls, JenkinsSpec, MattermostSpec, SlackSpec,
+    TeamsFormat, TeamsSpec, TriggerSpec, WebhookFormat, WebhookSpec, redact_url,
 };
 
 /// The Jenkins a trigger starts jobs on (a method in spirit; here because

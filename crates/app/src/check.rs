@@ -118,20 +118,25 @@ impl App {
                 .collect::<Result<_, AppError>>()?
         };
         let concurrency = loaded.config.check_concurrency.unwrap_or(32);
+        // Before anything is recorded: a trigger that can't be sent is said now.
+        let triggers = self.deliverer(store)?;
         let checker = self.checker(self.client.clone(), store, concurrency);
         let results = checker.check_all(&watches, "poll").await?;
-        let triggers = self.deliverer(store);
         let mut deliveries = triggers.deliver_due().await?;
         // Then the cascades (long: the triggers went out first), unless left
-        // queued for the daemon; and, when a cascade stopped to wait for an
-        // approval, its announcement.
+        // queued for the daemon; and what they queued: when a cascade
+        // stopped to wait for an approval, its announcement; when runs or
+        // roll-outs are told (`notify:`), their results.
         if !flags.defer_cascades
             && let Some(c) = self.cascades(store)?
         {
             let cascades = c.deliver_due().await?;
             let waiting = cascades.iter().any(|o| o.state == "waiting");
+            let notify = &loaded.config.notify;
+            let results = !(notify.rebuilds.is_empty() && notify.rollouts.is_empty());
+            let told = results && !cascades.is_empty();
             deliveries.extend(cascades);
-            if waiting {
+            if waiting || told {
                 deliveries.extend(triggers.deliver_due().await?);
             }
         }

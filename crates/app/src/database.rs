@@ -20,6 +20,25 @@ pub fn database_url(flag: Option<&str>, loaded: &Loaded) -> Result<String, AppEr
     Ok(format!("sqlite://{}", dir.join("freshen.db").display()))
 }
 
+/// [`database_url`], ready to open: the default SQLite file's data
+/// directory is created here. A database the flag or the config names is
+/// taken as given, and the store refuses a file whose directory is missing
+/// (a mistyped path is said, not made).
+pub(crate) fn database_url_to_open(
+    flag: Option<&str>,
+    loaded: &Loaded,
+) -> Result<String, AppError> {
+    let url = database_url(flag, loaded)?;
+    if flag.is_none() && loaded.config.database.is_none() {
+        let dir = data_dir().ok_or(AppError::NoDataDir)?;
+        std::fs::create_dir_all(&dir).map_err(|source| AppError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(url)
+}
+
 /// The directory for freshen's own data: `FRESHEN_DATA_DIR`, else
 /// `$XDG_DATA_HOME/freshen`, else `~/.local/share/freshen` (empty
 /// variables count as unset).

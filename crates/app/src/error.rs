@@ -18,6 +18,18 @@ pub enum AppError {
     /// keep the default SQLite file in.
     #[error("no data directory: set FRESHEN_DATA_DIR, HOME, or --database")]
     NoDataDir,
+    /// The default data directory can't be created.
+    #[error("cannot create the data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why it can't be created.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config can't serve this action (a trigger's `${ENV}` is not set).
+    #[error(transparent)]
+    Config(#[from] freshen_config::ConfigError),
     /// Only one of the Harbor robot account's variables is set.
     #[error(
         "set both FRESHEN_HARBOR_USER and FRESHEN_HARBOR_PASSWORD (a Harbor robot account), or neither"

@@ -14,10 +14,12 @@ mod error;
 mod feeds;
 mod harbor;
 mod inventory;
+mod notify;
 mod promote;
 mod rebuild;
 mod records;
 mod rollout;
+mod telemetry;
 mod vulns;
 mod watching;
 
@@ -45,6 +47,7 @@ pub use records::History;
 pub use rollout::{
     OnRolloutProgress, RolloutPlan, RolloutProgress, RolloutReport, RolloutRequest, WantedImage,
 };
+pub use telemetry::{metric_names, register_metrics};
 pub use vulns::HarborSource;
 pub use watching::Watcher;
 
@@ -126,7 +129,7 @@ impl App {
     async fn store(&self) -> Result<&Store, AppError> {
         self.store
             .get_or_try_init(|| async {
-                let url = database_url(self.database.as_deref(), &self.loaded)?;
+                let url = database::database_url_to_open(self.database.as_deref(), &self.loaded)?;
                 Ok::<_, AppError>(Store::open(&url).await?)
             })
             .await
@@ -177,14 +180,17 @@ impl App {
         Checker::new(client, store.clone(), scanner, concurrency).with_judge(judge)
     }
 
-    /// The deliverer of the configured triggers (cascades excepted).
-    fn deliverer(&self, store: &Store) -> Deliverer {
-        Deliverer::new(
+    /// The deliverer of the configured triggers (cascades excepted); an
+    /// error when a trigger's `${ENV}` was left unset
+    /// (`freshen_config::Unset::DeferTriggers`).
+    fn deliverer(&self, store: &Store) -> Result<Deliverer, AppError> {
+        self.loaded.check_triggers()?;
+        Ok(Deliverer::new(
             store.clone(),
             self.loaded.config.triggers.clone(),
             self.loaded.config.outbox.clone(),
             self.loaded.base_dir.clone(),
-        )
+        ))
     }
 }
 

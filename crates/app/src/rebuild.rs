@@ -90,13 +90,17 @@ impl App {
     }
 
     fn runner(&self, store: &Store, parallel: usize) -> Runner {
-        Runner::new(
+        let runner = Runner::new(
             self.client.clone(),
             store.clone(),
             self.scanner(store),
             self.loaded.config.builders.clone(),
             parallel,
-        )
+        );
+        match self.run_results(store) {
+            Some(r) => runner.on_end(r),
+            None => runner,
+        }
     }
 
     /// The deliverer of the rebuild cascades watches and receivers ask for
@@ -137,6 +141,9 @@ impl App {
             loaded.config.builders.clone(),
             loaded.config.cascade.parallel,
         );
+        if let Some(r) = self.run_results(store) {
+            runner = runner.on_end(r);
+        }
         // Images with vulnerability events in force are verified before
         // promotion (and held, with `promote_unfixed: false`).
         runner = runner.with_gate(Arc::new(UnfixedGate {
@@ -158,6 +165,7 @@ impl App {
                 cascader,
                 rollouts: self.rolls_out_cascades().then(|| self.rollouts_over(store)),
                 approvals: self.approvals_over(store),
+                wake: self.wake.clone(),
             }),
             loaded.config.outbox.clone(),
         )))
@@ -361,9 +369,11 @@ impl App {
         if planned.plan.is_empty() {
             progress(RebuildProgress::Nothing);
         }
-        Ok(runner
+        let report = runner
             .start(&planned.plan, &planned.builds, planned.cause, None)
-            .await?)
+            .await;
+        self.deliver_results().await;
+        Ok(report?)
     }
 
     /// Finishes a run that died: `run`, or the latest unfinished one.
@@ -392,7 +402,9 @@ impl App {
                     )
                 })?,
         };
-        Ok(runner.resume(&id, &builds).await?)
+        let report = runner.resume(&id, &builds).await;
+        self.deliver_results().await;
+        Ok(report?)
     }
 
     /// The latest rebuild runs, newest first.
@@ -429,6 +441,9 @@ struct CascadeTarget {
     /// Set when a watch or policy asks for approvals: the cascade, and
     /// the roll-out after it, wait for theirs.
     approvals: Option<crate::approvals::Approvals>,
+    /// The daemon's: poked when a run or roll-out ended, so that its
+    /// result (queued with it) goes out now, not after the idle wait.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl CascadeTarget {
@@ -470,11 +485,9 @@ impl LocalTarget for CascadeTarget {
                 Gate::Wait(until, why) => return Ok(Local::Wait { until, why }),
                 Gate::Stop(why) => return Ok(Local::Done(Some(format!("not rebuilt: {why}")))),
             }
-            let done = self
-                .cascader
-                .run(&delivery.event_id)
-                .await
-                .map_err(|e| failed(e.to_string()))?;
+            let done = self.cascader.run(&delivery.event_id).await;
+            self.wake.notify_one();
+            let done = done.map_err(|e| failed(e.to_string()))?;
             let (Some(rollouts), freshen_rebuild::CascadeDone::Rebuilt { run, .. }) =
                 (&self.rollouts, &done)
             else {
@@ -494,8 +507,9 @@ impl LocalTarget for CascadeTarget {
             }
             let report = rollouts
                 .run(&crate::RolloutRequest::Run(run.clone()), None)
-                .await
-                .map_err(|e| failed(format!("{done}; roll-out: {e}")))?;
+                .await;
+            self.wake.notify_one();
+            let report = report.map_err(|e| failed(format!("{done}; roll-out: {e}")))?;
             // A workload that failed its rollout was put back and recorded;
             // building again would not help, so the delivery is done.
             Ok(Local::Done(Some(format!("{done}; {}", report.summary()))))

@@ -81,9 +81,18 @@ impl App {
             .retry_delivery(id, chrono::Utc::now())
             .await?
         {
-            return Err(AppError::Refused(format!(
-                "delivery {id} is not a failed delivery (see `freshen outbox list --state failed`)"
-            )));
+            let store = self.store().await?;
+            return Err(AppError::Refused(match store.delivery(id).await? {
+                None => format!("no delivery {id} (see `freshen outbox list`)"),
+                Some(d) => format!(
+                    "delivery {id} is {}, not failed: only a failed delivery is retried{}",
+                    d.state.as_str(),
+                    match d.state {
+                        DeliveryState::Pending => " (a pending one is tried again when it is due)",
+                        _ => "",
+                    }
+                ),
+            }));
         }
         Ok(())
     }

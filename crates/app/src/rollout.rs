@@ -96,6 +96,8 @@ pub(crate) struct Rollouts {
     client: freshen_registry::Client,
     defaults: freshen_reference::Defaults,
     settings: freshen_settings::RolloutSettings,
+    /// Who is told when a roll-out ends (`notify.rollouts`).
+    notify: freshen_settings::NotifySettings,
 }
 
 impl App {
@@ -105,6 +107,7 @@ impl App {
             client: self.client.clone(),
             defaults: self.loaded.defaults.clone(),
             settings: self.loaded.config.rollout.clone(),
+            notify: self.loaded.config.notify.clone(),
         }
     }
 
@@ -127,10 +130,13 @@ impl App {
         request: &RolloutRequest,
         on_progress: Option<OnRolloutProgress>,
     ) -> Result<RolloutReport, AppError> {
-        self.rollouts_service()
+        let report = self
+            .rollouts_service()
             .await?
             .run(request, on_progress)
-            .await
+            .await;
+        self.deliver_results().await;
+        report
     }
 
     /// A stored roll-out and its workloads.
@@ -608,7 +614,28 @@ impl Rollouts {
         } else {
             RunState::Done
         };
-        store.finish_rollout(&record.id, state, Utc::now()).await?;
+        let at = Utc::now();
+        let payload = freshen_actions::results::rollout_result(
+            &record,
+            &stored,
+            state,
+            at,
+            run_event.as_deref(),
+        );
+        let notices = freshen_actions::results::notices(
+            &self.notify.rollouts,
+            self.notify.failures_only,
+            state,
+            &payload,
+        );
+        store
+            .finish_rollout_telling(&record.id, state, at, &notices)
+            .await?;
+        crate::telemetry::rolled_out(
+            state,
+            &stored,
+            (at - record.created_at).to_std().unwrap_or_default(),
+        );
         self.report(&record.id).await
     }
 

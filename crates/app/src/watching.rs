@@ -56,7 +56,7 @@ impl App {
         };
         let mut daemon = Daemon::new(
             checker,
-            self.deliverer(store),
+            self.deliverer(store)?,
             loaded.watches.clone(),
             settings,
         );

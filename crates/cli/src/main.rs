@@ -1,6 +1,8 @@
 //! `freshen`: the command line. It parses arguments, loads the config, wires
 //! the layers together, and turns errors into one line and an exit code.
 
+#[macro_use]
+mod print;
 mod output;
 
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use freshen_app::view::{DeliveryState, RunState};
 use freshen_app::{
     App, CheckFlags, HarborSource, OnRolloutProgress, PlanRequest, RolloutRequest, ScanRequest,
@@ -44,14 +46,23 @@ struct Global {
     /// Log filter, e.g. info or freshen_registry=debug (default: warn; info for `watch`).
     #[arg(long, global = true, env = "FRESHEN_LOG")]
     log: Option<String>,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    /// Log format: text (colored on a terminal only; NO_COLOR turns color
+    /// off), or json (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FRESHEN_LOG_FORMAT",
+        default_value_t = LogFormat::Text
+    )]
     log_format: LogFormat,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line, its fields at the top level.
     Json,
 }
 
@@ -64,6 +75,7 @@ enum Command {
         /// Only these platforms (os/arch[/variant]); default: every platform.
         #[arg(long = "platform", short = 'p')]
         platforms: Vec<String>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -76,6 +88,7 @@ enum Command {
         /// Platforms for references given here (default: the config's default_platforms).
         #[arg(long = "platform", short = 'p')]
         platforms: Vec<String>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
         /// Exit 1 when anything changed, 0 when nothing did, 2 on error.
@@ -93,10 +106,15 @@ enum Command {
         /// (`receivers:`), on the config's server.listen or this address.
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "config")]
         serve: Option<String>,
+        /// Serve only /metrics, /healthz and /readyz on this address
+        /// (`--serve` has them too).
+        #[arg(long, value_name = "ADDR", conflicts_with = "serve")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Every digest seen for a tag, per platform, with first and last sight.
     History {
         reference: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -106,6 +124,7 @@ enum Command {
         reference: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -141,6 +160,7 @@ enum Command {
         /// Images scanned at once with --all.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -165,6 +185,7 @@ enum Command {
         ecosystem: Option<String>,
         #[arg(long)]
         version: Option<String>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -182,6 +203,7 @@ enum Command {
         command: Option<VulnsCommand>,
         /// The image whose findings to list (`freshen vulns REF`).
         reference: Option<String>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -191,6 +213,7 @@ enum Command {
     Diff {
         old: String,
         new: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -212,6 +235,7 @@ enum Command {
         /// acts on its findings.
         #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["base", "image", "event"])]
         vulnerable: Option<String>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
         /// Graphviz output.
@@ -246,6 +270,7 @@ enum Command {
         /// Builds of one wave in flight at once.
         #[arg(long, default_value_t = 2)]
         parallel: usize,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -255,6 +280,7 @@ enum Command {
         run: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -272,6 +298,7 @@ enum Command {
         /// A tag of the same repository, or a full reference elsewhere. Repeatable.
         #[arg(long = "to", value_name = "TAG", required = true)]
         to: Vec<String>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -353,6 +380,21 @@ enum Command {
         #[command(subcommand)]
         command: Option<OutboxCommand>,
     },
+    /// Print a shell completion script, e.g. `freshen completions bash >
+    /// /etc/bash_completion.d/freshen` (zsh: into a directory of $fpath as
+    /// `_freshen`; fish: ~/.config/fish/completions/freshen.fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages: freshen.1 on stdout, or with --dir one page per
+    /// command (freshen.1, freshen-check.1, freshen-images-show.1, ...).
+    Man {
+        /// The directory to write every page into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -363,6 +405,7 @@ enum OutboxCommand {
         state: Option<StateArg>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -383,6 +426,7 @@ enum PolicyCommand {
         /// Exit 1 when the policy says act for any image, 0 when for none.
         #[arg(long)]
         exit_code: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -398,6 +442,7 @@ enum PolicyCommand {
         /// Exit 1 when the replay comes out differently.
         #[arg(long)]
         exit_code: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -411,6 +456,7 @@ enum PolicyCommand {
         event: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -444,12 +490,14 @@ enum VulnsCommand {
         /// With --harbor: only this repository (`project/name` or `name`).
         #[arg(long, requires = "harbor")]
         repository: Option<String>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Every image affected by a vulnerability (by id or alias: CVE, DSA, GHSA…).
     Images {
         id: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -462,12 +510,14 @@ enum VulnsCommand {
         /// Only the feed of this name.
         #[arg(long, value_name = "NAME")]
         feed: Option<String>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// The feeds' archives: when each was last asked for and changed, the
     /// import in force, and the last attempt's error.
     Feeds {
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -478,6 +528,7 @@ enum ImagesCommand {
     /// Digest, platforms, OS, base and its evidence.
     Show {
         reference: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -486,12 +537,14 @@ enum ImagesCommand {
         reference: String,
         #[arg(long)]
         recursive: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// The packages an image holds.
     Packages {
         reference: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -512,6 +565,25 @@ enum StateArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let code = match &cli.command {
+        // Read nothing, log nothing.
+        Command::Completions { shell } => completions(*shell),
+        Command::Man { dir } => man(dir.as_deref()),
+        _ => run_logged(cli),
+    };
+    // Output that could not be written (other than to a closed pipe) is an error.
+    match print::failure() {
+        Some(message) if code == ExitCode::SUCCESS => {
+            eprintln!("freshen: error: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+        _ => code,
+    }
+}
+
+/// A command that uses the config, the database or the network: logging
+/// set up, run on the async runtime, an error said on one line.
+fn run_logged(cli: Cli) -> ExitCode {
     let default_level = match cli.command {
         Command::Watch { .. } => "info",
         // A cascade `check` runs is long and worth following.
@@ -535,32 +607,96 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            // One line: the error and its causes, outermost first.
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("freshen: error: {}", msg.join(": "));
+            eprintln!("freshen: error: {}", one_line(&e));
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// The error and its causes on one line, outermost first. A cause whose
+/// text its error already ends with is said once (`cannot read config x:
+/// No such file or directory`, not that twice).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut previous = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !previous.ends_with(&text) {
+            parts.push(text.clone());
+        }
+        previous = text;
+    }
+    parts.join(": ")
+}
+
+/// `freshen completions SHELL`.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "freshen", &mut script);
+    print!("{}", String::from_utf8_lossy(&script));
+    ExitCode::SUCCESS
+}
+
+/// `freshen man [--dir DIR]`.
+fn man(dir: Option<&std::path::Path>) -> ExitCode {
+    let written = match dir {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), dir))
+            .map_err(|e| format!("cannot write man pages to {}: {e}", dir.display())),
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map(|()| print!("{}", String::from_utf8_lossy(&page)))
+                .map_err(|e| format!("cannot render the man page: {e}"))
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("freshen: error: {message}");
             ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Color only for a person at a terminal: a file, a pipe or journald gets
+    // plain text.
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(color)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 
+/// Whether the command sends triggers, and so needs every `${ENV}` of
+/// `triggers:` set. The others start without them (`freshen_config::Unset`).
+fn sends_triggers(command: &Command) -> bool {
+    matches!(command, Command::Check { .. } | Command::Watch { .. })
+}
+
 async fn run(cli: Cli) -> Result<u8> {
+    let unset = if sends_triggers(&cli.command) {
+        freshen_config::Unset::Error
+    } else {
+        freshen_config::Unset::DeferTriggers
+    };
     let loaded = match &cli.global.config {
-        Some(path) => freshen_config::load(path)?,
+        Some(path) => freshen_config::load_with(path, unset)?,
         None => Loaded::defaults(),
     };
-    let app = Arc::new(App::new(loaded, cli.global.database.clone()));
+    // FRESHEN_DATABASE= (empty) counts as unset, as FRESHEN_DATA_DIR does.
+    let database = cli.global.database.clone().filter(|d| !d.is_empty());
+    let app = Arc::new(App::new(loaded, database));
     match cli.command {
         Command::Digest {
             reference,
@@ -590,7 +726,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 0
             })
         }
-        Command::Watch { serve } => {
+        Command::Watch { serve, metrics } => {
             let listen = match serve.as_deref() {
                 None => None,
                 Some("config") => Some(app.loaded().config.server.listen),
@@ -599,9 +735,14 @@ async fn run(cli: Cli) -> Result<u8> {
                 })?),
             };
             let watcher = app.watcher(listen.is_some()).await?;
-            let api = match listen {
-                Some(addr) => Some(bind(app, addr).await?),
-                None => None,
+            let api = match (listen, metrics) {
+                (Some(addr), _) => Some(bind(app, addr).await?),
+                (None, Some(addr)) => {
+                    let api = freshen_server::Bound::metrics(app, addr).await?;
+                    eprintln!("freshen: serving metrics on http://{}", api.local_addr()?);
+                    Some(api)
+                }
+                (None, None) => None,
             };
             freshen_server::run_daemon(watcher, api, shutdown_signal()).await?;
             Ok(0)
@@ -995,6 +1136,9 @@ async fn run(cli: Cli) -> Result<u8> {
                     Ok(0)
                 }
             }
+        }
+        Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("answered in main without the config")
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use freshen_app::view::{
     AffectedImage, ArchiveOutcome, BaseDiff, ChangeEvent, ChildView, CopyReport, Decision,
-    Delivery, FeedArchive, Finding, HistoryEntry, ImageView, ImageVulns, Imported, PackageRecord,
-    PackageVersion, Plan, PlatformManifest, PolicyCheck, Progress, RebuildRun, Reference, Replay,
-    Resolved, RunReport, ScanReport, Status, Trigger,
+    Delivery, DeliveryState, FeedArchive, Finding, HistoryEntry, ImageView, ImageVulns, Imported,
+    PackageRecord, PackageVersion, Plan, PlatformManifest, PolicyCheck, Progress, RebuildRun,
+    Reference, Replay, Resolved, RunReport, ScanReport, Status, Trigger,
 };
 use freshen_app::{CheckReport, FeedsSynced, Verified};
 use serde::Serialize;
@@ -179,14 +179,21 @@ pub fn deliveries(list: &[Delivery], json: bool) {
                     d.attempts.to_string(),
                     d.event_id.clone(),
                     time(d.delivered_at.unwrap_or(d.next_attempt_at)),
-                    d.response
-                        .clone()
-                        .or_else(|| d.last_error.clone())
-                        .unwrap_or_default(),
+                    delivery_detail(d),
                 ]
             })
             .collect(),
     );
+}
+
+/// What a delivery's row says: the target's answer once delivered (an
+/// earlier attempt's error is history then), else the latest error.
+fn delivery_detail(d: &Delivery) -> String {
+    match d.state {
+        DeliveryState::Delivered => d.response.clone(),
+        _ => d.last_error.clone(),
+    }
+    .unwrap_or_default()
 }
 
 /// `freshen check`.
@@ -814,14 +821,9 @@ pub fn plan(p: &Plan, json: bool, dot: bool) {
         print!("{}", p.dot());
         return;
     }
-    let what = match &p.trigger {
-        Trigger::Base { reference } => format!("{reference} changed"),
-        Trigger::Image { reference } => format!("rebuild {reference}"),
-        Trigger::Vulnerable { images } => format!("{} vulnerable image(s)", images.len()),
-        Trigger::All => "every build".to_string(),
-    };
     println!(
-        "plan: {what}: {} image(s) in {} wave(s)",
+        "plan: {}: {} image(s) in {} wave(s)",
+        trigger_words(&p.trigger),
         p.len(),
         p.waves.len()
     );
@@ -846,6 +848,16 @@ pub fn plan(p: &Plan, json: bool, dot: bool) {
             "built on it, but no build definition (not rebuilt): {}",
             p.not_buildable.join(", ")
         );
+    }
+}
+
+/// What a plan or a run started from, in a few words.
+fn trigger_words(t: &Trigger) -> String {
+    match t {
+        Trigger::Base { reference } => format!("{reference} changed"),
+        Trigger::Image { reference } => format!("rebuild {reference}"),
+        Trigger::Vulnerable { images } => format!("{} vulnerable image(s)", images.len()),
+        Trigger::All => "every build".to_string(),
     }
 }
 
@@ -950,7 +962,10 @@ pub fn rebuild_runs(runs: &[RebuildRun], json: bool) {
                     r.id.clone(),
                     time(r.created_at),
                     r.state.to_string(),
-                    r.trigger.to_string(),
+                    // As stored: a run from an older version may not parse.
+                    serde_json::from_value::<Trigger>(r.trigger.clone())
+                        .map(|t| trigger_words(&t))
+                        .unwrap_or_else(|_| r.trigger.to_string()),
                     // Empty for a run started by hand.
                     r.event_id.clone().unwrap_or_default(),
                 ]

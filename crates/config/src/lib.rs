@@ -121,6 +121,10 @@ pub struct Config {
     /// `announce`, `url`.
     #[serde(default)]
     pub approvals: freshen_settings::ApprovalSettings,
+    /// The triggers told when a rebuild run or a roll-out ends:
+    /// `rebuilds`, `rollouts`, `failures_only`.
+    #[serde(default)]
+    pub notify: freshen_settings::NotifySettings,
 }
 
 /// A loaded, validated configuration.
@@ -145,6 +149,47 @@ pub struct Loaded {
     pub feeds: Vec<freshen_settings::Feed>,
     /// `rescan.schedule`, parsed, and how many images at once.
     pub rescan: Option<(Schedule, usize)>,
+    /// The `${NAME}`s under `triggers:` that [`Unset::DeferTriggers`] left
+    /// as written because their variables are not set; empty otherwise.
+    pub unresolved: Vec<Unresolved>,
+}
+
+/// What [`load_with`] does with a `${NAME}` whose variable is not set (and
+/// that has no `:-default`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unset {
+    /// It is an error, anywhere in the file ([`load`]).
+    Error,
+    /// Under `triggers:` it is left as written and listed in
+    /// [`Loaded::unresolved`]: for commands that send no trigger, which
+    /// then need none of the triggers' secrets. Elsewhere it is an error.
+    DeferTriggers,
+}
+
+/// A `${NAME}` under `triggers:` left as written ([`Unset::DeferTriggers`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unresolved {
+    /// The config file, as given.
+    pub path: String,
+    /// The key holding it, e.g. `triggers.notify.webhook.secret`.
+    pub key: String,
+    /// The variable that is not set.
+    pub variable: String,
+}
+
+impl Unresolved {
+    /// The error [`Unset::Error`] would have given.
+    pub fn error(&self) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            key: self.key.clone(),
+            message: unset_message(&self.variable),
+        }
+    }
+}
+
+fn unset_message(variable: &str) -> String {
+    format!("environment variable {variable} is not set")
 }
 
 impl Loaded {
@@ -154,13 +199,30 @@ impl Loaded {
             Config::default(),
             Path::new("<defaults>"),
             PathBuf::from("."),
+            Vec::new(),
         )
         .expect("the defaults are valid")
     }
+
+    /// Whether the triggers can be sent: an error naming the first
+    /// `${NAME}` under `triggers:` whose variable was not set when the
+    /// file was loaded with [`Unset::DeferTriggers`].
+    pub fn check_triggers(&self) -> Result<(), ConfigError> {
+        match self.unresolved.first() {
+            Some(u) => Err(u.error()),
+            None => Ok(()),
+        }
+    }
 }
 
-/// Reads, interpolates, parses and validates a config file.
+/// Reads, interpolates, parses and validates a config file; every
+/// `${NAME}` must be set.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    load_with(path, Unset::Error)
+}
+
+/// [`load`], with `unset` saying what a `${NAME}` whose variable is not set does.
+pub fn load_with(path: &Path, unset: Unset) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
@@ -171,15 +233,32 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
     let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
-    parse(&text, path, base_dir, &|name| std::env::var(name).ok())
+    parse_with(
+        &text,
+        path,
+        base_dir,
+        &|name| std::env::var(name).ok(),
+        unset,
+    )
 }
 
-/// Parses config text; `env` resolves `${NAME}`.
+/// Parses config text; `env` resolves `${NAME}`, and each must be set.
 pub fn parse(
     text: &str,
     path: &Path,
     base_dir: PathBuf,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    parse_with(text, path, base_dir, env, Unset::Error)
+}
+
+/// [`parse`], with `unset` saying what a `${NAME}` whose variable is not set does.
+pub fn parse_with(
+    text: &str,
+    path: &Path,
+    base_dir: PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+    unset: Unset,
 ) -> Result<Loaded, ConfigError> {
     let shown = path.display().to_string();
     let invalid = |key: String, message: String| ConfigError::Invalid {
@@ -197,7 +276,20 @@ pub fn parse(
     if value.is_null() {
         value = serde_yaml_ng::Value::Mapping(Default::default());
     }
-    interpolate(&mut value, String::new(), env).map_err(|(k, m)| invalid(k, m))?;
+    let mut unresolved = Vec::new();
+    let defer = |key: &str| unset == Unset::DeferTriggers && key.starts_with("triggers.");
+    interpolate(&mut value, String::new(), env, &mut |key, variable| {
+        if !defer(&key) {
+            return Err((key, unset_message(&variable)));
+        }
+        unresolved.push(Unresolved {
+            path: shown.clone(),
+            key,
+            variable,
+        });
+        Ok(())
+    })
+    .map_err(|(k, m)| invalid(k, m))?;
     // Through JSON's data model: YAML's own deserializer wants `!tags` for
     // enums, where users write `jenkins: {...}`.
     let json = serde_json::to_value(&value).map_err(|e| invalid("(top)".into(), e.to_string()))?;
@@ -208,21 +300,30 @@ pub fn parse(
             e.inner().to_string(),
         )
     })?;
-    validate(config, path, base_dir)
+    validate(config, path, base_dir, unresolved)
 }
+
+/// Called with the key and the variable of a `${NAME}` that is not set:
+/// `Ok` leaves the string as written, `Err` is the key and the message.
+type OnUnset<'a> = dyn FnMut(String, String) -> Result<(), (String, String)> + 'a;
 
 /// Replaces `${NAME}` and `${NAME:-default}` in every string value; `$${` is a literal `${`.
 fn interpolate(
     v: &mut serde_yaml_ng::Value,
     key: String,
     env: &dyn Fn(&str) -> Option<String>,
+    on_unset: &mut OnUnset<'_>,
 ) -> Result<(), (String, String)> {
     use serde_yaml_ng::Value;
     match v {
-        Value::String(s) if s.contains('$') => *s = expand(s, env).map_err(|m| (key, m))?,
+        Value::String(s) if s.contains('$') => match expand(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(Expand::Unset(variable)) => on_unset(key, variable)?,
+            Err(Expand::Syntax(m)) => return Err((key, m)),
+        },
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                interpolate(item, format!("{key}[{i}]"), env)?;
+                interpolate(item, format!("{key}[{i}]"), env, on_unset)?;
             }
         }
         Value::Mapping(m) => {
@@ -236,7 +337,7 @@ fn interpolate(
                 } else {
                     format!("{key}.{name}")
                 };
-                interpolate(item, child, env)?;
+                interpolate(item, child, env, on_unset)?;
             }
         }
         _ => {}
@@ -244,7 +345,25 @@ fn interpolate(
     Ok(())
 }
 
-fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// Why a string can't be interpolated.
+#[derive(Debug, PartialEq)]
+enum Expand {
+    /// `${NAME}` names a variable that is not set.
+    Unset(String),
+    /// The string is malformed; the message says how.
+    Syntax(String),
+}
+
+impl std::fmt::Display for Expand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expand::Unset(v) => f.write_str(&unset_message(v)),
+            Expand::Syntax(m) => f.write_str(m),
+        }
+    }
+}
+
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Expand> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -262,21 +381,21 @@ fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Strin
         };
         let end = body
             .find('}')
-            .ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+            .ok_or_else(|| Expand::Syntax(format!("unclosed ${{ in {s:?}")))?;
         let expr = &body[..end];
         let (name, default) = match expr.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (expr, None),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("${{{expr}}} is not a variable name"));
+            return Err(Expand::Syntax(format!(
+                "${{{expr}}} is not a variable name"
+            )));
         }
         match (env(name), default) {
             (Some(v), _) if !v.is_empty() || default.is_none() => out.push_str(&v),
             (_, Some(d)) => out.push_str(d),
-            (None, None) => {
-                return Err(format!("environment variable {name} is not set"));
-            }
+            (None, None) => return Err(Expand::Unset(name.to_string())),
             (Some(v), None) => out.push_str(&v),
         }
         rest = &body[end + 1..];
@@ -285,7 +404,12 @@ fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Strin
     Ok(out)
 }
 
-fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, ConfigError> {
+fn validate(
+    config: Config,
+    path: &Path,
+    base_dir: PathBuf,
+    unresolved: Vec<Unresolved>,
+) -> Result<Loaded, ConfigError> {
     let shown = path.display().to_string();
     let invalid = |key: String, message: String| ConfigError::Invalid {
         path: shown.clone(),
@@ -359,6 +483,14 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
             r.ca_file = Some(base_dir.join(ca));
         }
     }
+    for t in config.triggers.values_mut() {
+        if let TriggerSpec::Email(e) = t
+            && let Some(ca) = &e.ca_file
+            && ca.is_relative()
+        {
+            e.ca_file = Some(base_dir.join(ca));
+        }
+    }
     for c in config.rollout.clusters.values_mut() {
         if let Some(k) = &c.kubeconfig
             && k.is_relative()
@@ -413,6 +545,12 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
                     "{name:?} is reserved for Docker Hub callbacks; name this trigger otherwise"
                 ),
             ));
+        }
+        // A trigger holding a `${NAME}` left as written can't be sent and
+        // is not checked; its name still counts.
+        let prefix = format!("triggers.{name}.");
+        if unresolved.iter().any(|u| u.key.starts_with(&prefix)) {
+            continue;
         }
         t.validate()
             .map_err(|e| invalid(format!("triggers.{name}"), e))?;
@@ -470,13 +608,20 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         .approvals
         .validate()
         .map_err(|(k, m)| invalid(k, m))?;
-    for (i, t) in config.approvals.announce.iter().enumerate() {
-        if t == freshen_settings::CASCADE || !config.triggers.contains_key(t) {
-            let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();
-            return Err(invalid(
-                format!("approvals.announce[{i}]"),
-                format!("{t:?} is not a trigger (triggers: {})", known.join(", ")),
-            ));
+    let told = [
+        ("approvals.announce", &config.approvals.announce),
+        ("notify.rebuilds", &config.notify.rebuilds),
+        ("notify.rollouts", &config.notify.rollouts),
+    ];
+    for (at, list) in told {
+        for (i, t) in list.iter().enumerate() {
+            if t == freshen_settings::CASCADE || !config.triggers.contains_key(t) {
+                let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();
+                return Err(invalid(
+                    format!("{at}[{i}]"),
+                    format!("{t:?} is not a trigger (triggers: {})", known.join(", ")),
+                ));
+            }
         }
     }
     if config.outbox.max_attempts == 0 || config.outbox.concurrency == 0 {
@@ -547,6 +692,7 @@ fn validate(config: Config, path: &Path, base_dir: PathBuf) -> Result<Loaded, Co
         policies,
         feeds,
         rescan,
+        unresolved,
     })
 }
 
@@ -627,6 +773,19 @@ mod tests {
         .unwrap();
         assert!(!l.watches.is_empty());
         assert_eq!(l.config.receivers.len(), 2);
+    }
+
+    #[test]
+    fn the_readmes_notifications_example_loads() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("### Notifications").unwrap()..];
+        let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+        let text = &section[start..start + section[start..].find("```").unwrap()];
+        let env = |_: &str| Some("https://hooks.example/from-the-environment".to_string());
+        let l = parse(text, Path::new("README.md"), PathBuf::from("."), &env)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(l.config.triggers.len(), 5);
+        assert_eq!(l.config.notify.rebuilds, ["team-slack", "ops-mail"]);
     }
 
     #[test]
@@ -721,6 +880,69 @@ mod tests {
             .clone()
             .unwrap();
         assert_eq!(k, l.base_dir.join("kube/prod.yaml"));
+    }
+
+    #[test]
+    fn notifications_are_checked() {
+        let cases = [
+            (
+                "notify: {rebuilds: [nobody]}\n",
+                "notify.rebuilds[0]: \"nobody\" is not a trigger",
+            ),
+            (
+                "triggers:\n  c: {slack: {url: \"https://hooks.example/x\"}}\nnotify: {rollouts: [c, cascade]}\n",
+                "notify.rollouts[1]: \"cascade\" is not a trigger",
+            ),
+            (
+                "triggers:\n  chat:\n    slack:\n      url: \"https://hooks.example/T/B/s3cret\"\n      template: \"{{ ref }}\\n{% if kind %}\"\n",
+                "triggers.chat: slack.template: line 2: syntax error",
+            ),
+            (
+                "triggers:\n  chat:\n    discord: {url: \"https://discord.example/api/webhooks/1/t\", title: \"{{ refrence }}\"}\n",
+                "triggers.chat: discord.title: unknown variable \"refrence\"",
+            ),
+            (
+                "triggers:\n  chat:\n    teams: {url: \"https://x.example/w\", template: {rebuilt: \"x\"}}\n",
+                "triggers.chat: teams.template: \"rebuilt\" is not a kind of payload",
+            ),
+            (
+                "triggers:\n  mail:\n    email: {host: smtp.example, from: me, to: [ops@example.com]}\n",
+                "triggers.mail: email.from: \"me\" is not an address",
+            ),
+            (
+                "triggers:\n  mail:\n    email: {host: smtp.example, tls: none, username: u, password: p, from: a@b.c, to: [ops@example.com]}\n",
+                "triggers.mail: email.tls: none would send the password in clear",
+            ),
+            (
+                "triggers:\n  mail:\n    email: {host: smtp.example, from: a@b.c, to: [ops@example.com], body: \"{{ items | nofilter }}\"}\n",
+                "triggers.mail: email.body: rendering a change payload: line 1: unknown filter",
+            ),
+            (
+                "triggers:\n  chat:\n    discord: {url: \"https://discord.example/api/webhooks/1/t\", mentions: [\"@all\"]}\n",
+                "discord.mentions[0]",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = err(yaml);
+            assert!(e.contains(want), "{yaml}\n=> {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        let l = load_str(
+            "triggers:\n  mail:\n    email: {host: smtp.example, from: \"freshen <f@example.com>\", to: [ops@example.com], ca_file: ca/smtp.pem}\n  chat:\n    mattermost: {url: \"https://chat.example/hooks/k\"}\nnotify: {rebuilds: [chat], rollouts: [mail], failures_only: true}\n",
+        )
+        .unwrap();
+        match &l.config.triggers["mail"] {
+            TriggerSpec::Email(e) => {
+                assert_eq!(e.ca_file.clone().unwrap(), l.base_dir.join("ca/smtp.pem"));
+                assert_eq!(e.port(), 587);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(l.config.notify.failures_only);
+        assert_eq!(
+            format!("{:?}", l.config.triggers["chat"]),
+            "Mattermost(https://chat.example/…)"
+        );
     }
 
     #[test]
@@ -833,6 +1055,55 @@ triggers:
     }
 
     #[test]
+    fn unset_trigger_secrets_can_wait() {
+        let text = "watches:\n  - {ref: debian, on_change: [hook]}\n\
+                    triggers:\n  hook:\n    webhook: {url: \"${HOOK_URL}\", secret: \"${HOOK_SECRET}\"}\n";
+        let strict = err(text);
+        assert!(
+            strict.contains("triggers.hook.webhook.url: environment variable HOOK_URL is not set"),
+            "{strict}"
+        );
+        let env = |_: &str| None;
+        let l = parse_with(
+            text,
+            Path::new("freshen.yaml"),
+            PathBuf::from("."),
+            &env,
+            Unset::DeferTriggers,
+        )
+        .unwrap();
+        let keys: Vec<&str> = l.unresolved.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["triggers.hook.webhook.url", "triggers.hook.webhook.secret"]
+        );
+        assert_eq!(
+            l.check_triggers().unwrap_err().to_string(),
+            "config freshen.yaml: triggers.hook.webhook.url: environment variable HOOK_URL is not set"
+        );
+        assert_eq!(l.watches[0].triggers, ["hook"]);
+        // Elsewhere an unset variable is still an error.
+        let e = parse_with(
+            "database: \"${DB_URL}\"\n",
+            Path::new("freshen.yaml"),
+            PathBuf::from("."),
+            &env,
+            Unset::DeferTriggers,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("database: environment variable DB_URL is not set"),
+            "{e}"
+        );
+        // Everything set: nothing waits.
+        assert!(load_str("triggers:\n  j:\n    jenkins: {url: \"http://j\", job: x, user: ci, token: \"${JENKINS_TOKEN}\"}\n")
+            .unwrap()
+            .check_triggers()
+            .is_ok());
+    }
+
+    #[test]
     fn interpolation_rules() {
         let env = |n: &str| (n == "A").then(|| "1".to_string());
         assert_eq!(expand("x${A}y", &env).unwrap(), "x1y");
@@ -840,7 +1111,11 @@ triggers:
         assert_eq!(expand("${B:-d}", &env).unwrap(), "d");
         assert_eq!(expand("cost $5", &env).unwrap(), "cost $5");
         assert!(expand("${A", &env).is_err());
-        assert!(expand("${B}", &env).unwrap_err().contains("B is not set"));
+        assert_eq!(expand("${B}", &env), Err(Expand::Unset("B".into())));
+        assert_eq!(
+            expand("${B}", &env).unwrap_err().to_string(),
+            "environment variable B is not set"
+        );
     }
 
     #[test]

@@ -452,7 +452,7 @@ impl Planner<'_> {
                     file = self.file,
                     line = line + 1,
                     repository,
-                    ?digests,
+                    digests = %digests.join(", "),
                     "several updates of this repository apply, with different digests, and the field says nothing more to choose by: left alone"
                 );
                 None

@@ -372,7 +372,7 @@ impl Intake {
             }
         }
         if out.outcome != "failed" {
-            tracing::info!(reference = %out.reference, outcome = out.outcome, event = ?out.event_id, source, "push received");
+            tracing::info!(reference = %out.reference, outcome = out.outcome, event = out.event_id.as_deref().map(tracing::field::display), source, "push received");
         }
         out
     }

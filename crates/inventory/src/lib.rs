@@ -8,6 +8,7 @@
 
 mod query;
 mod scan;
+pub mod telemetry;
 
 pub use query::{
     ChildView, Holder, ImageView, PackageVersion, PlatformView, Queries, RegisteredPackage,

@@ -124,6 +124,17 @@ impl Scanner {
         r: &Reference,
         opts: &ScanOptions,
     ) -> Result<Vec<(ScanReport, freshen_sbom::Inventory)>, InventoryError> {
+        let started = std::time::Instant::now();
+        let scanned = self.scan_platforms(r, opts).await;
+        crate::telemetry::scanned(scanned.as_ref().ok().map(Vec::len), started.elapsed());
+        scanned
+    }
+
+    async fn scan_platforms(
+        &self,
+        r: &Reference,
+        opts: &ScanOptions,
+    ) -> Result<Vec<(ScanReport, freshen_sbom::Inventory)>, InventoryError> {
         let (resolved, single) = self.client.resolve_image(r).await?;
         let manifests = if opts.platforms.is_empty() {
             resolved.manifests.clone()
@@ -224,6 +235,15 @@ impl Scanner {
         let cached = self.store.layer_findings(&blobs).await?;
         let mut findings: Vec<(String, LayerFindings)> = Vec::with_capacity(blobs.len());
         let mut read = 0;
+        let mut read_bytes = 0u64;
+        let size = |blob: &str| {
+            image
+                .manifest
+                .layers
+                .iter()
+                .find(|l| l.digest == blob)
+                .map_or(0, |l| u64::try_from(l.size).unwrap_or(0))
+        };
         for blob in &blobs {
             let f = match cached.get(blob) {
                 Some(json) => match serde_json::from_str(json) {
@@ -231,16 +251,19 @@ impl Scanner {
                     // A cache entry from another version of freshen: read again.
                     Err(_) => {
                         read += 1;
+                        read_bytes += size(blob);
                         self.read_layer_once(pinned, blob).await?
                     }
                 },
                 None => {
                     read += 1;
+                    read_bytes += size(blob);
                     self.read_layer_once(pinned, blob).await?
                 }
             };
             findings.push((blob.clone(), f));
         }
+        crate::telemetry::layers(read, blobs.len() - read, read_bytes);
         let inv = freshen_sbom::merge(&findings);
         let packages: Vec<PackageRecord> = inv
             .packages

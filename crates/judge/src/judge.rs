@@ -95,6 +95,7 @@ impl Judge {
                 store
                     .remember_policy(policy.version(), &policy.spec_json(), now)
                     .await?;
+                crate::telemetry::decided("change", verdict.act);
                 labels.push((subject.label.clone(), verdict.act, verdict.reason.clone()));
                 decisions.push(Decision {
                     id: uuid::Uuid::now_v7().to_string(),

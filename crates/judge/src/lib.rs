@@ -19,6 +19,7 @@ mod rejudge;
 mod replay;
 mod reports;
 mod scanner_report;
+pub mod telemetry;
 mod verify;
 mod vulns;
 

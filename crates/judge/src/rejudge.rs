@@ -45,6 +45,7 @@ impl Vulns {
         for j in judged {
             let (policy_name, policy) = policies.for_image(&[j.reference.as_str()]);
             let triggers = policy.on_vulnerable().unwrap_or_default();
+            crate::telemetry::decided("vulnerability", j.acts());
             if !j.acts() {
                 store.clear_vulnerable(&j.reference, &j.digest).await?;
                 continue;
@@ -102,6 +103,7 @@ impl Vulns {
                 events.push(e);
             }
         }
+        crate::telemetry::vulnerability_events(events.len());
         Ok(events)
     }
 }
@@ -163,6 +165,7 @@ impl Vulns {
         let names = self.store().tags().await?;
         let today = Utc::now().format("%Y-%m-%d").to_string();
         let mut out = Vec::new();
+        let mut severities = Vec::new();
         for name in names {
             let (_, policy) = policies.for_image(&[name.as_str()]);
             if !wanted(policy) {
@@ -170,6 +173,7 @@ impl Vulns {
             }
             let r = self.parse(&name)?;
             for v in self.vulnerabilities_with(index, &r).await? {
+                severities.extend(v.findings.iter().map(|f| f.severity));
                 let verdict = policy.evaluate(&v.findings, &today);
                 let counted = policy
                     .counted(&v.findings, &today)
@@ -186,6 +190,7 @@ impl Vulns {
                 });
             }
         }
+        crate::telemetry::findings(severities.into_iter());
         Ok(out)
     }
 }

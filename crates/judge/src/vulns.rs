@@ -479,6 +479,7 @@ impl Vulns {
                     decided_at: now,
                 };
                 self.store().record_decision(&decision).await?;
+                crate::telemetry::decided("check", decision.act);
                 out.push(PolicyCheck {
                     reference: r.to_string(),
                     policy: policy_name.to_string(),

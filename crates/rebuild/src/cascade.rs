@@ -315,7 +315,7 @@ impl Cascader {
                     .create(&plan, p.cause, Some(event_id))
                     .await
                     .map_err(build)?;
-                tracing::info!(run = %run.id, event = event_id, %base, images = plan.len(), waves = plan.waves.len(), not_buildable = ?plan.not_buildable, "cascade starts");
+                tracing::info!(run = %run.id, event = event_id, %base, images = plan.len(), waves = plan.waves.len(), not_buildable = %plan.not_buildable.join(", "), "cascade starts");
                 run
             }
         };
@@ -365,7 +365,7 @@ fn log_progress(p: Progress) {
             tracing::info!(%image, %version, "cascade builds")
         }
         Progress::Finished { item } => {
-            tracing::info!(image = %item.image, state = %item.state, version = ?item.version, detail = ?item.detail, "cascade built")
+            tracing::info!(image = %item.image, state = %item.state, version = item.version.as_deref().map(tracing::field::display), detail = item.detail.as_deref().map(tracing::field::display), "cascade built")
         }
     }
 }

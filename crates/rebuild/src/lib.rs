@@ -11,6 +11,7 @@ mod plan;
 mod promote;
 mod rebase;
 mod run;
+pub mod telemetry;
 mod version;
 
 pub use cascade::{
@@ -25,7 +26,7 @@ pub use executor::{
 pub use plan::{Plan, PlannedBuild, Trigger, plan};
 pub use promote::{PromoteError, promote};
 pub use rebase::{Rebased, rebase};
-pub use run::{GateVerdict, Progress, PromoteGate, RunReport, Runner};
+pub use run::{GateVerdict, Progress, PromoteGate, RunEnd, RunReport, Runner};
 pub use version::{Bump, DEFAULT_SCHEME, Part, Scheme};
 
 /// Why a build definition or a plan is wrong.

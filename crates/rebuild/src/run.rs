@@ -56,6 +56,20 @@ pub trait PromoteGate: Send + Sync {
     ) -> futures::future::BoxFuture<'a, Result<GateVerdict, BuildError>>;
 }
 
+/// Asked as a run ends, for what to tell of it: the outbox rows written in
+/// the transaction that stores the run's final state (the application's:
+/// the run's result, for the triggers told of runs).
+pub trait RunEnd: Send + Sync {
+    /// The notices of `run` ending in `state` at `at`, with its `items`.
+    fn notices<'a>(
+        &'a self,
+        run: &'a RebuildRun,
+        items: &'a [RebuildItem],
+        state: RunState,
+        at: chrono::DateTime<Utc>,
+    ) -> futures::future::BoxFuture<'a, Vec<freshen_store::Notice>>;
+}
+
 /// A [`PromoteGate`]'s answer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GateVerdict {
@@ -74,6 +88,7 @@ pub struct Runner {
     parallel: usize,
     on_progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
     gate: Option<Arc<dyn PromoteGate>>,
+    on_end: Option<Arc<dyn RunEnd>>,
 }
 
 /// The outcome of a run.
@@ -102,7 +117,14 @@ impl Runner {
             parallel: parallel.max(1),
             on_progress: None,
             gate: None,
+            on_end: None,
         }
+    }
+
+    /// Asks `on_end` what to tell as each run ends.
+    pub fn on_end(mut self, on_end: Arc<dyn RunEnd>) -> Runner {
+        self.on_end = Some(on_end);
+        self
     }
 
     /// Asks `gate` before promoting each image.
@@ -221,6 +243,9 @@ impl Runner {
                     let by_image = &by_image;
                     async move {
                         let image = planned.image.clone();
+                        let executor = by_image
+                            .get(image.as_str())
+                            .map_or("unknown", |b| b.executor.as_str());
                         if let Some(bad) = planned.because.iter().find(|b| broken.contains(*b)) {
                             let detail = format!("skipped: its base {bad} was not rebuilt");
                             self.store
@@ -234,14 +259,21 @@ impl Runner {
                                     Utc::now(),
                                 )
                                 .await?;
+                            crate::telemetry::image(executor, "skipped", None);
                             return Ok::<_, BuildError>(image);
                         }
+                        let started = std::time::Instant::now();
                         let outcome = match by_image.get(image.as_str()) {
                             Some(b) => self.one(run_id, b).await,
                             None => Err(BuildError::Invalid(format!(
                                 "{image} is no longer defined under builds or discover"
                             ))),
                         };
+                        crate::telemetry::image(
+                            executor,
+                            if outcome.is_ok() { "done" } else { "failed" },
+                            Some(started.elapsed()),
+                        );
                         match outcome {
                             Ok((version, digest, note)) => {
                                 self.store
@@ -293,13 +325,19 @@ impl Runner {
             std::mem::swap(&mut state, &mut fresh);
         }
         let ok = state.values().all(|i| i.state == ItemState::Done);
+        let end = if ok { RunState::Done } else { RunState::Failed };
+        let at = Utc::now();
+        let notices = match &self.on_end {
+            Some(f) => {
+                let items: Vec<RebuildItem> = state.values().cloned().collect();
+                f.notices(&run, &items, end, at).await
+            }
+            None => Vec::new(),
+        };
         self.store
-            .finish_rebuild(
-                run_id,
-                if ok { RunState::Done } else { RunState::Failed },
-                Utc::now(),
-            )
+            .finish_rebuild_telling(run_id, end, at, &notices)
             .await?;
+        crate::telemetry::run(ok, (at - run.created_at).to_std().unwrap_or_default());
         Ok(RunReport {
             run: self
                 .store

@@ -141,6 +141,25 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// A short name for the kind of failure (`not_found`, `rate_limited`,
+    /// ...), for metrics' `kind` label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RegistryError::NotFound { .. } => "not_found",
+            RegistryError::AuthRequired { .. } => "auth_required",
+            RegistryError::AuthFailed { .. } => "auth_failed",
+            RegistryError::Denied { .. } => "denied",
+            RegistryError::RateLimited { .. } => "rate_limited",
+            RegistryError::Http { .. } => "http",
+            RegistryError::Transport { .. } => "transport",
+            RegistryError::DigestMismatch { .. } => "digest_mismatch",
+            RegistryError::BadContent { .. } => "bad_content",
+            RegistryError::PlatformMissing { .. } => "platform_missing",
+            RegistryError::Settings { .. } => "settings",
+            RegistryError::Credentials { .. } => "credentials",
+        }
+    }
+
     /// True when the error says the registry is overloaded or unreachable, so
     /// a mirror or a later attempt may do better.
     pub fn is_transient(&self) -> bool {

@@ -20,6 +20,7 @@ mod error;
 mod manifest;
 mod push;
 mod settings;
+pub mod telemetry;
 mod transport;
 
 use std::sync::Arc;

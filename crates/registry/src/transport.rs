@@ -254,6 +254,23 @@ impl Transport {
         req: &Req<'_>,
         url: &str,
     ) -> Result<reqwest::Response, RegistryError> {
+        let sent = self.attempts(host, endpoint, target, req, url).await;
+        if let Err(e) = &sent {
+            crate::telemetry::error(&host.name, e);
+        }
+        sent
+    }
+
+    /// [`Transport::send_to`]'s attempts: authenticating, retrying, waiting
+    /// out a `Retry-After`.
+    async fn attempts(
+        &self,
+        host: &Host,
+        endpoint: &Endpoint,
+        target: &Target<'_>,
+        req: &Req<'_>,
+        url: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
         let retry = &self.options.retry;
         // Only the URL's path goes to logs and errors: an upload location's
         // query is the registry's own state.
@@ -312,7 +329,15 @@ impl Transport {
             let result = {
                 let _permit = host.limit.acquire().await.expect("semaphore open");
                 self.requests.fetch_add(1, Ordering::Relaxed);
-                builder.send().await
+                let sent_at = Instant::now();
+                let result = builder.send().await;
+                crate::telemetry::request(
+                    &host.name,
+                    &req.method,
+                    result.as_ref().ok().map(|r| r.status().as_u16()),
+                    sent_at.elapsed(),
+                );
+                result
             };
             let resp = match result {
                 Ok(r) => r,
@@ -398,7 +423,7 @@ impl Transport {
                             retry_after: wait,
                         });
                     }
-                    tracing::info!(registry = %host.name, wait = ?wait, "rate limited; waiting as Retry-After asks");
+                    tracing::info!(registry = %host.name, wait_seconds = wait.as_secs_f64(), "rate limited; waiting as Retry-After asks");
                     endpoint.pause_until(Instant::now() + wait);
                     continue;
                 }
@@ -602,10 +627,13 @@ impl Endpoint {
 impl Host {
     fn record_rate_limit(&self, headers: &HeaderMap) {
         if let Some(v) = headers
+            // Header names are case-insensitive: the IETF draft's
+            // `RateLimit-Remaining` and Docker Hub's `ratelimit-remaining`.
             .get("ratelimit-remaining")
             .and_then(|v| v.to_str().ok())
         {
             tracing::debug!(registry = %self.name, remaining = v, "rate limit");
+            crate::telemetry::rate_limit_remaining(&self.name, v);
             *self.rate_limit_remaining.lock().expect("rate limit lock") = Some(v.to_string());
         }
     }

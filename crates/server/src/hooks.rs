@@ -8,8 +8,7 @@
 //! the sender retries). The path's key is a secret: logs show `/hooks/{kind}/…`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -62,38 +61,6 @@ async fn take(app: &App, receiver: &str, notice: Notice) -> HookAnswer {
     }
 }
 
-/// Request counts by receiver kind and outcome, for `GET /metrics`.
-#[derive(Default)]
-pub(crate) struct Metrics {
-    hooks: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-}
-
-impl Metrics {
-    fn count(&self, kind: &'static str, outcome: &'static str) {
-        *self
-            .hooks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((kind, outcome))
-            .or_default() += 1;
-    }
-
-    /// The Prometheus text exposition.
-    pub(crate) fn render(&self) -> String {
-        let mut out = String::from(
-            "# HELP freshen_hook_requests_total Webhook requests by receiver kind and outcome.\n\
-             # TYPE freshen_hook_requests_total counter\n",
-        );
-        for ((kind, outcome), n) in self.hooks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(
-                out,
-                "freshen_hook_requests_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        out
-    }
-}
-
 /// The path with a hook's key hidden, for logs.
 pub(crate) fn redacted_path(path: &str) -> std::borrow::Cow<'_, str> {
     match path.strip_prefix("/hooks/") {
@@ -122,7 +89,7 @@ pub(crate) async fn receive(State(st): State<AppState>, req: Request) -> Respons
         segments.next().unwrap_or_default(),
     );
     let Some(kind) = Kind::parse(kind) else {
-        st.metrics.count("unknown", "not_found");
+        crate::telemetry::hook("unknown", "not_found");
         return refuse(
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -138,19 +105,19 @@ pub(crate) async fn receive(State(st): State<AppState>, req: Request) -> Respons
     };
     let label = kind.as_str();
     if declared_too_large(&parts.headers, st.max_body_bytes) {
-        st.metrics.count(label, "too_large");
+        crate::telemetry::hook(label, "too_large");
         return refuse(too_large(st.max_body_bytes), body, st.max_body_bytes).await;
     }
     let bytes = match read_body(body, st.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
-            st.metrics.count(label, "too_large");
+            crate::telemetry::hook(label, "too_large");
             return e.into_response();
         }
     };
     let Some(hooks) = &st.hooks else {
         tracing::warn!(kind = label, "webhook refused: no receivers are configured");
-        st.metrics.count(label, "unauthorised");
+        crate::telemetry::hook(label, "unauthorised");
         return unauthorised().into_response();
     };
     let presented = Presented {
@@ -162,7 +129,7 @@ pub(crate) async fn receive(State(st): State<AppState>, req: Request) -> Respons
         Ok(name) => name.to_string(),
         Err(why) => {
             tracing::warn!(kind = label, reason = %why, "webhook refused");
-            st.metrics.count(label, "unauthorised");
+            crate::telemetry::hook(label, "unauthorised");
             return unauthorised().into_response();
         }
     };
@@ -178,7 +145,7 @@ pub(crate) async fn receive(State(st): State<AppState>, req: Request) -> Respons
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(receiver = %name, error = %e, "webhook payload refused");
-            st.metrics.count(label, "malformed");
+            crate::telemetry::hook(label, "malformed");
             return ApiError::bad_request(format!("receiver {name:?}: {e}")).into_response();
         }
     };
@@ -188,7 +155,7 @@ pub(crate) async fn receive(State(st): State<AppState>, req: Request) -> Respons
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "handling a webhook panicked");
-            st.metrics.count(label, "failed");
+            crate::telemetry::hook(label, "failed");
             return ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error handling the webhook",
@@ -197,10 +164,10 @@ pub(crate) async fn receive(State(st): State<AppState>, req: Request) -> Respons
         }
     };
     if answer.retry {
-        st.metrics.count(label, "failed");
+        crate::telemetry::hook(label, "failed");
         (StatusCode::BAD_GATEWAY, axum::Json(answer.body)).into_response()
     } else {
-        st.metrics.count(label, "accepted");
+        crate::telemetry::hook(label, "accepted");
         axum::Json(answer.body).into_response()
     }
 }
@@ -216,15 +183,6 @@ async fn refuse(e: ApiError, body: Body, max: usize) -> Response {
     e.into_response()
 }
 
-/// `GET /metrics`.
-pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
-    )
-        .into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,20 +191,5 @@ mod tests {
     fn keys_never_reach_logs() {
         assert_eq!(redacted_path("/hooks/registry/s3cret"), "/hooks/registry/…");
         assert_eq!(redacted_path("/images/debian"), "/images/debian");
-    }
-
-    #[test]
-    fn metrics_render_as_prometheus_text() {
-        let m = Metrics::default();
-        m.count("registry", "accepted");
-        m.count("registry", "accepted");
-        m.count("dockerhub", "unauthorised");
-        let text = m.render();
-        assert!(
-            text.contains(
-                "freshen_hook_requests_total{kind=\"registry\",outcome=\"accepted\"} 2\n"
-            )
-        );
-        assert!(text.contains("{kind=\"dockerhub\",outcome=\"unauthorised\"} 1\n"));
     }
 }

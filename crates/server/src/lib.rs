@@ -14,8 +14,9 @@
 //! | `DELETE /images/{ref}` | remove (204; 404 when unknown) |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document |
 //! | `POST /hooks/{kind}/{key}` | a registry webhook (`dockerhub`, `registry`, `harbor`, `generic`): what each pushed tag set off |
-//! | `GET /metrics` | Prometheus counters (`freshen_hook_requests_total{kind,outcome}`) |
-//! | `GET /healthz` | `{"status":"ok"}` |
+//! | `GET /metrics` | Prometheus metrics of the whole pipeline (the README lists them) |
+//! | `GET /healthz` | `{"status":"ok"}`, no I/O |
+//! | `GET /readyz` | `{"status":"ready"}`, or 503 with the reason when the database doesn't answer or lacks a migration |
 //! | `GET /`, `/ui/packages`, `/ui/children` | a small HTML page with lookup forms |
 //!
 //! References in paths are URL-encoded (`localhost%3A5000%2Fapp%3A1`);
@@ -31,6 +32,7 @@ mod openapi;
 mod rollouts;
 mod routes;
 mod settings;
+mod telemetry;
 mod ui;
 
 mod run;
@@ -56,6 +58,7 @@ pub async fn router(app: Arc<App>) -> Result<axum::Router, AppError> {
     if app.loaded().config.server.write_tokens.is_empty() {
         tracing::warn!("no server.write_tokens in the config: POST/PUT/DELETE are refused");
     }
+    telemetry::install();
     let receivers = app.receivers().await?;
     let hooks =
         (!receivers.is_empty()).then(|| Arc::new(hooks::Hooks::new(receivers, app.clone())));

@@ -61,7 +61,7 @@ pub fn document() -> Value {
     doc
 }
 
-/// Webhook receivers and metrics.
+/// Webhook receivers, metrics and readiness.
 fn hooks_paths() -> Value {
     json!({
         "/hooks/{kind}/{key}": {
@@ -89,8 +89,25 @@ fn hooks_paths() -> Value {
             "get": {
                 "tags": ["service"],
                 "operationId": "metrics",
-                "summary": "Prometheus counters: freshen_hook_requests_total{kind,outcome}",
+                "summary": "Prometheus metrics of the whole pipeline (checks, registries, outbox, scans, policy, rebuilds, roll-outs, webhooks); the README lists them",
                 "responses": { "200": { "description": "The Prometheus text exposition.", "content": { "text/plain": { "schema": { "type": "string" } } } } }
+            }
+        },
+        "/readyz": {
+            "get": {
+                "tags": ["service"],
+                "operationId": "ready",
+                "summary": "Readiness: the database answers a trivial query within 2 s and holds every migration",
+                "responses": {
+                    "200": { "description": "Ready.", "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["status"],
+                        "properties": { "status": { "type": "string", "enum": ["ready"] } }
+                    } } } },
+                    "503": { "description": "Not ready, and why (the database is unreachable, slow, or not migrated).", "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["status", "reason"],
+                        "properties": { "status": { "type": "string", "enum": ["not ready"] }, "reason": { "type": "string", "description": "Why: the database's error, a timeout, or the migrations missing." } }
+                    } } } }
+                }
             }
         }
     })
@@ -316,7 +333,7 @@ fn inventory_document() -> Value {
                 "get": {
                     "tags": ["service"],
                     "operationId": "health",
-                    "summary": "Liveness",
+                    "summary": "Liveness: the process answers (no I/O)",
                     "responses": { "200": json_response("The server is up.", "Health") }
                 }
             },

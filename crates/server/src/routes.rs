@@ -23,7 +23,7 @@ use tower_http::trace::TraceLayer;
 use crate::ServerSettings;
 use crate::auth::WriteAuth;
 use crate::error::ApiError;
-use crate::hooks::{Hooks, Metrics};
+use crate::hooks::Hooks;
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -33,7 +33,6 @@ pub(crate) struct AppState {
     pub max_body_bytes: usize,
     /// Webhook receivers, when configured.
     pub hooks: Option<Arc<Hooks>>,
-    pub metrics: Arc<Metrics>,
 }
 
 /// One route: its axum path, the OpenAPI operations (method, path) it
@@ -52,6 +51,11 @@ pub(crate) fn table() -> Vec<Route> {
             path: "/healthz",
             operations: &[("get", "/healthz")],
             service: get(healthz),
+        },
+        Route {
+            path: "/readyz",
+            operations: &[("get", "/readyz")],
+            service: get(crate::telemetry::readyz),
         },
         Route {
             path: "/openapi.json",
@@ -116,7 +120,7 @@ pub(crate) fn table() -> Vec<Route> {
         Route {
             path: "/metrics",
             operations: &[("get", "/metrics")],
-            service: get(crate::hooks::metrics),
+            service: get(crate::telemetry::metrics),
         },
         Route {
             path: "/rollouts",
@@ -169,7 +173,6 @@ pub(crate) fn build(app: Arc<App>, hooks: Option<Arc<Hooks>>) -> Router {
         openapi,
         max_body_bytes,
         hooks,
-        metrics: Arc::new(Metrics::default()),
     };
     let mut router = Router::new();
     for r in table() {
@@ -225,7 +228,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-async fn healthz() -> Response {
+pub(crate) async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
 

@@ -49,6 +49,17 @@ impl Bound {
         Ok(Bound { listener, router })
     }
 
+    /// Like [`Bound::new`], serving only `/metrics`, `/healthz` and
+    /// `/readyz`: `freshen watch --metrics` without the API.
+    pub async fn metrics(app: Arc<App>, addr: SocketAddr) -> Result<Bound, ServeError> {
+        app.open().await?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Listen { addr, source })?;
+        let router = crate::telemetry::router(app);
+        Ok(Bound { listener, router })
+    }
+
     /// The address bound (with the port the system chose for `:0`).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()

@@ -1038,7 +1038,7 @@ async fn openapi_html_and_service(db: Db) {
             operations += 1;
         }
     }
-    assert_eq!(operations, 25);
+    assert_eq!(operations, 26);
 
     // The HTML page: a count, forms, everything escaped, strict CSP.
     let r = s.get("/").await;
@@ -1115,9 +1115,31 @@ async fn openapi_html_and_service(db: Db) {
     let r = s.get("/healthz").await;
     assert_eq!(r.header("x-content-type-options"), "nosniff");
 
+    // Ready while the store answers; 503 with the reason once it can't.
+    let r = s.get("/readyz").await;
+    assert_eq!(
+        (r.status, r.json()),
+        (StatusCode::OK, json!({ "status": "ready" }))
+    );
+    documented("get", "/readyz", &r);
+    store.close().await;
+    let r = s.get("/readyz").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    documented("get", "/readyz", &r);
+    assert_eq!(r.json()["status"], "not ready");
+    assert!(
+        r.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("check that the database is ready"),
+        "{}",
+        r.text
+    );
+    // Liveness does no I/O: still up.
+    assert_eq!(s.get("/healthz").await.status, StatusCode::OK);
+
     s.stop(&token).await;
     assert_token_never_logged(&token);
-    store.close().await;
 }
 
 /// Runs PyPI's `openapi-spec-validator` on the document; a missing tool fails.

@@ -9,6 +9,8 @@ mod builders;
 mod cascade;
 mod definition;
 mod feeds;
+pub mod message;
+mod notify;
 mod outbox;
 mod registry;
 mod rollout;
@@ -29,13 +31,15 @@ pub use feeds::{
     DEFAULT_FEED_MAX_SIZE, DEFAULT_FEED_SCHEDULE, Feed, FeedSource, FeedSpec, RescanSpec,
     parse_size,
 };
+pub use notify::NotifySettings;
 pub use outbox::OutboxSettings;
 pub use registry::RegistrySettings;
 pub use rollout::{ClusterSpec, GitopsSpec, RolloutSettings, WorkloadKind};
 pub use schedule::Schedule;
 pub use server::ServerSettings;
 pub use triggers::{
-    CASCADE, CommandSpec, HUB_CALLBACK, JenkinsSpec, TriggerSpec, WebhookFormat, WebhookSpec,
-    redact_url,
+    CASCADE, CommandSpec, DiscordSpec, EmailSpec, EmailTls, HUB_CALLBACK, JenkinsSpec,
+    MattermostSpec, SlackSpec, TeamsFormat, TeamsSpec, TriggerSpec, WebhookFormat, WebhookSpec,
+    mention_id, redact_url,
 };
 pub use watch::{Watch, WatchSpec};

@@ -88,12 +88,22 @@ impl fmt::Debug for ServerSettings {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
-    #[serde(default = "default_listen")]
+    #[serde(default = "default_listen", deserialize_with = "listen_address")]
     listen: SocketAddr,
     #[serde(default)]
     write_tokens: Vec<String>,
     #[serde(default = "default_max_body")]
     max_body_bytes: usize,
+}
+
+/// `listen`, with an error that names the value given.
+fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not an address to listen on: an IP address and a port, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::]:8080"
+        ))
+    })
 }
 
 fn default_listen() -> SocketAddr {
@@ -124,6 +134,17 @@ mod tests {
 
     fn parse(json: &str) -> Result<ServerSettings, String> {
         serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_bad_listen_address_is_named() {
+        for bad in ["nope", "localhost:8080", "127.0.0.1"] {
+            let e = parse(&format!(r#"{{"listen":"{bad}"}}"#)).unwrap_err();
+            assert!(
+                e.contains(&format!("{bad:?} is not an address to listen on")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 mod approvals;
 mod error;
 mod feeds;
+mod health;
 mod history;
 mod inventory;
 mod model;
@@ -44,7 +45,7 @@ pub use model::{
 };
 pub use vulnerable::Vulnerable;
 
-pub use outbox::TriggerFilter;
+pub use outbox::{Notice, TriggerFilter};
 pub use rebuilds::{ItemState, RebuildItem, RebuildRun, RunState};
 pub use reports::{ReportImport, ReportInput, ReportOutcome, StoredReport};
 pub use rollouts::{RolloutItem, RolloutRecord, RolloutState};

@@ -56,6 +56,16 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// `sqlite` or `postgres`, as in logs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
 /// The digest one platform of a reference points at. Platform `""` stands for
 /// the tag's top-level digest (an index or a single manifest).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

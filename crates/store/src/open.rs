@@ -84,7 +84,7 @@ pub(crate) async fn open(url: &str) -> Result<Store, StoreError> {
             } else {
                 options = options.journal_mode(SqliteJournalMode::Wal);
                 pool = pool.max_connections(SQLITE_MAX_CONNECTIONS);
-                create_parent_dir(options.get_filename()).map_err(open_err)?;
+                require_parent_dir(options.get_filename()).map_err(open_err)?;
                 let mut lock = options.get_filename().as_os_str().to_owned();
                 lock.push(".migrate-lock");
                 migrate_lock = Some(lock.into());
@@ -155,6 +155,16 @@ pub(crate) async fn open(url: &str) -> Result<Store, StoreError> {
     })
 }
 
+/// The newest migration this build holds for the backend (PostgreSQL or SQLite).
+pub(crate) fn latest_migration(postgres: bool) -> i64 {
+    let m = if postgres {
+        &POSTGRES_MIGRATIONS
+    } else {
+        &SQLITE_MIGRATIONS
+    };
+    m.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 async fn migrate(db: &Db) -> Result<(), MigrateError> {
     match db {
         // PostgreSQL's migrator holds an advisory lock, so replicas starting
@@ -196,10 +206,18 @@ fn lock_file(path: &Path) -> Result<std::fs::File, String> {
     Ok(file)
 }
 
-fn create_parent_dir(file: &Path) -> Result<(), String> {
+/// The SQLite file's directory must exist: a mistyped path is said, not
+/// made (the caller creates a default data directory it chose itself).
+fn require_parent_dir(file: &Path) -> Result<(), String> {
     match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create directory {}: {e}", dir.display())),
+        Some(dir) if !dir.as_os_str().is_empty() => match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(format!("{} is not a directory", dir.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(format!("directory {} does not exist", dir.display()))
+            }
+            Err(e) => Err(format!("directory {}: {e}", dir.display())),
+        },
         _ => Ok(()),
     }
 }
@@ -344,7 +362,7 @@ mod tests {
     #[tokio::test]
     async fn sqlite_connections_are_configured() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/a/b/x.db", dir.path().display());
+        let url = format!("sqlite://{}/x.db", dir.path().display());
         let store = open(&url).await.unwrap();
         let Db::Sqlite(pool) = &store.db else {
             panic!("not sqlite")
@@ -365,7 +383,7 @@ mod tests {
         }
         drop(c);
         store.close().await;
-        assert!(dir.path().join("a/b/x.db").is_file());
+        assert!(dir.path().join("x.db").is_file());
     }
 
     #[test]

@@ -115,6 +115,47 @@ pub(crate) async fn insert_delivery(
     Ok(())
 }
 
+/// A delivery written with the state it reports (a rebuild run's or a
+/// roll-out's end): to `trigger`, about `subject` (the run or roll-out),
+/// with `payload`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    /// The trigger told.
+    pub trigger: String,
+    /// What it is told.
+    pub payload: serde_json::Value,
+}
+
+/// Inserts a pending delivery, due at `now`, unless one with `key` is
+/// stored already (a result is told once per run, state and trigger).
+pub(crate) async fn insert_keyed_delivery(
+    tx: &mut Tx,
+    subject: &str,
+    notice: &Notice,
+    key: &str,
+    now: DateTime<Utc>,
+    context: &'static str,
+) -> Result<(), StoreError> {
+    let payload = notice.payload.to_string();
+    with_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO deliveries \
+             (event_id, trigger_name, payload, state, attempts, next_attempt_at, created_at, dedup_key) \
+             VALUES ($1, $2, $3, 'pending', 0, $4, $4, $5) ON CONFLICT (dedup_key) DO NOTHING",
+        )
+        .bind(subject)
+        .bind(&notice.trigger)
+        .bind(&payload)
+        .bind(to_ms(now))
+        .bind(key)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected())
+    })
+    .map_err(query_err(context))?;
+    Ok(())
+}
+
 /// Which deliveries a dispatcher takes, by trigger name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TriggerFilter<'a> {
@@ -367,6 +408,22 @@ impl Store {
         }
         .map_err(query_err("list deliveries"))?;
         rows.into_iter().map(DeliveryRow::into_delivery).collect()
+    }
+
+    /// One delivery by id, if there is one.
+    pub async fn delivery(&self, id: i64) -> Result<Option<Delivery>, StoreError> {
+        let row: Option<DeliveryRow> = with_pool!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM deliveries WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })
+        .map_err(query_err("read a delivery"))?;
+        row.map(DeliveryRow::into_delivery).transpose()
     }
 
     /// The deliveries of one change event, oldest first.

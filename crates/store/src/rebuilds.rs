@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::stored_as_text;
+use crate::outbox::{Notice, insert_keyed_delivery};
 use crate::sql::{from_ms, query_err, to_ms, with_pool, with_tx};
 use crate::{Store, StoreError};
 
@@ -343,15 +344,36 @@ impl Store {
         state: RunState,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        with_pool!(&self.db, pool => sqlx::query(
+        self.finish_rebuild_telling(id, state, at, &[]).await
+    }
+
+    /// Ends a run and, in the same transaction, queues `notices` (its
+    /// result, to the triggers told of runs), each once per run, state and
+    /// trigger: a run that fails again when retried tells nothing new, and
+    /// a crash loses nothing (the run is then still running, and ends again
+    /// when resumed).
+    pub async fn finish_rebuild_telling(
+        &self,
+        id: &str,
+        state: RunState,
+        at: DateTime<Utc>,
+        notices: &[Notice],
+    ) -> Result<(), StoreError> {
+        const CTX: &str = "finish a rebuild run";
+        let mut tx = self.db.begin_write(CTX).await?;
+        with_tx!(&mut tx, conn => sqlx::query(
             "UPDATE rebuild_runs SET state = $2, finished_at = $3 WHERE id = $1")
             .bind(id)
             .bind(state.as_str())
             .bind(to_ms(at))
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|x| x.rows_affected()))
-        .map_err(query_err("finish a rebuild run"))?;
-        Ok(())
+        .map_err(query_err(CTX))?;
+        for n in notices {
+            let key = format!("rebuild:{id}:{}:{}", state.as_str(), n.trigger);
+            insert_keyed_delivery(&mut tx, id, n, &key, at, CTX).await?;
+        }
+        tx.commit(CTX).await
     }
 }

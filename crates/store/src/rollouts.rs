@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::stored_as_text;
+use crate::outbox::{Notice, insert_keyed_delivery};
 use crate::rebuilds::RunState;
 use crate::sql::{from_ms, query_err, to_ms, with_pool, with_tx};
 use crate::{Store, StoreError};
@@ -377,16 +378,34 @@ impl Store {
         state: RunState,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.finish_rollout_telling(id, state, at, &[]).await
+    }
+
+    /// Ends a roll-out and, in the same transaction, queues `notices`
+    /// (its result), each once per roll-out, state and trigger.
+    pub async fn finish_rollout_telling(
+        &self,
+        id: &str,
+        state: RunState,
+        at: DateTime<Utc>,
+        notices: &[Notice],
+    ) -> Result<(), StoreError> {
+        const CTX: &str = "finish a roll-out";
         let finished = (state != RunState::Running).then(|| to_ms(at));
-        with_pool!(&self.db, pool => sqlx::query(
+        let mut tx = self.db.begin_write(CTX).await?;
+        with_tx!(&mut tx, conn => sqlx::query(
             "UPDATE rollouts SET state = $2, finished_at = $3, lease_owner = NULL, lease_until = NULL WHERE id = $1")
             .bind(id)
             .bind(state.as_str())
             .bind(finished)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|x| x.rows_affected()))
-        .map_err(query_err("finish a roll-out"))?;
-        Ok(())
+        .map_err(query_err(CTX))?;
+        for n in notices {
+            let key = format!("rollout:{id}:{}:{}", state.as_str(), n.trigger);
+            insert_keyed_delivery(&mut tx, id, n, &key, at, CTX).await?;
+        }
+        tx.commit(CTX).await
     }
 }

@@ -29,6 +29,12 @@ impl Buildah {
         }
     }
 
+    /// `buildah` with this storage dir: for steps the helpers here don't
+    /// take (`from`, `mount`, `run`, `inspect`, builds with volumes).
+    pub fn command(&self) -> tokio::process::Command {
+        self.cmd()
+    }
+
     fn cmd(&self) -> tokio::process::Command {
         let mut c = tokio::process::Command::new("buildah");
         c.arg("--root")

@@ -176,9 +176,8 @@ impl Db {
 /// with [`FreshDb::remove`] when it is done (also after a failure, so a
 /// long run leaves no databases behind).
 ///
-/// - SQLite: `sqlite://<temp dir>/data/freshen.db`. The `data` directory
-///   does not exist yet, so opening the URL also checks that missing parent
-///   directories get created. Nothing is created here.
+/// - SQLite: `sqlite://<temp dir>/data/freshen.db`, its `data` directory
+///   made here (the store opens files only in directories that exist).
 /// - PostgreSQL: a new database on [`postgres_server_url`], with
 ///   `?sslmode=disable` (the server is on loopback, and a TLS handshake per
 ///   connection would dominate a debug build's test time).
@@ -200,7 +199,11 @@ impl FreshDb {
     pub async fn create(kind: Db) -> FreshDb {
         let dir = tempfile::tempdir().expect("freshen-testkit: creating a temp dir failed");
         let (url, postgres_name) = match kind {
-            Db::Sqlite => (sqlite_url(&dir.path().join("data")), None),
+            Db::Sqlite => {
+                let data = dir.path().join("data");
+                std::fs::create_dir(&data).expect("freshen-testkit: creating the data dir failed");
+                (sqlite_url(&data), None)
+            }
             Db::Postgres => {
                 let base = postgres_server_url();
                 let name = create_database(&base).await;
@@ -272,11 +275,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fresh_sqlite_is_a_file_in_a_missing_directory() {
+    async fn fresh_sqlite_is_a_file_in_its_own_directory() {
         let db = FreshDb::create(Db::Sqlite).await;
         assert_eq!(db.kind(), Db::Sqlite);
         assert_eq!(db.url(), sqlite_url(&db.dir().join("data")));
-        assert!(!db.dir().join("data").exists());
+        assert!(db.dir().join("data").is_dir());
+        assert!(!db.dir().join("data/freshen.db").exists());
         db.remove().await;
     }
 }

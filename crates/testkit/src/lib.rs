@@ -16,6 +16,8 @@
 //!   stand-in whose roll-outs complete, stall or fail per image
 //!   ([`Rollout`]); tested with the real `kubectl` ([`kubectl`]).
 //! - [`WebhookReceiver`]: records POSTs and checks `X-Freshen-Signature`.
+//! - [`SmtpServer`]: a real SMTP server (PyPI `aiosmtpd`) with STARTTLS on a
+//!   certificate made by `openssl`, recording each message it accepts.
 //! - [`Harbor`]: a loopback server answering the Harbor v2.0 API calls
 //!   freshen makes (repositories, artifacts with scan overviews, reports),
 //!   paged and behind basic auth, as Harbor documents them.
@@ -26,6 +28,7 @@
 //! - [`write_file`], [`debian_root`], [`golden_base`], [`upstream_v1_v2`]:
 //!   the files and image trees tests build from; [`sbom_fixtures`],
 //!   [`vuln_fixtures`], [`osv_fixtures`]: the shared fixture directories.
+//! - [`require_tool`]: a program on PATH, or a panic naming its install.
 //! - [`eventually`]: waiting for another process, with a deadline and a
 //!   message; [`http`] and [`free_port`]: plain HTTP plumbing.
 //!
@@ -48,6 +51,7 @@ mod pusher;
 mod random;
 mod registry;
 mod skopeo;
+mod smtp;
 mod token_proxy;
 mod tools;
 mod webhook;
@@ -72,7 +76,9 @@ pub use pusher::{
 };
 pub use registry::{Registry, RegistryOptions};
 pub use skopeo::{skopeo_copy, unpack};
+pub use smtp::{AIOSMTPD_INSTALL, Mail, SmtpOptions, SmtpServer, SmtpTls};
 pub use token_proxy::{TokenAuthOptions, TokenAuthProxy, TokenProxyRequest};
+pub use tools::require_tool;
 pub use webhook::{EVENT_ID_HEADER, Received, SIGNATURE_HEADER, WebhookReceiver, sign};
 
 /// Turns `async fn name(db: Db)` into two multi-thread `#[tokio::test]`s,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// Finds `tool` on PATH, or panics naming the command that installs it.
-pub(crate) fn require_tool(tool: &str, install: &str) -> PathBuf {
+pub fn require_tool(tool: &str, install: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
         let candidate = dir.join(tool);

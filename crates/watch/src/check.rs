@@ -216,6 +216,19 @@ impl Checker {
         source: &str,
         pushed: Pushed,
     ) -> Result<CheckResult, CheckError> {
+        let started = std::time::Instant::now();
+        let checked = self.check_once(watch, current, source, pushed).await;
+        crate::telemetry::checked(source, &checked, started.elapsed());
+        checked
+    }
+
+    async fn check_once(
+        &self,
+        watch: &Watch,
+        current: Option<&[PlatformDigest]>,
+        source: &str,
+        pushed: Pushed,
+    ) -> Result<CheckResult, CheckError> {
         let Pushed {
             first_sight_fires,
             with_event,

@@ -175,7 +175,7 @@ impl Daemon {
             .map(|k| (k.clone(), now))
             .collect();
         store.sync_schedule(&keys).await?;
-        tracing::info!(watches = keys.len(), backend = ?store.backend(), "watching");
+        tracing::info!(watches = keys.len(), backend = %store.backend().as_str(), "watching");
         // At most one cascade pass at a time, in its own task.
         let mut cascading: Option<tokio::task::JoinHandle<Result<(), freshen_store::StoreError>>> =
             None;
@@ -258,7 +258,7 @@ impl Daemon {
                             .await
                         {
                             Ok(r) if r.changed() => {
-                                tracing::info!(reference = %key, event = ?r.event_id, "changed")
+                                tracing::info!(reference = %key, event = r.event_id.as_deref().map(tracing::field::display), "changed")
                             }
                             Ok(_) => tracing::debug!(reference = %key, "checked"),
                             Err(e) => tracing::warn!(reference = %key, error = %e, "check failed"),

@@ -4,6 +4,7 @@
 
 mod check;
 mod daemon;
+pub mod telemetry;
 
 pub use check::{CheckError, CheckResult, Checker, PlatformResult, Pushed};
 pub use daemon::{Daemon, DaemonSettings, Job, JobFn};

@@ -107,16 +107,33 @@ async fn sqlite_open_error_names_the_url() {
     let dir = tempfile::tempdir().unwrap();
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, b"not a directory").unwrap();
-    let url = format!("sqlite://{}/sub/freshen.db", blocker.display());
+    let url = format!("sqlite://{}/freshen.db", blocker.display());
     let err = Store::open(&url).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, StoreError::Open { .. }), "{msg}");
-    assert!(
-        msg.starts_with(&format!(
-            "cannot open database {url}: cannot create directory"
-        )),
-        "{msg}"
+    assert_eq!(
+        msg,
+        format!(
+            "cannot open database {url}: {} is not a directory",
+            blocker.display()
+        )
     );
+}
+
+#[tokio::test]
+async fn a_sqlite_file_in_a_missing_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such");
+    let url = format!("sqlite://{}/freshen.db", missing.display());
+    let msg = Store::open(&url).await.unwrap_err().to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "cannot open database {url}: directory {} does not exist",
+            missing.display()
+        )
+    );
+    assert!(!dir.path().join("no").exists(), "nothing is created");
 }
 
 #[tokio::test]
@@ -139,6 +156,7 @@ async fn sqlite_memory_and_relative_forms() {
         .unwrap();
     let cwd = std::env::current_dir().unwrap();
     let rel = pathdiff(dir.path(), &cwd);
+    std::fs::create_dir(dir.path().join("nested")).unwrap();
     let url = format!("sqlite://{}/nested/rel.db", rel.display());
     let store = Store::open(&url)
         .await

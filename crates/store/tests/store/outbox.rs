@@ -222,6 +222,10 @@ async fn give_up_then_retry_delivery(ctx: Ctx) {
     let failed = s.deliveries(Some(DeliveryState::Failed), 10).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].attempts, 1);
+    let one = s.delivery(d.id).await.unwrap().expect("read by id");
+    assert_eq!(one.state, DeliveryState::Failed);
+    assert_eq!(one.last_error.as_deref(), Some("404 job not found"));
+    assert!(s.delivery(d.id + 1000).await.unwrap().is_none());
     assert!(
         s.deliveries(Some(DeliveryState::Pending), 10)
             .await

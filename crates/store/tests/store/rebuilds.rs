@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use freshen_store::{RebuildRun, RunState, StoreError, TriggerFilter};
+use freshen_store::{Notice, RebuildRun, RolloutRecord, RunState, StoreError, TriggerFilter};
 
 use crate::common::{Ctx, both, make_event, t};
 
@@ -14,7 +14,8 @@ const LEASE: Duration = Duration::from_secs(30);
 both!(
     one_run_per_event,
     claims_leave_a_trigger_queued,
-    renewing_keeps_a_lease
+    renewing_keeps_a_lease,
+    results_are_told_once_per_state
 );
 
 fn run(id: &str, event_id: Option<&str>) -> RebuildRun {
@@ -110,4 +111,77 @@ async fn renewing_keeps_a_lease(ctx: Ctx) {
     let b = s.claim_deliveries("b", t(50), LEASE, 10).await.unwrap();
     assert_eq!(b.len(), 1);
     assert!(!s.renew_delivery(a[0].id, "a", t(51), LEASE).await.unwrap());
+}
+
+/// A run's end is queued to the told triggers with the final state, about
+/// the run (no change event: a run by hand has none), once per state and
+/// trigger: ending failed again (a retried cascade) tells nothing new, a
+/// later success does. A roll-out's the same.
+async fn results_are_told_once_per_state(ctx: Ctx) {
+    let s = &ctx.store;
+    s.create_rebuild(&run("m1", None), &[("a:1".into(), 0)])
+        .await
+        .unwrap();
+    let notice = |trigger: &str, state: &str| Notice {
+        trigger: trigger.into(),
+        payload: serde_json::json!({"kind": "rebuild", "id": format!("m1:{state}")}),
+    };
+    let told = [notice("chat", "failed"), notice("mail", "failed")];
+    s.finish_rebuild_telling("m1", RunState::Failed, t(5), &told)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.rebuild("m1").await.unwrap().unwrap().state,
+        RunState::Failed
+    );
+    let queued = s.event_deliveries("m1").await.unwrap();
+    assert_eq!(queued.len(), 2, "{queued:?}");
+    assert_eq!(
+        (queued[0].trigger.as_str(), queued[0].next_attempt_at),
+        ("chat", t(5))
+    );
+    assert_eq!(queued[0].payload["id"], "m1:failed");
+    s.reopen_rebuild("m1").await.unwrap();
+    s.finish_rebuild_telling("m1", RunState::Failed, t(9), &told)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.event_deliveries("m1").await.unwrap().len(),
+        2,
+        "failed again: nothing new"
+    );
+    s.reopen_rebuild("m1").await.unwrap();
+    s.finish_rebuild_telling("m1", RunState::Done, t(12), &[notice("chat", "done")])
+        .await
+        .unwrap();
+    let queued = s.event_deliveries("m1").await.unwrap();
+    assert_eq!(queued.len(), 3);
+    assert_eq!(queued[2].payload["id"], "m1:done");
+    // The outbox takes them like any other delivery.
+    let got = s.claim_deliveries("x", t(20), LEASE, 10).await.unwrap();
+    assert_eq!(got.len(), 3);
+
+    let rollout = RolloutRecord {
+        id: "r1".into(),
+        trigger: serde_json::json!({"run": "m1"}),
+        run_id: Some("m1".into()),
+        state: RunState::Running,
+        created_at: t(13),
+        finished_at: None,
+    };
+    assert!(s.create_rollout(&rollout, &[], "me", LEASE).await.unwrap());
+    let told = [Notice {
+        trigger: "chat".into(),
+        payload: serde_json::json!({"kind": "rollout"}),
+    }];
+    for _ in 0..2 {
+        s.finish_rollout_telling("r1", RunState::Done, t(14), &told)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.event_deliveries("r1").await.unwrap().len(), 1);
+    assert_eq!(
+        s.rollout("r1").await.unwrap().unwrap().state,
+        RunState::Done
+    );
 }
