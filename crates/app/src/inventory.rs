@@ -9,7 +9,7 @@ use freshen_inventory::{
 };
 use freshen_reference::{Platform, Reference};
 use freshen_registry::Client;
-use freshen_store::PackageRecord;
+use freshen_store::{ImageFilter, ImageSummary, PackageRecord, Page};
 use futures::StreamExt as _;
 
 use crate::{App, AppError, parse_platforms};
@@ -153,6 +153,32 @@ impl App {
             SbomFormat::Spdx => {
                 freshen_sbom::spdx(&subject, &inv, &chrono::Utc::now().to_rfc3339())
             }
+        })
+    }
+
+    /// The inventory's tags (one row per platform), sorted by reference:
+    /// one page of those `filter` keeps, and how many it keeps in all.
+    pub async fn images(&self, filter: &ImageFilter, page: Page) -> Result<ImagePage, AppError> {
+        if !(1..=MAX_PAGE).contains(&page.limit) {
+            return Err(AppError::Refused(format!(
+                "limit {}: a page holds 1 to {MAX_PAGE} rows",
+                page.limit
+            )));
+        }
+        if page.offset < 0 {
+            return Err(AppError::Refused(format!(
+                "offset {}: must be 0 or more",
+                page.offset
+            )));
+        }
+        let (items, total) = self.store().await?.list_images(filter, page).await?;
+        let next =
+            (page.offset.saturating_add(items.len() as i64) < total).then(|| page.next().offset);
+        Ok(ImagePage {
+            items,
+            total,
+            offset: page.offset,
+            next,
         })
     }
 
@@ -352,4 +378,20 @@ pub(crate) async fn scan_all(
         errors,
         events: Vec::new(),
     }
+}
+
+/// The most rows one page of a list may hold.
+pub const MAX_PAGE: i64 = 1000;
+
+/// One page of `App::images`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImagePage {
+    /// The rows of this page.
+    pub items: Vec<ImageSummary>,
+    /// How many rows the filter keeps in all.
+    pub total: i64,
+    /// Rows skipped before this page.
+    pub offset: i64,
+    /// The offset of the next page, when there is one.
+    pub next: Option<i64>,
 }

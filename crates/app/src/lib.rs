@@ -40,7 +40,7 @@ pub use error::AppError;
 pub use feeds::FeedsSynced;
 pub use freshen_deploy::DeployError;
 pub use harbor::harbor_credentials;
-pub use inventory::{SbomFormat, ScanObserver, ScanRequest, Scanned};
+pub use inventory::{ImagePage, MAX_PAGE, SbomFormat, ScanObserver, ScanRequest, Scanned};
 pub use promote::{Promoted, Promotion};
 pub use rebuild::{PlanRequest, Planned, RebuildProgress, Verified};
 pub use records::History;
@@ -66,8 +66,8 @@ pub mod view {
     pub use freshen_registry::{CopyReport, PlatformManifest, Resolved};
     pub use freshen_store::{
         Approval, ApprovalState, ChangeEvent, Decision, Delivery, DeliveryState, FeedArchive,
-        HistoryEntry, ImportSummary, PackageRecord, RebuildRun, RolloutItem, RolloutRecord,
-        RolloutState, RunState, Status,
+        HistoryEntry, ImageFilter, ImageSummary, ImportSummary, PackageRecord, Page, RebuildRun,
+        RolloutItem, RolloutRecord, RolloutState, RunState, Status,
     };
     pub use freshen_vuln::Finding;
 }

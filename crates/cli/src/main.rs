@@ -525,6 +525,28 @@ enum VulnsCommand {
 
 #[derive(Subcommand)]
 enum ImagesCommand {
+    /// The inventory's tags, one row per platform, sorted by reference;
+    /// a page at a time.
+    List {
+        /// Only references containing this text (any case).
+        #[arg(long, short = 's')]
+        search: Option<String>,
+        /// Only images built on a digest their base tag no longer points at.
+        #[arg(long)]
+        outdated: bool,
+        /// Only images a policy acts on now for their vulnerabilities.
+        #[arg(long)]
+        vulnerable: bool,
+        /// Rows per page (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Rows to skip: the page after this one starts at offset + limit.
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Digest, platforms, OS, base and its evidence.
     Show {
         reference: String,
@@ -816,6 +838,24 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Images { command } => {
             match command {
+                ImagesCommand::List {
+                    search,
+                    outdated,
+                    vulnerable,
+                    limit,
+                    offset,
+                    json,
+                } => {
+                    let filter = freshen_app::view::ImageFilter {
+                        search,
+                        outdated,
+                        vulnerable,
+                    };
+                    let page = app
+                        .images(&filter, freshen_app::view::Page::new(limit, offset))
+                        .await?;
+                    output::image_list(&page, json);
+                }
                 ImagesCommand::Show { reference, json } => {
                     output::image(&app.image(&reference).await?, json);
                 }

@@ -341,6 +341,60 @@ pub fn scans(reports: &[ScanReport], errors: &[(String, String)], json: bool) {
     }
 }
 
+/// `freshen images list`: a table and, when more rows follow, how to
+/// ask for them (on stderr, so a pipe reads only rows).
+pub fn image_list(page: &freshen_app::ImagePage, json: bool) {
+    if json {
+        print_json(page);
+        return;
+    }
+    let short = |d: &str| {
+        d.strip_prefix("sha256:")
+            .unwrap_or(d)
+            .chars()
+            .take(12)
+            .collect::<String>()
+    };
+    table(
+        &[
+            "IMAGE", "PLATFORM", "DIGEST", "OS", "PACKAGES", "BASE", "STATUS",
+        ],
+        page.items
+            .iter()
+            .map(|i| {
+                let status = match (i.outdated, i.vulnerable) {
+                    (true, true) => "outdated, vulnerable",
+                    (true, false) => "outdated",
+                    (false, true) => "vulnerable",
+                    (false, false) => "current",
+                };
+                vec![
+                    i.reference.clone(),
+                    i.platform.clone(),
+                    short(&i.digest),
+                    i.os.clone().unwrap_or_else(|| "-".into()),
+                    i.packages.to_string(),
+                    i.base.clone().unwrap_or_else(|| "-".into()),
+                    status.to_string(),
+                ]
+            })
+            .collect(),
+    );
+    let shown = page.items.len() as i64;
+    match page.next {
+        Some(next) => eprintln!(
+            "rows {}-{} of {}; next page: --offset {next}",
+            page.offset + 1,
+            page.offset + shown,
+            page.total
+        ),
+        None if shown == 0 && page.total > 0 => {
+            eprintln!("no rows at offset {} ({} in all)", page.offset, page.total)
+        }
+        None => {}
+    }
+}
+
 /// `freshen images show`.
 pub fn image(view: &ImageView, json: bool) {
     if json {

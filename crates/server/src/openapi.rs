@@ -44,6 +44,8 @@ fn schema_ref(name: &str) -> Value {
 /// The document.
 pub fn document() -> Value {
     let mut doc = inventory_document();
+    merge(&mut doc["paths"], list_paths());
+    merge(&mut doc["components"]["schemas"], list_schemas());
     merge(&mut doc["paths"], events_paths());
     merge(&mut doc["components"]["schemas"], events_schemas());
     merge(&mut doc["paths"], hooks_paths());
@@ -604,6 +606,72 @@ fn inventory_document() -> Value {
                         "purl": nullable("string", "Default `pkg:<ecosystem>/<name>@<version>`.")
                     }
                 }
+            }
+        }
+    })
+}
+
+/// The paging parameters every list takes.
+fn page_parameters(default_limit: u32) -> [Value; 2] {
+    [
+        json!({ "name": "limit", "in": "query", "required": false, "description": format!("At most this many (1 to 1000, default {default_limit})."), "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }),
+        json!({ "name": "offset", "in": "query", "required": false, "description": "Skip this many first (default 0); a full page's `Link: <…>; rel=\"next\"` header names the next one.", "schema": { "type": "integer", "minimum": 0 } }),
+    ]
+}
+
+/// `GET /images`.
+fn list_paths() -> Value {
+    let [limit, offset] = page_parameters(50);
+    json!({
+        "/images": {
+            "get": {
+                "tags": ["inventory"],
+                "operationId": "listImages",
+                "summary": "The inventory's tags, one row per platform, sorted by reference, a page at a time",
+                "parameters": [
+                    { "name": "search", "in": "query", "required": false, "description": "Only references containing this text (any case).", "schema": { "type": "string" } },
+                    { "name": "outdated", "in": "query", "required": false, "description": "Only images built on a digest their base tag no longer points at.", "schema": { "type": "boolean" } },
+                    { "name": "vulnerable", "in": "query", "required": false, "description": "Only images a policy acts on now for their vulnerabilities.", "schema": { "type": "boolean" } },
+                    limit,
+                    offset
+                ],
+                "responses": {
+                    "200": json_response("One page of images.", "ImagePage"),
+                    "400": r("BadRequest"),
+                    "500": r("InternalError")
+                }
+            }
+        }
+    })
+}
+
+/// The schemas of `GET /images`.
+fn list_schemas() -> Value {
+    json!({
+        "ImagePage": {
+            "type": "object",
+            "required": ["items", "total", "offset", "next"],
+            "properties": {
+                "items": { "type": "array", "items": schema_ref("ImageSummary") },
+                "total": { "type": "integer", "description": "Rows the filter keeps in all." },
+                "offset": { "type": "integer" },
+                "next": { "type": ["integer", "null"], "description": "The next page's offset, when there is one." }
+            }
+        },
+        "ImageSummary": {
+            "type": "object",
+            "required": ["reference", "platform", "digest", "os", "packages", "base", "outdated", "vulnerable", "source", "scanned_at"],
+            "properties": {
+                "reference": { "type": "string" },
+                "platform": { "type": "string" },
+                "digest": { "type": "string" },
+                "os": { "type": ["string", "null"], "description": "os-release ID and VERSION_ID." },
+                "packages": { "type": "integer" },
+                "base": { "type": ["string", "null"], "description": "The base of its strongest lineage edge." },
+                "outdated": { "type": "boolean" },
+                "vulnerable": { "type": "boolean" },
+                "source": { "type": "string", "enum": ["scan", "manual"] },
+                "scanned_at": { "type": "string", "format": "date-time" }
             }
         }
     })

@@ -83,6 +83,11 @@ pub(crate) fn table() -> Vec<Route> {
             service: get(package),
         },
         Route {
+            path: "/images",
+            operations: &[("get", "/images")],
+            service: get(image_list),
+        },
+        Route {
             // Refs may come URL-encoded (canonical) or with raw slashes, so
             // one wildcard takes them all and `images` splits the suffix.
             path: "/images/{*rest}",
@@ -290,6 +295,54 @@ async fn vulnerability_images(State(st): State<AppState>, uri: Uri) -> Result<Re
     let _: NoParams = query(&uri)?;
     let images = st.app.vulnerable_images(&id).await?;
     Ok(axum::Json(json!({ "id": id, "images": images })).into_response())
+}
+
+/// Query parameters of `GET /images`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageListParams {
+    search: Option<String>,
+    #[serde(default)]
+    outdated: bool,
+    #[serde(default)]
+    vulnerable: bool,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `GET /images`: one page, with a `Link` to the next when there is one.
+async fn image_list(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let p: ImageListParams = query(&uri)?;
+    let filter = freshen_app::view::ImageFilter {
+        search: non_empty(&p.search).map(str::to_string),
+        outdated: p.outdated,
+        vulnerable: p.vulnerable,
+    };
+    let page = freshen_app::view::Page::new(p.limit.unwrap_or(50), p.offset.unwrap_or(0));
+    let list = st.app.images(&filter, page).await?;
+    let next = list.next.map(|offset| {
+        let mut q = Vec::new();
+        if let Some(s) = &filter.search {
+            q.push(format!(
+                "search={}",
+                utf8_percent_encode(s, NON_ALPHANUMERIC)
+            ));
+        }
+        if filter.outdated {
+            q.push("outdated=true".to_string());
+        }
+        if filter.vulnerable {
+            q.push("vulnerable=true".to_string());
+        }
+        q.push(format!("limit={}", page.limit));
+        q.push(format!("offset={offset}"));
+        format!("</images?{}>; rel=\"next\"", q.join("&"))
+    });
+    let mut resp = axum::Json(list).into_response();
+    if let Some(link) = next.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(header::LINK, link);
+    }
+    Ok(resp)
 }
 
 /// Query parameters of `GET /events`.

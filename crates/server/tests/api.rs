@@ -1038,7 +1038,7 @@ async fn openapi_html_and_service(db: Db) {
             operations += 1;
         }
     }
-    assert_eq!(operations, 26);
+    assert_eq!(operations, 27);
 
     // The HTML page: a count, forms, everything escaped, strict CSP.
     let r = s.get("/").await;

@@ -626,7 +626,150 @@ impl Store {
     }
 }
 
+/// What `Store::list_images` keeps: every filter set must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageFilter {
+    /// Part of the reference, any case (`alpine`, `apps/web:1`).
+    pub search: Option<String>,
+    /// Only images built on a digest their base tag no longer points at.
+    pub outdated: bool,
+    /// Only images a policy acts on now for their vulnerabilities.
+    pub vulnerable: bool,
+}
+
+/// One tag on one platform in the inventory, with what a list shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSummary {
+    /// `registry/repository:tag`.
+    pub reference: String,
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// The platform manifest's digest.
+    pub digest: String,
+    /// os-release `ID` and `VERSION_ID`, e.g. `debian 12`.
+    pub os: Option<String>,
+    /// Packages found in it.
+    pub packages: i64,
+    /// The base of its strongest lineage edge, when known.
+    pub base: Option<String>,
+    /// True when it was built on a digest its base tag no longer points at.
+    pub outdated: bool,
+    /// True when a policy acts on its findings now.
+    pub vulnerable: bool,
+    /// `scan` or `manual`.
+    pub source: String,
+    /// When it was scanned or registered.
+    pub scanned_at: DateTime<Utc>,
+}
+
+/// The filter part of the list query, shared by the page and the count.
+/// `$1`: lowered search pattern or '', `$2`: outdated only, `$3`: vulnerable only.
+macro_rules! image_list_where {
+    () => {
+        " FROM image_refs r JOIN images i ON i.digest = r.digest \
+         WHERE ($1 = '' OR LOWER(r.reference) LIKE $1 ESCAPE '\\') \
+         AND ($2 = FALSE OR EXISTS (SELECT 1 FROM lineage l WHERE l.image_digest = r.digest \
+              AND l.base_reference IS NOT NULL AND l.base_digest IS NOT NULL \
+              AND EXISTS (SELECT 1 FROM image_refs b WHERE b.reference = l.base_reference) \
+              AND NOT EXISTS (SELECT 1 FROM image_refs b WHERE b.reference = l.base_reference AND b.digest = l.base_digest))) \
+         AND ($3 = FALSE OR EXISTS (SELECT 1 FROM vulnerable_images v WHERE v.image_digest = r.digest))"
+    };
+}
+
+/// `%part%` for LIKE, lowered, with LIKE's own characters escaped.
+fn like_pattern(search: Option<&str>) -> String {
+    let Some(s) = search.map(str::trim).filter(|s| !s.is_empty()) else {
+        return String::new();
+    };
+    let mut p = String::from("%");
+    for c in s.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
 impl Store {
+    /// The inventory's tags, one row per tag and platform, sorted by
+    /// reference; one page of those `filter` keeps, and how many it keeps
+    /// in all.
+    pub async fn list_images(
+        &self,
+        filter: &ImageFilter,
+        page: impl Into<crate::Page>,
+    ) -> Result<(Vec<ImageSummary>, i64), StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            reference: String,
+            platform: String,
+            digest: String,
+            os_id: Option<String>,
+            os_version: Option<String>,
+            packages: i64,
+            base: Option<String>,
+            outdated: bool,
+            vulnerable: bool,
+            source: String,
+            scanned_at: i64,
+        }
+        let page = page.into();
+        let pattern = like_pattern(filter.search.as_deref());
+        let sql = concat!(
+            "SELECT r.reference, r.platform, r.digest, i.os_id, i.os_version, i.source, i.scanned_at, \
+             (SELECT COUNT(*) FROM image_packages p WHERE p.image_digest = r.digest) AS packages, \
+             (SELECT l.base_reference FROM lineage l WHERE l.image_digest = r.digest \
+              ORDER BY l.confidence DESC, l.evidence LIMIT 1) AS base, \
+             EXISTS (SELECT 1 FROM lineage l WHERE l.image_digest = r.digest \
+              AND l.base_reference IS NOT NULL AND l.base_digest IS NOT NULL \
+              AND EXISTS (SELECT 1 FROM image_refs b WHERE b.reference = l.base_reference) \
+              AND NOT EXISTS (SELECT 1 FROM image_refs b WHERE b.reference = l.base_reference AND b.digest = l.base_digest)) AS outdated, \
+             EXISTS (SELECT 1 FROM vulnerable_images v WHERE v.image_digest = r.digest) AS vulnerable",
+            image_list_where!(),
+            " ORDER BY r.reference, r.platform LIMIT $4 OFFSET $5"
+        );
+        let rows: Vec<Row> = with_pool!(&self.db, pool => sqlx::query_as(sql)
+            .bind(&pattern)
+            .bind(filter.outdated)
+            .bind(filter.vulnerable)
+            .bind(page.sql_limit())
+            .bind(page.sql_offset())
+            .fetch_all(pool)
+            .await)
+        .map_err(query_err("list images"))?;
+        let total: i64 = with_pool!(&self.db, pool => sqlx::query_scalar(
+            concat!("SELECT COUNT(*)", image_list_where!()))
+            .bind(&pattern)
+            .bind(filter.outdated)
+            .bind(filter.vulnerable)
+            .fetch_one(pool)
+            .await)
+        .map_err(query_err("count images"))?;
+        let items = rows
+            .into_iter()
+            .map(|r| {
+                Ok(ImageSummary {
+                    os: match (r.os_id, r.os_version) {
+                        (Some(id), Some(v)) => Some(format!("{id} {v}")),
+                        (id, _) => id,
+                    },
+                    reference: r.reference,
+                    platform: r.platform,
+                    digest: r.digest,
+                    packages: r.packages,
+                    base: r.base,
+                    outdated: r.outdated,
+                    vulnerable: r.vulnerable,
+                    source: r.source,
+                    scanned_at: from_ms(r.scanned_at, "images.scanned_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((items, total))
+    }
+
     /// Every tag the inventory holds, once each, sorted.
     pub async fn tags(&self) -> Result<Vec<String>, StoreError> {
         with_pool!(&self.db, pool => sqlx::query_scalar(

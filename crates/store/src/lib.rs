@@ -36,13 +36,16 @@ use std::sync::Arc;
 
 pub use approvals::{Approval, ApprovalState};
 pub use error::StoreError;
-pub use page::Page;
 pub use feeds::{FeedArchive, InventoryEcosystems};
-pub use inventory::{ChildEdge, ImageRecord, ImageRef, LineageEdge, PackageHolder, PackageRecord};
+pub use inventory::{
+    ChildEdge, ImageFilter, ImageRecord, ImageRef, ImageSummary, LineageEdge, PackageHolder,
+    PackageRecord,
+};
 pub use model::{
     Backend, ChangeEvent, Delivery, DeliveryState, EventDecision, HistoryEntry, Judgement,
     Observation, PlatformChange, PlatformDigest, Recorded, Status, VulnerabilityCause,
 };
+pub use page::Page;
 pub use vulnerable::Vulnerable;
 
 pub use outbox::{Notice, TriggerFilter};
