@@ -662,17 +662,36 @@ pub struct ImageSummary {
     pub scanned_at: DateTime<Utc>,
 }
 
+/// Whether image `r` (an `image_refs` row) was built on a digest its
+/// base tag, known to the inventory, no longer points at.
+macro_rules! image_outdated {
+    () => {
+        "EXISTS (SELECT 1 FROM lineage l WHERE l.image_digest = r.digest \
+         AND l.base_reference IS NOT NULL AND l.base_digest IS NOT NULL \
+         AND EXISTS (SELECT 1 FROM image_refs b WHERE b.reference = l.base_reference) \
+         AND NOT EXISTS (SELECT 1 FROM image_refs b WHERE b.reference = l.base_reference AND b.digest = l.base_digest))"
+    };
+}
+
+/// Whether image `r` is one a policy acts on now for its findings.
+macro_rules! image_vulnerable {
+    () => {
+        "EXISTS (SELECT 1 FROM vulnerable_images v WHERE v.image_digest = r.digest)"
+    };
+}
+
 /// The filter part of the list query, shared by the page and the count.
 /// `$1`: lowered search pattern or '', `$2`: outdated only, `$3`: vulnerable only.
 macro_rules! image_list_where {
     () => {
-        " FROM image_refs r JOIN images i ON i.digest = r.digest \
-         WHERE ($1 = '' OR LOWER(r.reference) LIKE $1 ESCAPE '\\') \
-         AND ($2 = FALSE OR EXISTS (SELECT 1 FROM lineage l WHERE l.image_digest = r.digest \
-              AND l.base_reference IS NOT NULL AND l.base_digest IS NOT NULL \
-              AND EXISTS (SELECT 1 FROM image_refs b WHERE b.reference = l.base_reference) \
-              AND NOT EXISTS (SELECT 1 FROM image_refs b WHERE b.reference = l.base_reference AND b.digest = l.base_digest))) \
-         AND ($3 = FALSE OR EXISTS (SELECT 1 FROM vulnerable_images v WHERE v.image_digest = r.digest))"
+        concat!(
+            " FROM image_refs r JOIN images i ON i.digest = r.digest \
+             WHERE ($1 = '' OR LOWER(r.reference) LIKE $1 ESCAPE '\\') AND ($2 = FALSE OR ",
+            image_outdated!(),
+            ") AND ($3 = FALSE OR ",
+            image_vulnerable!(),
+            ")"
+        )
     };
 }
 
@@ -722,11 +741,11 @@ impl Store {
              (SELECT COUNT(*) FROM image_packages p WHERE p.image_digest = r.digest) AS packages, \
              (SELECT l.base_reference FROM lineage l WHERE l.image_digest = r.digest \
               ORDER BY l.confidence DESC, l.evidence LIMIT 1) AS base, \
-             EXISTS (SELECT 1 FROM lineage l WHERE l.image_digest = r.digest \
-              AND l.base_reference IS NOT NULL AND l.base_digest IS NOT NULL \
-              AND EXISTS (SELECT 1 FROM image_refs b WHERE b.reference = l.base_reference) \
-              AND NOT EXISTS (SELECT 1 FROM image_refs b WHERE b.reference = l.base_reference AND b.digest = l.base_digest)) AS outdated, \
-             EXISTS (SELECT 1 FROM vulnerable_images v WHERE v.image_digest = r.digest) AS vulnerable",
+             ",
+            image_outdated!(),
+            " AS outdated, ",
+            image_vulnerable!(),
+            " AS vulnerable",
             image_list_where!(),
             " ORDER BY r.reference, r.platform LIMIT $4 OFFSET $5"
         );

@@ -29,10 +29,9 @@ impl Page {
         }
     }
 
-    /// The bound `LIMIT` value: a negative limit means "no limit" to
-    /// SQLite but is an error on PostgreSQL, so both get zero.
+    /// The bound `LIMIT` value (see `sql::clamp_limit`).
     pub(crate) fn sql_limit(&self) -> i64 {
-        self.limit.max(0)
+        crate::sql::clamp_limit(self.limit)
     }
 
     /// The bound `OFFSET` value.
